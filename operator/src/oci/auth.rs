@@ -1,0 +1,206 @@
+//! Credentials: docker `config.json` / `kubernetes.io/dockerconfigjson`
+//! payloads, and the registry's `WWW-Authenticate` challenges. Pure.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde::Deserialize;
+
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub enum Credentials {
+    #[default]
+    Anonymous,
+    Basic { username: String, password: String },
+}
+
+// Never print a password, not even in debug logs.
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credentials::Anonymous => f.write_str("Anonymous"),
+            Credentials::Basic { username, .. } => write!(f, "Basic({username}, ***)"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("docker config is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("docker config entry for {registry:?}: {reason}")]
+    Entry { registry: String, reason: String },
+}
+
+/// The `auths` section of a docker config, keyed by normalised host.
+#[derive(Debug, Default, Clone)]
+pub struct DockerConfig {
+    auths: BTreeMap<String, Credentials>,
+}
+
+#[derive(Deserialize)]
+struct RawConfig {
+    #[serde(default)]
+    auths: BTreeMap<String, RawEntry>,
+}
+
+#[derive(Deserialize)]
+struct RawEntry {
+    auth: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+const DOCKER_HUB_KEY: &str = "index.docker.io";
+
+impl DockerConfig {
+    pub fn parse(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let raw: RawConfig = serde_json::from_slice(bytes)?;
+        let mut auths = BTreeMap::new();
+        for (key, entry) in raw.auths {
+            let bad = |reason: &str| ConfigError::Entry { registry: key.clone(), reason: reason.to_string() };
+            let creds = match (entry.auth.filter(|a| !a.is_empty()), entry.username, entry.password) {
+                (Some(auth), _, _) => {
+                    let decoded = STANDARD.decode(auth.trim()).map_err(|_| bad("`auth` is not base64"))?;
+                    let text = String::from_utf8(decoded).map_err(|_| bad("`auth` is not UTF-8"))?;
+                    let (u, p) = text.split_once(':').ok_or_else(|| bad("`auth` is not user:password"))?;
+                    Credentials::Basic { username: u.to_string(), password: p.to_string() }
+                }
+                (None, Some(username), Some(password)) => Credentials::Basic { username, password },
+                // identity tokens and credential helpers need a helper binary
+                // or an OAuth exchange; an entry with neither is ignored as docker does.
+                _ => continue,
+            };
+            auths.insert(normalise_host(&key), creds);
+        }
+        Ok(DockerConfig { auths })
+    }
+
+    /// Credentials for a registry host, matched as docker matches: the key's
+    /// scheme and path are dropped, and Docker Hub's aliases are one host.
+    pub fn credentials_for(&self, registry: &str) -> Credentials {
+        self.auths.get(&normalise_host(registry)).cloned().unwrap_or_default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.auths.is_empty()
+    }
+}
+
+fn normalise_host(key: &str) -> String {
+    let k = key.trim();
+    let k = k.strip_prefix("https://").or_else(|| k.strip_prefix("http://")).unwrap_or(k);
+    let host = k.split('/').next().unwrap_or(k).to_ascii_lowercase();
+    match host.as_str() {
+        "docker.io" | "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB_KEY.to_string(),
+        _ => host,
+    }
+}
+
+/// A parsed `WWW-Authenticate` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    Basic,
+    Bearer { realm: String, service: Option<String>, scope: Option<String> },
+}
+
+impl Challenge {
+    pub fn parse(header: &str) -> Option<Self> {
+        let (scheme, rest) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
+        if scheme.eq_ignore_ascii_case("basic") {
+            return Some(Challenge::Basic);
+        }
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        let params = parse_params(rest);
+        Some(Challenge::Bearer {
+            realm: params.get("realm")?.clone(),
+            service: params.get("service").cloned(),
+            scope: params.get("scope").cloned(),
+        })
+    }
+}
+
+/// `k="v", k2=v2` with quoted values that may hold commas.
+fn parse_params(s: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut rest = s.trim();
+    while let Some(eq) = rest.find('=') {
+        let key = rest[..eq].trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        rest = rest[eq + 1..].trim_start();
+        let value;
+        if let Some(q) = rest.strip_prefix('"') {
+            let end = q.find('"').unwrap_or(q.len());
+            value = q[..end].to_string();
+            rest = q.get(end + 1..).unwrap_or("");
+        } else {
+            let end = rest.find(',').unwrap_or(rest.len());
+            value = rest[..end].trim().to_string();
+            rest = &rest[end..];
+        }
+        out.insert(key, value);
+        rest = rest.trim_start().trim_start_matches(',');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn basic(u: &str, p: &str) -> Credentials {
+        Credentials::Basic { username: u.into(), password: p.into() }
+    }
+
+    #[test]
+    fn docker_config_forms_and_matching() {
+        let cfg = DockerConfig::parse(
+            br#"{"auths":{
+                "https://index.docker.io/v1/":{"auth":"aHViOnNlY3JldA=="},
+                "http://127.0.0.1:5000":{"username":"u","password":"p:with:colons"},
+                "ghcr.io":{"auth":"Z2g6dG9rZW4="},
+                "helper.io":{"identitytoken":"x"}
+            },"credHelpers":{"x.io":"ecr"}}"#,
+        )
+        .unwrap();
+        assert_eq!(cfg.credentials_for("docker.io"), basic("hub", "secret"));
+        assert_eq!(cfg.credentials_for("registry-1.docker.io"), basic("hub", "secret"));
+        assert_eq!(cfg.credentials_for("127.0.0.1:5000"), basic("u", "p:with:colons"));
+        assert_eq!(cfg.credentials_for("127.0.0.1:5001"), Credentials::Anonymous, "port is part of the host");
+        assert_eq!(cfg.credentials_for("GHCR.io"), basic("gh", "token"));
+        assert_eq!(cfg.credentials_for("helper.io"), Credentials::Anonymous);
+        assert_eq!(format!("{:?}", basic("u", "hunter2")), "Basic(u, ***)");
+    }
+
+    #[test]
+    fn docker_config_errors_name_the_entry() {
+        let err = DockerConfig::parse(br#"{"auths":{"r.io":{"auth":"!!"}}}"#).unwrap_err();
+        assert!(err.to_string().contains("r.io") && err.to_string().contains("base64"), "{err}");
+        let err = DockerConfig::parse(br#"{"auths":{"r.io":{"auth":"bm9jb2xvbg=="}}}"#).unwrap_err();
+        assert!(err.to_string().contains("user:password"), "{err}");
+        assert!(DockerConfig::parse(b"{").is_err());
+    }
+
+    #[test]
+    fn challenges() {
+        assert_eq!(Challenge::parse(r#"Basic realm="Registry Realm""#), Some(Challenge::Basic));
+        assert_eq!(
+            Challenge::parse(
+                r#"Bearer realm="https://auth.io/token",service="reg.io",scope="repository:a/b:pull,push""#
+            ),
+            Some(Challenge::Bearer {
+                realm: "https://auth.io/token".into(),
+                service: Some("reg.io".into()),
+                scope: Some("repository:a/b:pull,push".into()),
+            })
+        );
+        assert_eq!(
+            Challenge::parse("bearer realm=http://t/x"),
+            Some(Challenge::Bearer { realm: "http://t/x".into(), service: None, scope: None })
+        );
+        assert_eq!(Challenge::parse("Bearer service=x"), None, "a bearer challenge needs a realm");
+        assert_eq!(Challenge::parse("Negotiate"), None);
+    }
+}

@@ -1,0 +1,246 @@
+//! The blocking half of a layer: a byte stream in, files in one layer's
+//! staging directory out. Runs on a blocking thread fed by the download.
+
+use std::collections::HashSet;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use sha2::{Digest as _, Sha256};
+
+use super::layer::{Compression, LayerKind};
+use super::path::{parents, resolve_link_target, sanitize};
+use super::{Budget, Entry, LayerReport, Selection, UnpackError, Whiteout};
+use crate::oci::Digest;
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE: &str = ".wh..wh..opq";
+
+/// Unpack one layer from `reader` (the raw blob bytes) into `dir`.
+pub fn unpack_layer(
+    kind: &LayerKind,
+    digest: &str,
+    reader: impl Read,
+    dir: &Path,
+    selection: &Selection,
+    budget: &Budget,
+) -> Result<LayerReport, UnpackError> {
+    fs::create_dir_all(dir).map_err(UnpackError::io(dir))?;
+    let format = match kind {
+        LayerKind::File { .. } => "blob",
+        LayerKind::Tar(_) => "tar archive",
+    };
+    let mut w = LayerWriter { dir, digest, format, budget, dirs: HashSet::new(), report: LayerReport::default() };
+    match kind {
+        LayerKind::File { path } => {
+            budget.charge_file()?;
+            let entry = w.write_file(path, &mut Counted { inner: reader, budget }, false)?;
+            w.report.entries.insert(path.clone(), entry);
+        }
+        LayerKind::Tar(c) => {
+            // Counting sits after the decoder: the limit is on what a layer
+            // expands to, which is what a bomb inflates.
+            let decoded: Box<dyn Read> = match c {
+                Compression::None => Box::new(Counted { inner: reader, budget }),
+                Compression::Gzip => Box::new(Counted { inner: flate2::read::MultiGzDecoder::new(reader), budget }),
+                Compression::Zstd => {
+                    let d = zstd::stream::read::Decoder::new(reader).map_err(|e| w.stream_error(e))?;
+                    Box::new(Counted { inner: d, budget })
+                }
+            };
+            w.unpack_tar(decoded, selection)?;
+        }
+    }
+    Ok(w.report)
+}
+
+struct LayerWriter<'a> {
+    dir: &'a Path,
+    digest: &'a str,
+    format: &'static str,
+    budget: &'a Budget,
+    /// Directories known to exist (and to be real directories), so that
+    /// thousands of files in one folder cost one check, not thousands.
+    dirs: HashSet<String>,
+    report: LayerReport,
+}
+
+impl LayerWriter<'_> {
+    fn unpack_tar(&mut self, r: Box<dyn Read + '_>, selection: &Selection) -> Result<(), UnpackError> {
+        let mut archive = tar::Archive::new(r);
+        let entries = archive.entries().map_err(|e| self.stream_error(e))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| self.stream_error(e))?;
+            let raw = entry.path_bytes().into_owned();
+            let shown = String::from_utf8_lossy(&raw).into_owned();
+            let unsafe_path = |reason: String| UnpackError::UnsafePath { path: shown.clone(), reason };
+            let Some(path) = sanitize(&raw).map_err(|e| unsafe_path(e.to_string()))? else { continue };
+            let name = path.rsplit('/').next().unwrap_or(&path);
+            if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
+                let parent = path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+                self.report.whiteouts.push(if name == OPAQUE {
+                    Whiteout::Opaque(parent.to_string())
+                } else if parent.is_empty() {
+                    Whiteout::Path(hidden.to_string())
+                } else {
+                    Whiteout::Path(format!("{parent}/{hidden}"))
+                });
+                continue;
+            }
+            use tar::EntryType as T;
+            let kind = entry.header().entry_type();
+            match kind {
+                T::Directory => continue,
+                T::Char | T::Block | T::Fifo => {
+                    let kind = match kind { T::Char => "character device", T::Block => "block device", _ => "FIFO" };
+                    return Err(UnpackError::UnsupportedEntry { path, kind });
+                }
+                _ => {}
+            }
+            // Links are checked before selection: an archive that tries to
+            // escape is refused whole, not just filtered.
+            let link = match kind {
+                T::Symlink | T::Link => {
+                    let raw_target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+                    let target = String::from_utf8_lossy(&raw_target).into_owned();
+                    let escapes = || UnpackError::LinkEscapes { path: path.clone(), target: target.clone() };
+                    Some(if kind == T::Symlink {
+                        resolve_link_target(&path, &target).ok_or_else(escapes)?;
+                        (true, target)
+                    } else {
+                        let t = sanitize(&raw_target).ok().flatten().ok_or_else(escapes)?;
+                        (false, t)
+                    })
+                }
+                _ => None,
+            };
+            if !selection.wants_path(&path) {
+                continue;
+            }
+            self.budget.charge_file()?;
+            let made = match link {
+                Some((true, target)) => self.symlink(&path, &target)?,
+                Some((false, target)) => self.hard_link(&path, &target)?,
+                None if kind.is_file() || kind == T::Continuous || kind == T::GNUSparse => {
+                    let exec = entry.header().mode().is_ok_and(|m| m & 0o111 != 0);
+                    self.write_file(&path, &mut entry, exec)?
+                }
+                None => continue, // PAX/GNU metadata the tar crate already applied
+            };
+            self.report.entries.insert(path, made);
+        }
+        Ok(())
+    }
+
+    fn write_file(&mut self, path: &str, r: &mut dyn Read, executable: bool) -> Result<Entry, UnpackError> {
+        let full = self.prepare(path)?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(if executable { 0o755 } else { 0o644 })
+            .open(&full)
+            .map_err(UnpackError::io(&full))?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match r.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.stream_error(e)),
+            };
+            hasher.update(&buf[..n]);
+            f.write_all(&buf[..n]).map_err(UnpackError::io(&full))?;
+            size += n as u64;
+        }
+        Ok(Entry::File { size, sha256: Digest::from_hasher(hasher), executable })
+    }
+
+    fn symlink(&mut self, path: &str, target: &str) -> Result<Entry, UnpackError> {
+        let full = self.prepare(path)?;
+        std::os::unix::fs::symlink(target, &full).map_err(UnpackError::io(&full))?;
+        Ok(Entry::Symlink { target: target.to_string() })
+    }
+
+    /// A hard link may only name a file this layer already wrote: its bytes
+    /// are then known, hashed and inside the output.
+    fn hard_link(&mut self, path: &str, target: &str) -> Result<Entry, UnpackError> {
+        let entry = match self.report.entries.get(target) {
+            Some(e @ Entry::File { .. }) => e.clone(),
+            _ => {
+                return Err(UnpackError::LinkEscapes {
+                    path: path.to_string(),
+                    target: format!("{target} (hard link to a file not unpacked before it in this layer)"),
+                });
+            }
+        };
+        let full = self.prepare(path)?;
+        fs::hard_link(self.dir.join(target), &full).map_err(UnpackError::io(&full))?;
+        Ok(entry)
+    }
+
+    /// Make the parents of `path` real directories and clear the way for a
+    /// new entry there (a later entry replaces an earlier one, as in tar).
+    fn prepare(&mut self, path: &str) -> Result<std::path::PathBuf, UnpackError> {
+        for parent in parents(path) {
+            if self.dirs.contains(parent) {
+                continue;
+            }
+            let full = self.dir.join(parent);
+            match fs::symlink_metadata(&full) {
+                Ok(m) if m.is_dir() => {}
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(UnpackError::UnsafePath { path: path.to_string(), reason: format!("goes through the link {parent:?}") });
+                }
+                Ok(_) => {
+                    return Err(UnpackError::UnsafePath { path: path.to_string(), reason: format!("{parent:?} is a file") });
+                }
+                Err(_) => fs::create_dir(&full).map_err(UnpackError::io(&full))?,
+            }
+            self.dirs.insert(parent.to_string());
+        }
+        let full = self.dir.join(path);
+        match fs::symlink_metadata(&full) {
+            Ok(m) if m.is_dir() => {
+                return Err(UnpackError::UnsafePath { path: path.to_string(), reason: "replaces a directory".into() });
+            }
+            Ok(_) => {
+                fs::remove_file(&full).map_err(UnpackError::io(&full))?;
+                self.report.entries.remove(path);
+            }
+            Err(_) => {}
+        }
+        Ok(full)
+    }
+}
+
+/// Charges every byte read to the budget; past the limit, reading fails
+/// with the limit error inside an `io::Error`.
+struct Counted<'a, R> {
+    inner: R,
+    budget: &'a Budget,
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.budget.charge_bytes(n as u64).map_err(io::Error::other)?;
+        Ok(n)
+    }
+}
+
+impl LayerWriter<'_> {
+    /// A read error came from the stream: a limit (carried inside the
+    /// `io::Error` by `Counted`), a corrupt archive, or a cut download.
+    fn stream_error(&self, e: io::Error) -> UnpackError {
+        if e.get_ref().is_some_and(|inner| inner.is::<UnpackError>()) {
+            return *e.into_inner().expect("checked").downcast::<UnpackError>().expect("checked");
+        }
+        UnpackError::Corrupt { digest: self.digest.to_string(), format: self.format, message: e.to_string() }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,71 @@
+//! From layer bytes to files: layer kinds, selection, path safety, limits,
+//! and the staging tree that is renamed into place only when all is well.
+//! Reads byte streams; knows nothing of registries.
+
+mod extract;
+pub mod layer;
+pub mod limits;
+pub mod path;
+pub mod select;
+mod tree;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::oci::Digest;
+
+pub use extract::unpack_layer;
+pub use layer::{Compression, LayerKind, LayerPlan};
+pub use limits::{Budget, Limits};
+pub use select::Selection;
+pub use tree::Staging;
+
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    #[error("unsafe path {path:?} in the artifact: {reason}")]
+    UnsafePath { path: String, reason: String },
+    #[error("link {path:?} points outside the output ({target:?})")]
+    LinkEscapes { path: String, target: String },
+    #[error("{path:?} is a {kind}, which is never unpacked")]
+    UnsupportedEntry { path: String, kind: &'static str },
+    #[error("layer {digest} has media type {media_type:?}, which is neither a tar nor a titled file; exclude it with a media-type filter")]
+    UnsupportedLayer { digest: String, media_type: String },
+    #[error("{limit} limit of {max} exceeded")]
+    LimitExceeded { limit: &'static str, max: u64 },
+    #[error("layer {digest} is not a valid {format}: {message}")]
+    Corrupt { digest: String, format: &'static str, message: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+impl UnpackError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| UnpackError::Io { path, source }
+    }
+}
+
+/// One unpacked thing, by its path in the output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum Entry {
+    File { size: u64, sha256: Digest, executable: bool },
+    Symlink { target: String },
+}
+
+/// An OCI whiteout (`.wh.name`, `.wh..wh..opq`): a later layer deleting what
+/// an earlier one wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Whiteout {
+    Path(String),
+    /// Everything below this directory ("" for the root).
+    Opaque(String),
+}
+
+#[derive(Debug, Default)]
+pub struct LayerReport {
+    pub entries: BTreeMap<String, Entry>,
+    pub whiteouts: Vec<Whiteout>,
+}
