@@ -1,0 +1,212 @@
+//! `ocisync` on a laptop or in a pipeline: the same resolve → fetch path the
+//! controller runs, driven from flags.
+
+mod output;
+mod progress;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::fetch::{self, FetchError, PullOptions, Reason};
+use crate::oci::{Credentials, DockerConfig, Platform, Reference, RegistryClient, TransportOptions};
+use crate::unpack::limits::parse_size;
+use crate::unpack::{Limits, Selection};
+
+#[derive(Parser, Debug)]
+#[command(name = "ocisync", version, about = "Sync OCI artifacts: resolve, verify, fetch and publish")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Fetch an artifact's files into a directory, replacing it atomically.
+    Pull(PullArgs),
+    /// Print the digest a reference resolves to (one HEAD request).
+    Resolve(ResolveArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RegistryArgs {
+    /// Use plain HTTP instead of HTTPS.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Extra CA certificates (PEM) to trust for the registry.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// Docker config with credentials (`auths`); default: $DOCKER_CONFIG/config.json or ~/.docker/config.json.
+    #[arg(long, value_name = "FILE")]
+    pub docker_config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ResolveArgs {
+    /// oci://host[:port]/repo[:tag][@sha256:…]
+    pub reference: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct PullArgs {
+    /// oci://host[:port]/repo[:tag][@sha256:…]
+    pub reference: String,
+    /// Directory to write; replaced as a whole when the pull succeeds.
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// Only files matching this glob (repeatable; `*` stays in one directory, `**` crosses).
+    #[arg(long = "select", value_name = "GLOB")]
+    pub select: Vec<String>,
+    /// Leave out files matching this glob (repeatable; wins over --select).
+    #[arg(long = "exclude", value_name = "GLOB")]
+    pub exclude: Vec<String>,
+    /// Only layers of this media type (repeatable).
+    #[arg(long = "media-type", value_name = "TYPE")]
+    pub media_types: Vec<String>,
+    /// Platform to take from an image index, os/arch[/variant]; default: this machine's.
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Largest layer to download (e.g. 512MiB).
+    #[arg(long, value_parser = parse_size, default_value = "1GiB")]
+    pub max_layer_bytes: u64,
+    /// Most bytes to unpack over all layers, after decompression.
+    #[arg(long, value_parser = parse_size, default_value = "4GiB")]
+    pub max_total_bytes: u64,
+    /// Most files to unpack over all layers.
+    #[arg(long, default_value_t = Limits::default().max_files)]
+    pub max_files: u64,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+    /// Never draw a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Exit codes a script can tell apart; documented in the README.
+pub fn exit_code(reason: Reason) -> u8 {
+    match reason {
+        Reason::Internal => 1,
+        Reason::NotFound => 3,
+        Reason::Unauthorized => 4,
+        Reason::DigestMismatch => 5,
+        Reason::LimitExceeded => 6,
+        Reason::UnsafeContent => 7,
+        Reason::Unreachable | Reason::RegistryError => 8,
+        Reason::Unsupported => 9,
+    }
+}
+
+const USAGE: u8 = 2;
+
+pub async fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Resolve(args) => resolve(args).await,
+        Command::Pull(args) => pull(args).await,
+    }
+}
+
+async fn resolve(args: ResolveArgs) -> ExitCode {
+    let (reference, client) = match setup(&args.reference, &args.registry) {
+        Ok(x) => x,
+        Err(msg) => return usage(&msg),
+    };
+    match fetch::resolve_digest(&client, &reference).await {
+        Ok(d) => {
+            println!("{d}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => failed(&e, Format::Text),
+    }
+}
+
+async fn pull(args: PullArgs) -> ExitCode {
+    let (reference, client) = match setup(&args.reference, &args.registry) {
+        Ok(x) => x,
+        Err(msg) => return usage(&msg),
+    };
+    let platform = match args.platform.as_deref().map(Platform::parse).transpose() {
+        Ok(p) => p.unwrap_or_else(Platform::current),
+        Err(e) => return usage(&e.to_string()),
+    };
+    let selection = match Selection::new(&args.select, &args.exclude, &args.media_types) {
+        Ok(s) => s,
+        Err(e) => return usage(&e.to_string()),
+    };
+    let limits = Limits { max_layer_bytes: args.max_layer_bytes, max_total_bytes: args.max_total_bytes, max_files: args.max_files };
+    let bar = progress::Bar::for_terminal(args.no_progress);
+    let opts = PullOptions { selection, limits, progress: bar.clone().map(|b| b as Arc<dyn fetch::Progress>), ..PullOptions::default() };
+    let client = Arc::new(client);
+    let result = async {
+        let res = fetch::resolve(&client, &reference, &platform).await?;
+        let report = fetch::pull(client.clone(), &res, &opts, &args.out).await?;
+        Ok::<_, FetchError>((res, report))
+    }
+    .await;
+    if let Some(b) = bar {
+        b.finish();
+    }
+    match result {
+        Ok((res, report)) => {
+            output::pulled(args.output, &res, &report, &args.out);
+            ExitCode::SUCCESS
+        }
+        Err(e) => failed(&e, args.output),
+    }
+}
+
+/// Parse the reference and build the one client its credentials call for.
+fn setup(reference: &str, args: &RegistryArgs) -> Result<(Reference, RegistryClient), String> {
+    let reference = Reference::parse(reference).map_err(|e| e.to_string())?;
+    let credentials = credentials(&reference.registry, args.docker_config.as_deref())?;
+    let ca_pem = match &args.ca_file {
+        Some(p) => Some(std::fs::read(p).map_err(|e| format!("--ca-file {}: {e}", p.display()))?),
+        None => None,
+    };
+    let opts = TransportOptions { insecure: args.insecure, ca_pem, ..TransportOptions::default() };
+    let client = RegistryClient::new(&reference.registry, credentials, &opts).map_err(|e| e.to_string())?;
+    Ok((reference, client))
+}
+
+fn credentials(registry: &str, explicit: Option<&Path>) -> Result<Credentials, String> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let dir = std::env::var_os("DOCKER_CONFIG")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")));
+            match dir.map(|d| d.join("config.json")) {
+                Some(p) if p.exists() => p,
+                _ => return Ok(Credentials::Anonymous),
+            }
+        }
+    };
+    let bytes = std::fs::read(&path).map_err(|e| format!("docker config {}: {e}", path.display()))?;
+    let cfg = DockerConfig::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(cfg.credentials_for(registry))
+}
+
+fn usage(msg: &str) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(USAGE)
+}
+
+fn failed(e: &FetchError, format: Format) -> ExitCode {
+    let reason = e.reason();
+    eprintln!("error: {e}");
+    if format == Format::Json {
+        output::error_json(reason, e);
+    }
+    ExitCode::from(exit_code(reason))
+}

@@ -1,0 +1,67 @@
+//! What `ocisync` prints: a short human summary, or one JSON document.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use super::Format;
+use crate::fetch::{FetchError, PullReport, Reason, Resolution};
+use crate::unpack::Entry;
+
+/// A terminal gets the first files; all of them are in `--output json`.
+const LISTED: usize = 20;
+
+pub fn pulled(format: Format, res: &Resolution, report: &PullReport, out: &Path) {
+    match format {
+        Format::Json => {
+            let doc = json!({
+                "reference": res.reference.to_string(),
+                "digest": res.digest,
+                "manifestDigest": res.manifest_digest,
+                "platform": res.platform.as_ref().map(|p| p.to_string()),
+                "output": out,
+                "files": report.files,
+                "bytes": report.bytes,
+                "layersFetched": report.layers_fetched,
+                "layersSkipped": report.layers_skipped,
+            });
+            println!("{doc:#}");
+        }
+        Format::Text => {
+            println!("pulled   {}", res.reference);
+            println!("digest   {}", res.digest);
+            if let Some(p) = &res.platform {
+                println!("platform {p} (manifest {})", res.manifest_digest);
+            }
+            println!("wrote    {} files, {} to {}", report.files.len(), human_bytes(report.bytes), out.display());
+            let width = report.files.iter().take(LISTED).map(|f| f.path.len()).max().unwrap_or(0);
+            for f in report.files.iter().take(LISTED) {
+                match &f.entry {
+                    Entry::File { size, .. } => println!("  {:width$}  {}", f.path, human_bytes(*size)),
+                    Entry::Symlink { target } => println!("  {:width$}  -> {target}", f.path),
+                }
+            }
+            if report.files.len() > LISTED {
+                println!("  … and {} more (--output json lists all)", report.files.len() - LISTED);
+            }
+            if report.files.is_empty() {
+                eprintln!("warning: nothing matched the selection; the output directory is empty");
+            }
+        }
+    }
+}
+
+pub fn error_json(reason: Reason, e: &FetchError) {
+    println!("{:#}", json!({ "error": { "reason": reason, "message": e.to_string() } }));
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+}
