@@ -10,15 +10,32 @@ pub enum RegistryError {
     #[error("registry {registry} denied access to {what}")]
     Denied { registry: String, what: String },
     #[error("cannot reach {url}: {message}{hint}")]
-    Unreachable { url: String, message: String, hint: &'static str },
+    Unreachable {
+        url: String,
+        message: String,
+        hint: &'static str,
+    },
     #[error("{what}: the connection broke: {message}")]
     Interrupted { what: String, message: String },
     #[error("{what}: registry answered HTTP {status} after {attempts} attempt(s): {body}")]
-    Status { status: u16, what: String, attempts: u32, body: String },
+    Status {
+        status: u16,
+        what: String,
+        attempts: u32,
+        body: String,
+    },
     #[error("{what} digest mismatch: expected {expected}, got {actual}")]
-    DigestMismatch { what: String, expected: Digest, actual: Digest },
+    DigestMismatch {
+        what: String,
+        expected: Digest,
+        actual: Digest,
+    },
     #[error("{what} size mismatch: the manifest says {expected} bytes, the registry sent {actual}")]
-    SizeMismatch { what: String, expected: u64, actual: u64 },
+    SizeMismatch {
+        what: String,
+        expected: u64,
+        actual: u64,
+    },
     #[error("{what} is larger than the {limit}-byte limit")]
     TooLarge { what: String, limit: u64 },
     #[error(transparent)]
@@ -35,7 +52,9 @@ impl RegistryError {
         // rustls reports a plain-HTTP peer as a corrupt TLS record; say what
         // the user can do about it.
         let hint = if url.starts_with("https://")
-            && (message.contains("corrupt message") || message.contains("InvalidContentType") || message.contains("wrong version number"))
+            && (message.contains("corrupt message")
+                || message.contains("InvalidContentType")
+                || message.contains("wrong version number"))
         {
             " (the registry may serve plain HTTP: use --insecure, or spec.insecure, to allow it)"
         } else if message.contains("certificate") {
@@ -43,7 +62,11 @@ impl RegistryError {
         } else {
             ""
         };
-        RegistryError::Unreachable { url: url.to_string(), message, hint }
+        RegistryError::Unreachable {
+            url: url.to_string(),
+            message,
+            hint,
+        }
     }
 }
 

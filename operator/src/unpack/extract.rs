@@ -16,6 +16,7 @@ use crate::oci::Digest;
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
+const ZSTD_WINDOW_LOG_MAX: u32 = 23;
 
 /// Unpack one layer from `reader` (the raw blob bytes) into `dir`.
 pub fn unpack_layer(
@@ -31,21 +32,46 @@ pub fn unpack_layer(
         LayerKind::File { .. } => "blob",
         LayerKind::Tar(_) => "tar archive",
     };
-    let mut w = LayerWriter { dir, digest, format, budget, dirs: HashSet::new(), report: LayerReport::default() };
+    let mut w = LayerWriter {
+        dir,
+        digest,
+        format,
+        budget,
+        dirs: HashSet::new(),
+        report: LayerReport::default(),
+    };
     match kind {
         LayerKind::File { path } => {
             budget.charge_file()?;
-            let entry = w.write_file(path, &mut Counted { inner: reader, budget }, false)?;
+            let entry = w.write_file(
+                path,
+                &mut Counted {
+                    inner: reader,
+                    budget,
+                },
+                false,
+            )?;
             w.report.entries.insert(path.clone(), entry);
         }
         LayerKind::Tar(c) => {
             // Counting sits after the decoder: the limit is on what a layer
             // expands to, which is what a bomb inflates.
             let decoded: Box<dyn Read> = match c {
-                Compression::None => Box::new(Counted { inner: reader, budget }),
-                Compression::Gzip => Box::new(Counted { inner: flate2::read::MultiGzDecoder::new(reader), budget }),
+                Compression::None => Box::new(Counted {
+                    inner: reader,
+                    budget,
+                }),
+                Compression::Gzip => Box::new(Counted {
+                    inner: flate2::read::MultiGzDecoder::new(reader),
+                    budget,
+                }),
                 Compression::Zstd => {
-                    let d = zstd::stream::read::Decoder::new(reader).map_err(|e| w.stream_error(e))?;
+                    let mut d =
+                        zstd::stream::read::Decoder::new(reader).map_err(|e| w.stream_error(e))?;
+                    // A frame may ask for a window of up to 2 GiB; refuse the
+                    // ones past 8 MiB (zstd --ultra or --long) to bound memory.
+                    d.window_log_max(ZSTD_WINDOW_LOG_MAX)
+                        .map_err(|e| w.stream_error(e))?;
                     Box::new(Counted { inner: d, budget })
                 }
             };
@@ -67,15 +93,24 @@ struct LayerWriter<'a> {
 }
 
 impl LayerWriter<'_> {
-    fn unpack_tar(&mut self, r: Box<dyn Read + '_>, selection: &Selection) -> Result<(), UnpackError> {
+    fn unpack_tar(
+        &mut self,
+        r: Box<dyn Read + '_>,
+        selection: &Selection,
+    ) -> Result<(), UnpackError> {
         let mut archive = tar::Archive::new(r);
         let entries = archive.entries().map_err(|e| self.stream_error(e))?;
         for entry in entries {
             let mut entry = entry.map_err(|e| self.stream_error(e))?;
             let raw = entry.path_bytes().into_owned();
             let shown = String::from_utf8_lossy(&raw).into_owned();
-            let unsafe_path = |reason: String| UnpackError::UnsafePath { path: shown.clone(), reason };
-            let Some(path) = sanitize(&raw).map_err(|e| unsafe_path(e.to_string()))? else { continue };
+            let unsafe_path = |reason: String| UnpackError::UnsafePath {
+                path: shown.clone(),
+                reason,
+            };
+            let Some(path) = sanitize(&raw).map_err(|e| unsafe_path(e.to_string()))? else {
+                continue;
+            };
             let name = path.rsplit('/').next().unwrap_or(&path);
             if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
                 let parent = path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
@@ -93,7 +128,11 @@ impl LayerWriter<'_> {
             match kind {
                 T::Directory => continue,
                 T::Char | T::Block | T::Fifo => {
-                    let kind = match kind { T::Char => "character device", T::Block => "block device", _ => "FIFO" };
+                    let kind = match kind {
+                        T::Char => "character device",
+                        T::Block => "block device",
+                        _ => "FIFO",
+                    };
                     return Err(UnpackError::UnsupportedEntry { path, kind });
                 }
                 _ => {}
@@ -102,9 +141,15 @@ impl LayerWriter<'_> {
             // escape is refused whole, not just filtered.
             let link = match kind {
                 T::Symlink | T::Link => {
-                    let raw_target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+                    let raw_target = entry
+                        .link_name_bytes()
+                        .map(|t| t.into_owned())
+                        .unwrap_or_default();
                     let target = String::from_utf8_lossy(&raw_target).into_owned();
-                    let escapes = || UnpackError::LinkEscapes { path: path.clone(), target: target.clone() };
+                    let escapes = || UnpackError::LinkEscapes {
+                        path: path.clone(),
+                        target: target.clone(),
+                    };
                     Some(if kind == T::Symlink {
                         resolve_link_target(&path, &target).ok_or_else(escapes)?;
                         (true, target)
@@ -133,7 +178,12 @@ impl LayerWriter<'_> {
         Ok(())
     }
 
-    fn write_file(&mut self, path: &str, r: &mut dyn Read, executable: bool) -> Result<Entry, UnpackError> {
+    fn write_file(
+        &mut self,
+        path: &str,
+        r: &mut dyn Read,
+        executable: bool,
+    ) -> Result<Entry, UnpackError> {
         let full = self.prepare(path)?;
         let mut f = OpenOptions::new()
             .write(true)
@@ -155,13 +205,19 @@ impl LayerWriter<'_> {
             f.write_all(&buf[..n]).map_err(UnpackError::io(&full))?;
             size += n as u64;
         }
-        Ok(Entry::File { size, sha256: Digest::from_hasher(hasher), executable })
+        Ok(Entry::File {
+            size,
+            sha256: Digest::from_hasher(hasher),
+            executable,
+        })
     }
 
     fn symlink(&mut self, path: &str, target: &str) -> Result<Entry, UnpackError> {
         let full = self.prepare(path)?;
         std::os::unix::fs::symlink(target, &full).map_err(UnpackError::io(&full))?;
-        Ok(Entry::Symlink { target: target.to_string() })
+        Ok(Entry::Symlink {
+            target: target.to_string(),
+        })
     }
 
     /// A hard link may only name a file this layer already wrote: its bytes
@@ -172,7 +228,9 @@ impl LayerWriter<'_> {
             _ => {
                 return Err(UnpackError::LinkEscapes {
                     path: path.to_string(),
-                    target: format!("{target} (hard link to a file not unpacked before it in this layer)"),
+                    target: format!(
+                        "{target} (hard link to a file not unpacked before it in this layer)"
+                    ),
                 });
             }
         };
@@ -188,29 +246,37 @@ impl LayerWriter<'_> {
             if self.dirs.contains(parent) {
                 continue;
             }
-            let full = self.dir.join(parent);
-            match fs::symlink_metadata(&full) {
-                Ok(m) if m.is_dir() => {}
-                Ok(m) if m.file_type().is_symlink() => {
-                    return Err(UnpackError::UnsafePath { path: path.to_string(), reason: format!("goes through the link {parent:?}") });
+            match self.report.entries.get(parent) {
+                Some(Entry::Symlink { .. }) => {
+                    return Err(UnpackError::UnsafePath {
+                        path: path.to_string(),
+                        reason: format!("goes through the link {parent:?}"),
+                    });
                 }
-                Ok(_) => {
-                    return Err(UnpackError::UnsafePath { path: path.to_string(), reason: format!("{parent:?} is a file") });
+                Some(Entry::File { .. }) => {
+                    return Err(UnpackError::UnsafePath {
+                        path: path.to_string(),
+                        reason: format!("{parent:?} is a file"),
+                    });
                 }
-                Err(_) => fs::create_dir(&full).map_err(UnpackError::io(&full))?,
+                None => {
+                    let full = self.dir.join(parent);
+                    fs::create_dir(&full).map_err(UnpackError::io(&full))?;
+                }
             }
             self.dirs.insert(parent.to_string());
         }
+        // Everything in this directory was made by this writer, so its maps
+        // know what is there without asking the filesystem.
         let full = self.dir.join(path);
-        match fs::symlink_metadata(&full) {
-            Ok(m) if m.is_dir() => {
-                return Err(UnpackError::UnsafePath { path: path.to_string(), reason: "replaces a directory".into() });
-            }
-            Ok(_) => {
-                fs::remove_file(&full).map_err(UnpackError::io(&full))?;
-                self.report.entries.remove(path);
-            }
-            Err(_) => {}
+        if self.dirs.contains(path) {
+            return Err(UnpackError::UnsafePath {
+                path: path.to_string(),
+                reason: "replaces a directory".into(),
+            });
+        }
+        if self.report.entries.remove(path).is_some() {
+            fs::remove_file(&full).map_err(UnpackError::io(&full))?;
         }
         Ok(full)
     }
@@ -226,7 +292,9 @@ struct Counted<'a, R> {
 impl<R: Read> Read for Counted<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.budget.charge_bytes(n as u64).map_err(io::Error::other)?;
+        self.budget
+            .charge_bytes(n as u64)
+            .map_err(io::Error::other)?;
         Ok(n)
     }
 }
@@ -236,9 +304,17 @@ impl LayerWriter<'_> {
     /// `io::Error` by `Counted`), a corrupt archive, or a cut download.
     fn stream_error(&self, e: io::Error) -> UnpackError {
         if e.get_ref().is_some_and(|inner| inner.is::<UnpackError>()) {
-            return *e.into_inner().expect("checked").downcast::<UnpackError>().expect("checked");
+            return *e
+                .into_inner()
+                .expect("checked")
+                .downcast::<UnpackError>()
+                .expect("checked");
         }
-        UnpackError::Corrupt { digest: self.digest.to_string(), format: self.format, message: e.to_string() }
+        UnpackError::Corrupt {
+            digest: self.digest.to_string(),
+            format: self.format,
+            message: e.to_string(),
+        }
     }
 }
 

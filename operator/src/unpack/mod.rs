@@ -30,14 +30,23 @@ pub enum UnpackError {
     LinkEscapes { path: String, target: String },
     #[error("{path:?} is a {kind}, which is never unpacked")]
     UnsupportedEntry { path: String, kind: &'static str },
-    #[error("layer {digest} has media type {media_type:?}, which is neither a tar nor a titled file; exclude it with a media-type filter")]
+    #[error(
+        "layer {digest} has media type {media_type:?}, which is neither a tar nor a titled file; exclude it with a media-type filter"
+    )]
     UnsupportedLayer { digest: String, media_type: String },
     #[error("{limit} limit of {max} exceeded")]
     LimitExceeded { limit: &'static str, max: u64 },
     #[error("layer {digest} is not a valid {format}: {message}")]
-    Corrupt { digest: String, format: &'static str, message: String },
+    Corrupt {
+        digest: String,
+        format: &'static str,
+        message: String,
+    },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl UnpackError {
@@ -51,8 +60,14 @@ impl UnpackError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Entry {
-    File { size: u64, sha256: Digest, executable: bool },
-    Symlink { target: String },
+    File {
+        size: u64,
+        sha256: Digest,
+        executable: bool,
+    },
+    Symlink {
+        target: String,
+    },
 }
 
 /// An OCI whiteout (`.wh.name`, `.wh..wh..opq`): a later layer deleting what

@@ -20,18 +20,29 @@ pub struct Staging {
 
 impl Staging {
     pub fn new(dest: &Path) -> Result<Self, UnpackError> {
-        let name = dest
-            .file_name()
-            .ok_or_else(|| UnpackError::UnsafePath { path: dest.display().to_string(), reason: "output needs a directory name".into() })?;
+        let name = dest.file_name().ok_or_else(|| UnpackError::UnsafePath {
+            path: dest.display().to_string(),
+            reason: "output needs a directory name".into(),
+        })?;
         let parent = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
         fs::create_dir_all(&parent).map_err(UnpackError::io(&parent))?;
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-        let dir = parent.join(format!(".{}.ocisync-{}-{nanos}", name.to_string_lossy(), std::process::id()));
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let dir = parent.join(format!(
+            ".{}.ocisync-{}-{nanos}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
         fs::create_dir(&dir).map_err(UnpackError::io(&dir))?;
-        Ok(Staging { dir, dest: dest.to_path_buf() })
+        Ok(Staging {
+            dir,
+            dest: dest.to_path_buf(),
+        })
     }
 
     pub fn layer_dir(&self, index: usize) -> PathBuf {
@@ -44,10 +55,23 @@ impl Staging {
 
     /// Merge the layers' trees (given in manifest order) into one and check
     /// it. Returns what the output holds.
-    pub fn merge(&self, layers: Vec<(usize, LayerReport)>) -> Result<BTreeMap<String, Entry>, UnpackError> {
+    pub fn merge(
+        &self,
+        layers: Vec<(usize, LayerReport)>,
+    ) -> Result<BTreeMap<String, Entry>, UnpackError> {
         let root = self.root();
-        fs::create_dir(&root).map_err(UnpackError::io(&root))?;
         let mut merged = BTreeMap::new();
+        let mut layers = layers.into_iter();
+        // The first layer is the base: whiteouts in it delete nothing, so
+        // its whole tree becomes the root in one rename.
+        match layers.next() {
+            Some((index, first)) => {
+                let src = self.layer_dir(index);
+                fs::rename(&src, &root).map_err(UnpackError::io(&src))?;
+                merged = first.entries;
+            }
+            None => fs::create_dir(&root).map_err(UnpackError::io(&root))?,
+        }
         for (index, layer) in layers {
             let src = self.layer_dir(index);
             for w in &layer.whiteouts {
@@ -77,7 +101,10 @@ impl Staging {
         match fs::symlink_metadata(&self.dest) {
             Ok(m) if m.is_dir() => exchange(&root, &self.dest)?,
             Ok(_) => {
-                return Err(UnpackError::UnsafePath { path: self.dest.display().to_string(), reason: "output exists and is not a directory".into() });
+                return Err(UnpackError::UnsafePath {
+                    path: self.dest.display().to_string(),
+                    reason: "output exists and is not a directory".into(),
+                });
             }
             Err(_) => fs::rename(&root, &self.dest).map_err(UnpackError::io(&self.dest))?,
         }
@@ -91,7 +118,11 @@ impl Drop for Staging {
     }
 }
 
-fn apply_whiteout(root: &Path, merged: &mut BTreeMap<String, Entry>, w: &Whiteout) -> Result<(), UnpackError> {
+fn apply_whiteout(
+    root: &Path,
+    merged: &mut BTreeMap<String, Entry>,
+    w: &Whiteout,
+) -> Result<(), UnpackError> {
     let (path, keep_dir) = match w {
         Whiteout::Path(p) => (p.as_str(), false),
         Whiteout::Opaque(p) => (p.as_str(), true),
@@ -100,7 +131,11 @@ fn apply_whiteout(root: &Path, merged: &mut BTreeMap<String, Entry>, w: &Whiteou
     if parents(path).any(|p| fs::symlink_metadata(root.join(p)).is_ok_and(|m| !m.is_dir())) {
         return Ok(());
     }
-    let full = if path.is_empty() { root.to_path_buf() } else { root.join(path) };
+    let full = if path.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(path)
+    };
     if let Ok(m) = fs::symlink_metadata(&full) {
         if keep_dir && m.is_dir() {
             for e in fs::read_dir(&full).map_err(UnpackError::io(&full))? {
@@ -118,7 +153,11 @@ fn apply_whiteout(root: &Path, merged: &mut BTreeMap<String, Entry>, w: &Whiteou
 
 /// A later layer's file may sit where an earlier layer had a file or link:
 /// the later layer wins and the obstacle goes.
-fn make_parents(root: &Path, path: &str, merged: &mut BTreeMap<String, Entry>) -> Result<(), UnpackError> {
+fn make_parents(
+    root: &Path,
+    path: &str,
+    merged: &mut BTreeMap<String, Entry>,
+) -> Result<(), UnpackError> {
     for p in parents(path) {
         let full = root.join(p);
         match fs::symlink_metadata(&full) {
@@ -135,7 +174,11 @@ fn make_parents(root: &Path, path: &str, merged: &mut BTreeMap<String, Entry>) -
 }
 
 fn remove(path: &Path, dir: bool) -> Result<(), UnpackError> {
-    let r = if dir { fs::remove_dir_all(path) } else { fs::remove_file(path) };
+    let r = if dir {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    };
     r.map_err(UnpackError::io(path))
 }
 
@@ -145,7 +188,11 @@ fn remove_below(merged: &mut BTreeMap<String, Entry>, dir: &str) {
         return;
     }
     let prefix = format!("{dir}/");
-    let doomed: Vec<String> = merged.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).map(|(k, _)| k.clone()).collect();
+    let doomed: Vec<String> = merged
+        .range(prefix.clone()..)
+        .take_while(|(k, _)| k.starts_with(&prefix))
+        .map(|(k, _)| k.clone())
+        .collect();
     for k in doomed {
         merged.remove(&k);
     }
@@ -157,8 +204,13 @@ fn remove_below(merged: &mut BTreeMap<String, Entry>, dir: &str) {
 fn check_links(root: &Path, merged: &BTreeMap<String, Entry>) -> Result<(), UnpackError> {
     let real_root = fs::canonicalize(root).map_err(UnpackError::io(root))?;
     for (path, entry) in merged {
-        let Entry::Symlink { target } = entry else { continue };
-        let escapes = |why: &str| UnpackError::LinkEscapes { path: path.clone(), target: format!("{target}{why}") };
+        let Entry::Symlink { target } = entry else {
+            continue;
+        };
+        let escapes = |why: &str| UnpackError::LinkEscapes {
+            path: path.clone(),
+            target: format!("{target}{why}"),
+        };
         match fs::canonicalize(root.join(path)) {
             Ok(real) if real.starts_with(&real_root) => {}
             Ok(_) => return Err(escapes("")),
@@ -171,16 +223,33 @@ fn check_links(root: &Path, merged: &BTreeMap<String, Entry>) -> Result<(), Unpa
 /// renameat2(RENAME_EXCHANGE): readers see the old tree or the new one,
 /// never a mix or nothing.
 fn exchange(a: &Path, b: &Path) -> Result<(), UnpackError> {
-    let ca = CString::new(a.as_os_str().as_bytes()).map_err(|_| UnpackError::UnsafePath { path: a.display().to_string(), reason: "NUL in path".into() })?;
-    let cb = CString::new(b.as_os_str().as_bytes()).map_err(|_| UnpackError::UnsafePath { path: b.display().to_string(), reason: "NUL in path".into() })?;
+    let ca = CString::new(a.as_os_str().as_bytes()).map_err(|_| UnpackError::UnsafePath {
+        path: a.display().to_string(),
+        reason: "NUL in path".into(),
+    })?;
+    let cb = CString::new(b.as_os_str().as_bytes()).map_err(|_| UnpackError::UnsafePath {
+        path: b.display().to_string(),
+        reason: "NUL in path".into(),
+    })?;
     // SAFETY: both pointers are valid NUL-terminated strings for the call.
-    let rc = unsafe { libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), libc::RENAME_EXCHANGE) };
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            ca.as_ptr(),
+            libc::AT_FDCWD,
+            cb.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
     if rc == 0 {
         return Ok(());
     }
     let err = std::io::Error::last_os_error();
     if err.raw_os_error() != Some(libc::EINVAL) {
-        return Err(UnpackError::Io { path: b.to_path_buf(), source: err });
+        return Err(UnpackError::Io {
+            path: b.to_path_buf(),
+            source: err,
+        });
     }
     // Filesystems without RENAME_EXCHANGE: two renames, a brief gap.
     let aside = a.with_extension("old");

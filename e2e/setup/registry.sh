@@ -1,0 +1,26 @@
+# Sourced by e2e scripts: start_registry DIR starts Debian's docker-registry
+# (distribution 2.8) on a free loopback port with storage in DIR, sets REG
+# (host:port) and REG_PID, and waits until it answers. The caller stops it
+# (kill "$REG_PID").
+start_registry() {
+  local dir=$1 port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  mkdir -p "$dir"
+  cat > "$dir/config.yml" <<YAML
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $dir/data}}
+http: {addr: 127.0.0.1:$port}
+YAML
+  "$OCISYNC_TOOLS/bin/docker-registry" serve "$dir/config.yml" >"$dir/log" 2>&1 &
+  REG_PID=$!
+  REG=127.0.0.1:$port
+  local i
+  for i in $(seq 100); do
+    curl -sf "http://$REG/v2/" >/dev/null && return 0
+    kill -0 "$REG_PID" 2>/dev/null || { cat "$dir/log" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "registry on $REG did not answer" >&2
+  return 1
+}
