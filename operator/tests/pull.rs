@@ -339,6 +339,41 @@ async fn a_corrupted_blob_fails_the_pull_and_leaves_the_output_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_tampered_manifest_is_refused() {
+    let reg = Distribution::start();
+    let digest = push_layers(&reg.host(), "app:v1", &[(TAR, tar(&[File("a", b"1")]))]);
+    let stored = reg.blob_data(&digest);
+    let manifest = fs::read_to_string(&stored).unwrap();
+    // still valid JSON, still an image manifest: only the digest can tell
+    fs::write(
+        &stored,
+        manifest.replacen("\"schemaVersion\":2", "\"schemaVersion\": 2", 1),
+    )
+    .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    for r in [
+        format!("{}/app:v1", reg.host()),
+        format!("{}/app@{digest}", reg.host()),
+    ] {
+        let o = ocisync(&[
+            "pull",
+            &r,
+            "--out",
+            work.path().join("o").to_str().unwrap(),
+            "--insecure",
+        ])
+        .await;
+        assert_eq!(o.status.code(), Some(5), "{r}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("manifest digest mismatch"),
+            "{}",
+            stderr(&o)
+        );
+    }
+    assert!(!work.path().join("o").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn hostile_archives_are_refused_whole() {
     let reg = Distribution::start();
     let cases: Vec<(&str, Vec<u8>)> = vec![

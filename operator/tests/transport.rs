@@ -272,3 +272,35 @@ async fn ferro_round_trip_matches_distribution() {
     assert_eq!(doc["files"][0]["path"], "f.txt");
     assert!(reg.hooks.requests.load(Ordering::SeqCst) > 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_digest_header_resolve_falls_back_to_get() {
+    let (reg, r) = ferro_with_file("no header").await;
+    let with_header = ocisync(&["resolve", &r, "--insecure"]).await;
+    assert!(with_header.status.success(), "{}", stderr(&with_header));
+    assert_eq!(
+        reg.hooks.manifest_gets.load(Ordering::SeqCst),
+        0,
+        "HEAD was enough"
+    );
+    reg.hooks.strip_digest.store(true, Ordering::SeqCst);
+    let without = ocisync(&["resolve", &r, "--insecure"]).await;
+    assert!(without.status.success(), "{}", stderr(&without));
+    assert_eq!(
+        without.stdout, with_header.stdout,
+        "the digest of the fetched bytes is the same digest"
+    );
+    assert_eq!(reg.hooks.manifest_gets.load(Ordering::SeqCst), 1);
+    // a pull reuses the manifest that the fallback already fetched
+    let work = tempfile::tempdir().unwrap();
+    let o = ocisync(&[
+        "pull",
+        &r,
+        "--out",
+        work.path().join("o").to_str().unwrap(),
+        "--insecure",
+    ])
+    .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(reg.hooks.manifest_gets.load(Ordering::SeqCst), 2);
+}

@@ -232,6 +232,10 @@ pub struct Hooks {
     /// handed out by /token for the right basic credentials.
     pub bearer: AtomicBool,
     pub token_requests: AtomicUsize,
+    /// Answer manifest HEADs without `Docker-Content-Digest`, as some
+    /// registries and proxies do.
+    pub strip_digest: AtomicBool,
+    pub manifest_gets: AtomicUsize,
 }
 
 pub const BEARER_USER: (&str, &str) = ("robot", "s3cret");
@@ -335,7 +339,15 @@ async fn hook(hooks: Arc<Hooks>, addr: SocketAddr, req: Request<Body>, next: Nex
                 .into_response();
         }
     }
-    next.run(req).await
+    let head_manifest = req.method() == axum::http::Method::HEAD && path.contains("/manifests/");
+    if req.method() == axum::http::Method::GET && path.contains("/manifests/") {
+        hooks.manifest_gets.fetch_add(1, Ordering::SeqCst);
+    }
+    let mut res = next.run(req).await;
+    if head_manifest && hooks.strip_digest.load(Ordering::SeqCst) {
+        res.headers_mut().remove("docker-content-digest");
+    }
+    res
 }
 
 /// `oras` against a plain-HTTP registry, run in `dir`.
