@@ -6,6 +6,7 @@
 # Artifacts, pushed once by oras to a local distribution 2.8 registry:
 #   big    4 directory layers (tar+gzip) of 64 MiB each, 256 MiB in all
 #   small  one directory layer with 2,000 files of 1-4 KiB
+#   huge   like big with 256 MiB layers, 1 GiB in all (ocisync only: memory)
 # Each tool pulls each artifact RUNS times into a fresh directory; the table
 # shows the median wall time and the largest peak RSS (/usr/bin/time -v).
 # crane has no unpacking pull: `crane export` (flatten to a tar) is the
@@ -32,15 +33,21 @@ start_registry "$WORK/registry"
 trap 'kill $REG_PID 2>/dev/null; wait $REG_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 log "making artifacts in $WORK"
-mkdir -p "$WORK/src/big" "$WORK/src/small/files"
-for l in 1 2 3 4; do
-  d=$WORK/src/big/layer$l
-  mkdir -p "$d"
-  # base64 of random bytes: text that gzip shrinks by a quarter, like config
-  for f in $(seq 16); do head -c $((3 << 20)) /dev/urandom | base64 -w 76 > "$d/f$f.txt"; done
-done
+# layers NAME FILES_PER_LAYER: 4 directories of 4 MiB text files, pushed as
+# one artifact. base64 of random bytes is text that gzip shrinks by a quarter.
+layers() {
+  local d
+  for l in 1 2 3 4; do
+    d=$WORK/src/$1/layer$l
+    mkdir -p "$d"
+    for f in $(seq "$2"); do head -c $((3 << 20)) /dev/urandom | base64 -w 76 > "$d/f$f.txt"; done
+  done
+  (cd "$WORK/src/$1" && "$BIN/oras" push --plain-http "$REG/bench/$1:v1" layer1/ layer2/ layer3/ layer4/ >/dev/null)
+}
+layers big 16
+layers huge 64
+mkdir -p "$WORK/src/small/files"
 for i in $(seq 2000); do head -c $((1024 + RANDOM % 3072)) /dev/urandom | base64 -w 76 > "$WORK/src/small/files/$i.yaml"; done
-(cd "$WORK/src/big" && "$BIN/oras" push --plain-http "$REG/bench/big:v1" layer1/ layer2/ layer3/ layer4/ >/dev/null)
 (cd "$WORK/src/small" && "$BIN/oras" push --plain-http "$REG/bench/small:v1" files/ >/dev/null)
 
 # measure NAME ARTIFACT CMD : RUNS timed runs, each into a fresh $OUT.
@@ -74,5 +81,7 @@ for art in big small; do
   measure "crane export" "$art" "$BIN/crane export --insecure $ref \$OUT/fs.tar"
   measure "crane pull" "$art" "$BIN/crane pull --insecure $ref \$OUT/image.tar"
 done
+# Four times the bytes, same memory: ocisync's peak RSS does not follow size.
+measure "ocisync pull" "huge" "$OCISYNC pull --insecure --no-progress $REG/bench/huge:v1 --out \$OUT/files"
 echo
 echo "ocisync $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), $(cat "$OCISYNC_TOOLS/VERSIONS" | tr '\n' ',' | sed 's/,$//'), $(nproc) cores"

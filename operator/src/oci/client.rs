@@ -123,11 +123,7 @@ impl RegistryClient {
                 manifest: None,
             });
         }
-        let res = self
-            .send(Method::GET, &url, Some(media::ACCEPT), repository, what)
-            .await?;
-        let content_type = content_type(&res);
-        let body = read_limited(res, MAX_MANIFEST_BYTES, what).await?;
+        let (body, content_type) = self.get_manifest(&url, repository, what).await?;
         Ok(Resolved {
             digest: Digest::of(&body),
             manifest: Some((body, content_type)),
@@ -142,13 +138,28 @@ impl RegistryClient {
     ) -> Result<(Manifest, Bytes), RegistryError> {
         let url = format!("{}/v2/{repository}/manifests/{digest}", self.base);
         let what = || format!("manifest {repository}@{digest}");
-        let res = self
-            .send(Method::GET, &url, Some(media::ACCEPT), repository, what)
-            .await?;
-        let content_type = content_type(&res);
-        let body = read_limited(res, MAX_MANIFEST_BYTES, what).await?;
+        let (body, content_type) = self.get_manifest(&url, repository, what).await?;
         let manifest = verify_manifest(digest, &body, content_type.as_deref())?;
         Ok((manifest, body))
+    }
+
+    /// A manifest's bytes, bounded, and the content type they came with.
+    async fn get_manifest(
+        &self,
+        url: &str,
+        repository: &str,
+        what: impl Fn() -> String,
+    ) -> Result<(Bytes, Option<String>), RegistryError> {
+        let res = self
+            .send(Method::GET, url, Some(media::ACCEPT), repository, &what)
+            .await?;
+        let content_type = res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = read_limited(res, MAX_MANIFEST_BYTES, what).await?;
+        Ok((body, content_type))
     }
 
     /// Starts a blob download; the caller streams and checks the body.
@@ -374,13 +385,6 @@ fn header_digest(res: &Response) -> Result<Option<Digest>, RegistryError> {
             .map_err(|e| RegistryError::Protocol(format!("Docker-Content-Digest header: {e}"))),
         None => Ok(None),
     }
-}
-
-fn content_type(res: &Response) -> Option<String> {
-    res.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
 }
 
 /// Checks bytes against the digest they were fetched by, then parses them.

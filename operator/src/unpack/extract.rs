@@ -39,6 +39,7 @@ pub fn unpack_layer(
         budget,
         dirs: HashSet::new(),
         report: LayerReport::default(),
+        buf: vec![0u8; 64 * 1024].into_boxed_slice(),
     };
     match kind {
         LayerKind::File { path } => {
@@ -66,12 +67,12 @@ pub fn unpack_layer(
                     budget,
                 }),
                 Compression::Zstd => {
-                    let mut d =
-                        zstd::stream::read::Decoder::new(reader).map_err(|e| w.stream_error(e))?;
+                    let mut d = zstd::stream::read::Decoder::new(reader)
+                        .map_err(|e| stream_error(digest, format, e))?;
                     // A frame may ask for a window of up to 2 GiB; refuse the
                     // ones past 8 MiB (zstd --ultra or --long) to bound memory.
                     d.window_log_max(ZSTD_WINDOW_LOG_MAX)
-                        .map_err(|e| w.stream_error(e))?;
+                        .map_err(|e| stream_error(digest, format, e))?;
                     Box::new(Counted { inner: d, budget })
                 }
             };
@@ -90,6 +91,8 @@ struct LayerWriter<'a> {
     /// thousands of files in one folder cost one check, not thousands.
     dirs: HashSet<String>,
     report: LayerReport,
+    /// One copy buffer for every file of the layer.
+    buf: Box<[u8]>,
 }
 
 impl LayerWriter<'_> {
@@ -99,9 +102,11 @@ impl LayerWriter<'_> {
         selection: &Selection,
     ) -> Result<(), UnpackError> {
         let mut archive = tar::Archive::new(r);
-        let entries = archive.entries().map_err(|e| self.stream_error(e))?;
+        let entries = archive
+            .entries()
+            .map_err(|e| stream_error(self.digest, self.format, e))?;
         for entry in entries {
-            let mut entry = entry.map_err(|e| self.stream_error(e))?;
+            let mut entry = entry.map_err(|e| stream_error(self.digest, self.format, e))?;
             let raw = entry.path_bytes().into_owned();
             let shown = String::from_utf8_lossy(&raw).into_owned();
             let unsafe_path = |reason: String| UnpackError::UnsafePath {
@@ -193,13 +198,13 @@ impl LayerWriter<'_> {
             .map_err(UnpackError::io(&full))?;
         let mut hasher = Sha256::new();
         let mut size = 0u64;
-        let mut buf = vec![0u8; 64 * 1024];
+        let buf = &mut self.buf[..];
         loop {
-            let n = match r.read(&mut buf) {
+            let n = match r.read(buf) {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.stream_error(e)),
+                Err(e) => return Err(stream_error(self.digest, self.format, e)),
             };
             hasher.update(&buf[..n]);
             f.write_all(&buf[..n]).map_err(UnpackError::io(&full))?;
@@ -299,22 +304,20 @@ impl<R: Read> Read for Counted<'_, R> {
     }
 }
 
-impl LayerWriter<'_> {
-    /// A read error came from the stream: a limit (carried inside the
-    /// `io::Error` by `Counted`), a corrupt archive, or a cut download.
-    fn stream_error(&self, e: io::Error) -> UnpackError {
-        if e.get_ref().is_some_and(|inner| inner.is::<UnpackError>()) {
-            return *e
-                .into_inner()
-                .expect("checked")
-                .downcast::<UnpackError>()
-                .expect("checked");
-        }
-        UnpackError::Corrupt {
-            digest: self.digest.to_string(),
-            format: self.format,
-            message: e.to_string(),
-        }
+/// A read error came from the stream: a limit (carried inside the
+/// `io::Error` by `Counted`), a corrupt archive, or a cut download.
+fn stream_error(digest: &str, format: &'static str, e: io::Error) -> UnpackError {
+    if e.get_ref().is_some_and(|inner| inner.is::<UnpackError>()) {
+        return *e
+            .into_inner()
+            .expect("checked")
+            .downcast::<UnpackError>()
+            .expect("checked");
+    }
+    UnpackError::Corrupt {
+        digest: digest.to_string(),
+        format,
+        message: e.to_string(),
     }
 }
 
