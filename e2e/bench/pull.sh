@@ -6,6 +6,8 @@
 # Artifacts, pushed once by oras to a local distribution 2.8 registry:
 #   big    4 directory layers (tar+gzip) of 64 MiB each, 256 MiB in all
 #   small  one directory layer with 2,000 files of 1-4 KiB
+#   blobs  the bytes of big as four single-file layers (oras files): nothing
+#          to unpack, so every tool only moves and checks bytes
 #   huge   like big with 256 MiB layers, 1 GiB in all (ocisync only: memory)
 # Each tool pulls each artifact RUNS times into a fresh directory on a tmpfs;
 # the table shows the median wall time and the largest peak RSS
@@ -53,6 +55,10 @@ layers() {
 }
 layers big 16
 layers huge 64
+# blobs: the same 256 MiB as four single-file layers, nothing to decompress
+mkdir -p "$WORK/src/blobs"
+for f in 1 2 3 4; do cat "$WORK"/src/big/layer$f/*.txt > "$WORK/src/blobs/part$f.txt"; done
+(cd "$WORK/src/blobs" && "$BIN/oras" push --plain-http "$REG/bench/blobs:v1" part1.txt part2.txt part3.txt part4.txt >/dev/null)
 mkdir -p "$WORK/src/small/files"
 for i in $(seq 2000); do head -c $((1024 + RANDOM % 3072)) /dev/urandom | base64 -w 76 > "$WORK/src/small/files/$i.yaml"; done
 (cd "$WORK/src/small" && "$BIN/oras" push --plain-http "$REG/bench/small:v1" files/ >/dev/null)
@@ -86,15 +92,16 @@ bench() {
 
 echo "| artifact | tool | wall (median of $RUNS) | peak RSS |"
 echo "| --- | --- | --- | --- |"
+ocisync_cmd() { echo "ocisync pull|$OCISYNC pull --insecure --no-progress $REG/bench/$1:v1 --out \$OUT/files"; }
+oras_cmd() { echo "oras pull|cd \$OUT && $BIN/oras pull --plain-http --no-tty $REG/bench/$1:v1 -o \$OUT"; }
+crane_export_cmd() { echo "crane export|$BIN/crane export --insecure $REG/bench/$1:v1 \$OUT/fs.tar"; }
+crane_pull_cmd() { echo "crane pull|$BIN/crane pull --insecure $REG/bench/$1:v1 \$OUT/image.tar"; }
 for art in big small; do
-  ref=$REG/bench/$art:v1
-  bench "$art" \
-    "ocisync pull|$OCISYNC pull --insecure --no-progress $ref --out \$OUT/files" \
-    "oras pull|cd \$OUT && $BIN/oras pull --plain-http --no-tty $ref -o \$OUT" \
-    "crane export|$BIN/crane export --insecure $ref \$OUT/fs.tar" \
-    "crane pull|$BIN/crane pull --insecure $ref \$OUT/image.tar"
+  bench "$art" "$(ocisync_cmd $art)" "$(oras_cmd $art)" "$(crane_export_cmd $art)" "$(crane_pull_cmd $art)"
 done
+# crane export flattens tar layers only; single-file layers are not tars
+bench blobs "$(ocisync_cmd blobs)" "$(oras_cmd blobs)" "$(crane_pull_cmd blobs)"
 # Four times the bytes, same memory: ocisync's peak RSS does not follow size.
-bench huge "ocisync pull|$OCISYNC pull --insecure --no-progress $REG/bench/huge:v1 --out \$OUT/files"
+bench huge "$(ocisync_cmd huge)"
 echo
 echo "ocisync $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?'), $(cat "$OCISYNC_TOOLS/VERSIONS" | tr '\n' ',' | sed 's/,$//'), $(nproc) cores"

@@ -21,12 +21,8 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use crate::oci::client::verify_manifest;
-use crate::oci::{
-    Digest, ImageManifest, Manifest, Platform, Reference, RegistryClient, RegistryError,
-};
-use crate::unpack::{
-    self, Budget, Entry, LayerPlan, LayerReport, Limits, Selection, Staging, UnpackError,
-};
+use crate::oci::{Digest, ImageManifest, Manifest, Platform, Reference, RegistryClient, RegistryError};
+use crate::unpack::{self, Budget, Entry, LayerPlan, LayerReport, Limits, Selection, Staging, UnpackError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
@@ -72,9 +68,7 @@ impl FetchError {
                 R::Config(_) => Reason::Internal,
             },
             FetchError::Unpack(e) => match e {
-                U::UnsafePath { .. } | U::LinkEscapes { .. } | U::UnsupportedEntry { .. } => {
-                    Reason::UnsafeContent
-                }
+                U::UnsafePath { .. } | U::LinkEscapes { .. } | U::UnsupportedEntry { .. } => Reason::UnsafeContent,
                 U::LimitExceeded { .. } => Reason::LimitExceeded,
                 U::UnsupportedLayer { .. } | U::Corrupt { .. } => Reason::Unsupported,
                 U::Io { .. } => Reason::Internal,
@@ -101,16 +95,10 @@ pub struct Resolution {
 
 /// The digest a reference names right now: a pinned digest as is, a tag by
 /// one HEAD (a GET only when the registry omits the digest header).
-pub async fn resolve_digest(
-    client: &RegistryClient,
-    reference: &Reference,
-) -> Result<Digest, FetchError> {
+pub async fn resolve_digest(client: &RegistryClient, reference: &Reference) -> Result<Digest, FetchError> {
     match &reference.digest {
         Some(d) => Ok(d.clone()),
-        None => Ok(client
-            .resolve(&reference.repository, &reference.manifest_ref())
-            .await?
-            .digest),
+        None => Ok(client.resolve(&reference.repository, &reference.manifest_ref()).await?.digest),
     }
 }
 
@@ -177,12 +165,7 @@ impl Default for PullOptions {
     fn default() -> Self {
         // Four layers at once keep two cores busy to the end of a pull
         // while costing well under a MiB each.
-        PullOptions {
-            selection: Selection::all(),
-            limits: Limits::default(),
-            concurrency: 4,
-            progress: None,
-        }
+        PullOptions { selection: Selection::all(), limits: Limits::default(), concurrency: 4, progress: None }
     }
 }
 
@@ -221,9 +204,7 @@ pub async fn pull(
     }
     let staging = {
         let out = out.to_path_buf();
-        tokio::task::spawn_blocking(move || Staging::new(&out))
-            .await
-            .map_err(task)??
+        tokio::task::spawn_blocking(move || Staging::new(&out)).await.map_err(task)??
     };
     let layers_fetched = plans.len();
     let layers_skipped = res.manifest.layers.len() - layers_fetched;
@@ -258,16 +239,16 @@ pub async fn pull(
                 cancel.store(true, Ordering::Relaxed);
                 // The first real error explains the failure; the others
                 // were only cancelled because of it.
-                if failure
-                    .as_ref()
-                    .is_none_or(|f| matches!(f, FetchError::Cancelled))
-                {
+                if failure.as_ref().is_none_or(|f| matches!(f, FetchError::Cancelled)) {
                     failure = Some(e);
                 }
             }
         }
     }
     if let Some(e) = failure {
+        // Removing a large staging tree is blocking work; keep it off the
+        // runtime's threads.
+        let _ = tokio::task::spawn_blocking(move || drop(staging)).await;
         return Err(e);
     }
     reports.sort_by_key(|(i, _)| *i);
@@ -279,26 +260,9 @@ pub async fn pull(
     .await
     .map_err(task)??;
 
-    let files: Vec<FileReport> = merged
-        .into_iter()
-        .map(|(path, entry)| FileReport { path, entry })
-        .collect();
-    let bytes = files
-        .iter()
-        .map(|f| {
-            if let Entry::File { size, .. } = f.entry {
-                size
-            } else {
-                0
-            }
-        })
-        .sum();
-    Ok(PullReport {
-        files,
-        bytes,
-        layers_fetched,
-        layers_skipped,
-    })
+    let files: Vec<FileReport> = merged.into_iter().map(|(path, entry)| FileReport { path, entry }).collect();
+    let bytes = files.iter().map(|f| if let Entry::File { size, .. } = f.entry { size } else { 0 }).sum();
+    Ok(PullReport { files, bytes, layers_fetched, layers_skipped })
 }
 
 fn task(e: impl std::fmt::Display) -> FetchError {
@@ -327,24 +291,10 @@ impl LayerJob {
         // ~400 KiB, so a deeper queue costs megabytes per layer and, measured
         // on the 256 MiB bench, is no faster.
         let (tx, rx) = mpsc::channel::<Bytes>(2);
-        let (kind, digest, dir) = (
-            self.plan.kind.clone(),
-            desc.digest.to_string(),
-            self.dir.clone(),
-        );
+        let (kind, digest, dir) = (self.plan.kind.clone(), desc.digest.to_string(), self.dir.clone());
         let (selection, budget) = (self.selection.clone(), self.budget.clone());
         let unpacker = tokio::task::spawn_blocking(move || {
-            unpack::unpack_layer(
-                &kind,
-                &digest,
-                ChannelReader {
-                    rx,
-                    cur: Bytes::new(),
-                },
-                &dir,
-                &selection,
-                &budget,
-            )
+            unpack::unpack_layer(&kind, &digest, ChannelReader { rx, cur: Bytes::new() }, &dir, &selection, &budget)
         });
         let downloaded = self.download(response, tx).await;
         let unpacked = unpacker.await.map_err(task)?;
@@ -356,11 +306,7 @@ impl LayerJob {
     /// Stream the blob to the unpacker, hashing as it goes. When the unpacker
     /// stops early (the tar ended, or it failed) the rest is still read and
     /// hashed: the digest decides whether its verdict stands.
-    async fn download(
-        &self,
-        response: reqwest::Response,
-        tx: mpsc::Sender<Bytes>,
-    ) -> Result<(), FetchError> {
+    async fn download(&self, response: reqwest::Response, tx: mpsc::Sender<Bytes>) -> Result<(), FetchError> {
         let desc = &self.plan.descriptor;
         let what = || format!("layer {}", desc.digest);
         let mut tx = Some(tx);
@@ -371,18 +317,11 @@ impl LayerJob {
             if self.cancel.load(Ordering::Relaxed) {
                 return Err(FetchError::Cancelled);
             }
-            let chunk = chunk.map_err(|e| RegistryError::Interrupted {
-                what: what(),
-                message: crate::oci::error::chain(&e),
-            })?;
+            let chunk = chunk
+                .map_err(|e| RegistryError::Interrupted { what: what(), message: crate::oci::error::chain(&e) })?;
             received += chunk.len() as u64;
             if received > desc.size {
-                return Err(RegistryError::SizeMismatch {
-                    what: what(),
-                    expected: desc.size,
-                    actual: received,
-                }
-                .into());
+                return Err(RegistryError::SizeMismatch { what: what(), expected: desc.size, actual: received }.into());
             }
             hasher.update(&chunk);
             if let Some(p) = &self.progress {
@@ -395,21 +334,11 @@ impl LayerJob {
             }
         }
         if received != desc.size {
-            return Err(RegistryError::SizeMismatch {
-                what: what(),
-                expected: desc.size,
-                actual: received,
-            }
-            .into());
+            return Err(RegistryError::SizeMismatch { what: what(), expected: desc.size, actual: received }.into());
         }
         let actual = Digest::from_hasher(hasher);
         if actual != desc.digest {
-            return Err(RegistryError::DigestMismatch {
-                what: what(),
-                expected: desc.digest.clone(),
-                actual,
-            }
-            .into());
+            return Err(RegistryError::DigestMismatch { what: what(), expected: desc.digest.clone(), actual }.into());
         }
         Ok(())
     }

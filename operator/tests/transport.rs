@@ -11,15 +11,8 @@ use std::time::{Duration, Instant};
 use support::*;
 
 fn docker_config(dir: &std::path::Path, registry: &str, entry: serde_json::Value) -> String {
-    let p = dir.join(format!(
-        "config-{}.json",
-        fs::read_dir(dir).unwrap().count()
-    ));
-    fs::write(
-        &p,
-        serde_json::json!({ "auths": { registry: entry } }).to_string(),
-    )
-    .unwrap();
+    let p = dir.join(format!("config-{}.json", fs::read_dir(dir).unwrap().count()));
+    fs::write(&p, serde_json::json!({ "auths": { registry: entry } }).to_string()).unwrap();
     p.to_str().unwrap().to_string()
 }
 
@@ -45,13 +38,8 @@ async fn basic_auth_from_docker_config() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("out");
     let pull = |cfg: Option<String>| {
-        let mut args = vec![
-            "pull".to_string(),
-            r.clone(),
-            "--out".into(),
-            out.to_str().unwrap().into(),
-            "--insecure".into(),
-        ];
+        let mut args =
+            vec!["pull".to_string(), r.clone(), "--out".into(), out.to_str().unwrap().into(), "--insecure".into()];
         if let Some(c) = cfg {
             args.extend(["--docker-config".into(), c]);
         }
@@ -59,47 +47,21 @@ async fn basic_auth_from_docker_config() {
     };
     let o = pull(None).await;
     assert_eq!(o.status.code(), Some(4), "anonymous: {}", stderr(&o));
-    assert!(
-        stderr(&o).contains("no credentials were given"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("no credentials were given"), "{}", stderr(&o));
 
-    let wrong = docker_config(
-        work.path(),
-        &reg.host(),
-        serde_json::json!({ "username": "alice", "password": "nope" }),
-    );
+    let wrong = docker_config(work.path(), &reg.host(), serde_json::json!({ "username": "alice", "password": "nope" }));
     let o = pull(Some(wrong)).await;
     assert_eq!(o.status.code(), Some(4), "wrong password: {}", stderr(&o));
-    assert!(
-        stderr(&o).contains("\"alice\" were rejected"),
-        "{}",
-        stderr(&o)
-    );
-    assert!(
-        !stderr(&o).contains("nope"),
-        "a password never reaches the output"
-    );
+    assert!(stderr(&o).contains("\"alice\" were rejected"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("nope"), "a password never reaches the output");
 
-    let other_host = docker_config(
-        work.path(),
-        "127.0.0.1:1",
-        serde_json::json!({ "username": "alice", "password": "wonderland" }),
-    );
-    assert_eq!(
-        pull(Some(other_host)).await.status.code(),
-        Some(4),
-        "credentials for another host are not sent"
-    );
+    let other_host =
+        docker_config(work.path(), "127.0.0.1:1", serde_json::json!({ "username": "alice", "password": "wonderland" }));
+    assert_eq!(pull(Some(other_host)).await.status.code(), Some(4), "credentials for another host are not sent");
 
     use base64::Engine as _;
     let auth = base64::engine::general_purpose::STANDARD.encode("alice:wonderland");
-    let right = docker_config(
-        work.path(),
-        &format!("http://{}/v2/", reg.host()),
-        serde_json::json!({ "auth": auth }),
-    );
+    let right = docker_config(work.path(), &format!("http://{}/v2/", reg.host()), serde_json::json!({ "auth": auth }));
     let o = pull(Some(right)).await;
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(fs::read(out.join("f.txt")).unwrap(), b"secret config");
@@ -109,10 +71,7 @@ async fn basic_auth_from_docker_config() {
 async fn tls_with_a_private_ca() {
     let pki = Pki::new();
     let tls = Some((pki.server_cert.clone(), pki.server_key.clone()));
-    let reg = Distribution::start_with(DistributionOptions {
-        tls,
-        ..Default::default()
-    });
+    let reg = Distribution::start_with(DistributionOptions { tls, ..Default::default() });
     let src = tempfile::tempdir().unwrap();
     fs::write(src.path().join("f.txt"), "over tls").unwrap();
     let r = format!("{}/tls:v1", reg.host());
@@ -127,24 +86,12 @@ async fn tls_with_a_private_ca() {
     let out = work.path().join("out");
     let o = ocisync(&["pull", &r, "--out", out.to_str().unwrap()]).await;
     assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("--ca-file"),
-        "the error says how to trust the CA: {}",
-        stderr(&o)
-    );
-    let o = ocisync(&[
-        "pull",
-        &r,
-        "--out",
-        out.to_str().unwrap(),
-        "--ca-file",
-        pki.ca_cert.to_str().unwrap(),
-    ])
-    .await;
+    assert!(stderr(&o).contains("--ca-file"), "the error says how to trust the CA: {}", stderr(&o));
+    let o = ocisync(&["pull", &r, "--out", out.to_str().unwrap(), "--ca-file", pki.ca_cert.to_str().unwrap()]).await;
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(fs::read(out.join("f.txt")).unwrap(), b"over tls");
     // --insecure means plain HTTP, which this registry does not speak
-    let o = ocisync(&["pull", &r, "--out", out.to_str().unwrap(), "--insecure"]).await;
+    let o = pull(&r, &out, &[]).await;
     assert_ne!(o.status.code(), Some(0));
 }
 
@@ -156,9 +103,7 @@ async fn ferro_with_file(content: &str) -> (Ferro, String) {
     let dir = src.path().to_path_buf();
     let r2 = r.clone();
     // oras blocks; the in-process registry must keep serving meanwhile
-    tokio::task::spawn_blocking(move || oras(&dir, &["push", &r2, "f.txt"]))
-        .await
-        .unwrap();
+    tokio::task::spawn_blocking(move || oras(&dir, &["push", &r2, "f.txt"])).await.unwrap();
     (reg, r)
 }
 
@@ -168,28 +113,11 @@ async fn bearer_tokens_are_fetched_with_basic_credentials() {
     reg.hooks.bearer.store(true, Ordering::SeqCst);
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("out");
-    let o = ocisync(&["pull", &r, "--out", out.to_str().unwrap(), "--insecure"]).await;
-    assert_eq!(
-        o.status.code(),
-        Some(4),
-        "anonymous gets no token: {}",
-        stderr(&o)
-    );
-    let wrong = docker_config(
-        work.path(),
-        &reg.host(),
-        serde_json::json!({ "username": BEARER_USER.0, "password": "x" }),
-    );
-    let o = ocisync(&[
-        "pull",
-        &r,
-        "--out",
-        out.to_str().unwrap(),
-        "--insecure",
-        "--docker-config",
-        &wrong,
-    ])
-    .await;
+    let o = pull(&r, &out, &[]).await;
+    assert_eq!(o.status.code(), Some(4), "anonymous gets no token: {}", stderr(&o));
+    let wrong =
+        docker_config(work.path(), &reg.host(), serde_json::json!({ "username": BEARER_USER.0, "password": "x" }));
+    let o = pull(&r, &out, &["--docker-config", &wrong]).await;
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
 
     let right = docker_config(
@@ -198,23 +126,10 @@ async fn bearer_tokens_are_fetched_with_basic_credentials() {
         serde_json::json!({ "username": BEARER_USER.0, "password": BEARER_USER.1 }),
     );
     let tokens_before = reg.hooks.token_requests.load(Ordering::SeqCst);
-    let o = ocisync(&[
-        "pull",
-        &r,
-        "--out",
-        out.to_str().unwrap(),
-        "--insecure",
-        "--docker-config",
-        &right,
-    ])
-    .await;
+    let o = pull(&r, &out, &["--docker-config", &right]).await;
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(fs::read(out.join("f.txt")).unwrap(), b"behind a token");
-    assert_eq!(
-        reg.hooks.token_requests.load(Ordering::SeqCst) - tokens_before,
-        1,
-        "one token serves the whole pull"
-    );
+    assert_eq!(reg.hooks.token_requests.load(Ordering::SeqCst) - tokens_before, 1, "one token serves the whole pull");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -225,31 +140,19 @@ async fn rate_limits_are_waited_out_as_retry_after_says() {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("out");
     let started = Instant::now();
-    let o = ocisync(&["pull", &r, "--out", out.to_str().unwrap(), "--insecure"]).await;
+    let o = pull(&r, &out, &[]).await;
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(fs::read(out.join("f.txt")).unwrap(), b"eventually");
-    assert_eq!(
-        reg.hooks.throttle.load(Ordering::SeqCst),
-        0,
-        "both 429s were answered"
-    );
+    assert_eq!(reg.hooks.throttle.load(Ordering::SeqCst), 0, "both 429s were answered");
     // Not a speed target: the two waits the registry asked for happened.
-    assert!(
-        started.elapsed() >= Duration::from_secs(2),
-        "waited {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() >= Duration::from_secs(2), "waited {:?}", started.elapsed());
 
     // A registry that never lets up: bounded attempts, then a clear error.
     reg.hooks.throttle.store(1000, Ordering::SeqCst);
     reg.hooks.retry_after_secs.store(0, Ordering::SeqCst);
     let o = ocisync(&["resolve", &r, "--insecure"]).await;
     assert_eq!(o.status.code(), Some(8), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("HTTP 429 after 4 attempt(s)"),
-        "{}",
-        stderr(&o)
-    );
+    assert!(stderr(&o).contains("HTTP 429 after 4 attempt(s)"), "{}", stderr(&o));
     assert_eq!(1000 - reg.hooks.throttle.load(Ordering::SeqCst), 4);
 }
 
@@ -257,16 +160,7 @@ async fn rate_limits_are_waited_out_as_retry_after_says() {
 async fn ferro_round_trip_matches_distribution() {
     let (reg, r) = ferro_with_file("same bytes").await;
     let work = tempfile::tempdir().unwrap();
-    let o = ocisync(&[
-        "pull",
-        &r,
-        "--out",
-        work.path().join("o").to_str().unwrap(),
-        "--insecure",
-        "--output",
-        "json",
-    ])
-    .await;
+    let o = pull(&r, &work.path().join("o"), &["--output", "json"]).await;
     assert!(o.status.success(), "{}", stderr(&o));
     let doc = json(&o);
     assert_eq!(doc["files"][0]["path"], "f.txt");
@@ -278,29 +172,15 @@ async fn without_a_digest_header_resolve_falls_back_to_get() {
     let (reg, r) = ferro_with_file("no header").await;
     let with_header = ocisync(&["resolve", &r, "--insecure"]).await;
     assert!(with_header.status.success(), "{}", stderr(&with_header));
-    assert_eq!(
-        reg.hooks.manifest_gets.load(Ordering::SeqCst),
-        0,
-        "HEAD was enough"
-    );
+    assert_eq!(reg.hooks.manifest_gets.load(Ordering::SeqCst), 0, "HEAD was enough");
     reg.hooks.strip_digest.store(true, Ordering::SeqCst);
     let without = ocisync(&["resolve", &r, "--insecure"]).await;
     assert!(without.status.success(), "{}", stderr(&without));
-    assert_eq!(
-        without.stdout, with_header.stdout,
-        "the digest of the fetched bytes is the same digest"
-    );
+    assert_eq!(without.stdout, with_header.stdout, "the digest of the fetched bytes is the same digest");
     assert_eq!(reg.hooks.manifest_gets.load(Ordering::SeqCst), 1);
     // a pull reuses the manifest that the fallback already fetched
     let work = tempfile::tempdir().unwrap();
-    let o = ocisync(&[
-        "pull",
-        &r,
-        "--out",
-        work.path().join("o").to_str().unwrap(),
-        "--insecure",
-    ])
-    .await;
+    let o = pull(&r, &work.path().join("o"), &[]).await;
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(reg.hooks.manifest_gets.load(Ordering::SeqCst), 2);
 }

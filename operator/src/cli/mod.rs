@@ -11,18 +11,12 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::fetch::{self, FetchError, PullOptions, Reason};
-use crate::oci::{
-    Credentials, DockerConfig, Platform, Reference, RegistryClient, TransportOptions,
-};
+use crate::oci::{Credentials, DockerConfig, Platform, Reference, RegistryClient, TransportOptions};
 use crate::unpack::limits::parse_size;
 use crate::unpack::{Limits, Selection};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "ocisync",
-    version,
-    about = "Sync OCI artifacts: resolve, verify, fetch and publish"
-)]
+#[command(name = "ocisync", version, about = "Sync OCI artifacts: resolve, verify, fetch and publish")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -189,13 +183,8 @@ fn setup(reference: &str, args: &RegistryArgs) -> Result<(Reference, RegistryCli
         Some(p) => Some(std::fs::read(p).map_err(|e| format!("--ca-file {}: {e}", p.display()))?),
         None => None,
     };
-    let opts = TransportOptions {
-        insecure: args.insecure,
-        ca_pem,
-        ..TransportOptions::default()
-    };
-    let client =
-        RegistryClient::new(&reference.registry, credentials, &opts).map_err(|e| e.to_string())?;
+    let opts = TransportOptions { insecure: args.insecure, ca_pem, ..TransportOptions::default() };
+    let client = RegistryClient::new(&reference.registry, credentials, &opts).map_err(|e| e.to_string())?;
     Ok((reference, client))
 }
 
@@ -212,8 +201,7 @@ fn credentials(registry: &str, explicit: Option<&Path>) -> Result<Credentials, S
             }
         }
     };
-    let bytes =
-        std::fs::read(&path).map_err(|e| format!("docker config {}: {e}", path.display()))?;
+    let bytes = std::fs::read(&path).map_err(|e| format!("docker config {}: {e}", path.display()))?;
     let cfg = DockerConfig::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(cfg.credentials_for(registry))
 }

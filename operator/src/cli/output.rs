@@ -33,19 +33,8 @@ pub fn pulled(format: Format, res: &Resolution, report: &PullReport, out: &Path)
             if let Some(p) = &res.platform {
                 println!("platform {p} (manifest {})", res.manifest_digest);
             }
-            println!(
-                "wrote    {} files, {} to {}",
-                report.files.len(),
-                human_bytes(report.bytes),
-                out.display()
-            );
-            let width = report
-                .files
-                .iter()
-                .take(LISTED)
-                .map(|f| f.path.len())
-                .max()
-                .unwrap_or(0);
+            println!("wrote    {} files, {} to {}", report.files.len(), human_bytes(report.bytes), out.display());
+            let width = report.files.iter().take(LISTED).map(|f| f.path.len()).max().unwrap_or(0);
             for f in report.files.iter().take(LISTED) {
                 match &f.entry {
                     Entry::File { size, .. } => {
@@ -55,10 +44,7 @@ pub fn pulled(format: Format, res: &Resolution, report: &PullReport, out: &Path)
                 }
             }
             if report.files.len() > LISTED {
-                println!(
-                    "  … and {} more (--output json lists all)",
-                    report.files.len() - LISTED
-                );
+                println!("  … and {} more (--output json lists all)", report.files.len() - LISTED);
             }
             if report.files.is_empty() {
                 eprintln!("warning: nothing matched the selection; the output directory is empty");
@@ -68,10 +54,7 @@ pub fn pulled(format: Format, res: &Resolution, report: &PullReport, out: &Path)
 }
 
 pub fn error_json(reason: Reason, e: &FetchError) {
-    println!(
-        "{:#}",
-        json!({ "error": { "reason": reason, "message": e.to_string() } })
-    );
+    println!("{:#}", json!({ "error": { "reason": reason, "message": e.to_string() } }));
 }
 
 pub fn human_bytes(n: u64) -> String {
@@ -82,9 +65,5 @@ pub fn human_bytes(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }

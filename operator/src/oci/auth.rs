@@ -62,28 +62,13 @@ impl DockerConfig {
         let raw: RawConfig = serde_json::from_slice(bytes)?;
         let mut auths = BTreeMap::new();
         for (key, entry) in raw.auths {
-            let bad = |reason: &str| ConfigError::Entry {
-                registry: key.clone(),
-                reason: reason.to_string(),
-            };
-            let creds = match (
-                entry.auth.filter(|a| !a.is_empty()),
-                entry.username,
-                entry.password,
-            ) {
+            let bad = |reason: &str| ConfigError::Entry { registry: key.clone(), reason: reason.to_string() };
+            let creds = match (entry.auth.filter(|a| !a.is_empty()), entry.username, entry.password) {
                 (Some(auth), _, _) => {
-                    let decoded = STANDARD
-                        .decode(auth.trim())
-                        .map_err(|_| bad("`auth` is not base64"))?;
-                    let text =
-                        String::from_utf8(decoded).map_err(|_| bad("`auth` is not UTF-8"))?;
-                    let (u, p) = text
-                        .split_once(':')
-                        .ok_or_else(|| bad("`auth` is not user:password"))?;
-                    Credentials::Basic {
-                        username: u.to_string(),
-                        password: p.to_string(),
-                    }
+                    let decoded = STANDARD.decode(auth.trim()).map_err(|_| bad("`auth` is not base64"))?;
+                    let text = String::from_utf8(decoded).map_err(|_| bad("`auth` is not UTF-8"))?;
+                    let (u, p) = text.split_once(':').ok_or_else(|| bad("`auth` is not user:password"))?;
+                    Credentials::Basic { username: u.to_string(), password: p.to_string() }
                 }
                 (None, Some(username), Some(password)) => Credentials::Basic { username, password },
                 // identity tokens and credential helpers need a helper binary
@@ -98,10 +83,7 @@ impl DockerConfig {
     /// Credentials for a registry host, matched as docker matches: the key's
     /// scheme and path are dropped, and Docker Hub's aliases are one host.
     pub fn credentials_for(&self, registry: &str) -> Credentials {
-        self.auths
-            .get(&normalise_host(registry))
-            .cloned()
-            .unwrap_or_default()
+        self.auths.get(&normalise_host(registry)).cloned().unwrap_or_default()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -111,10 +93,7 @@ impl DockerConfig {
 
 fn normalise_host(key: &str) -> String {
     let k = key.trim();
-    let k = k
-        .strip_prefix("https://")
-        .or_else(|| k.strip_prefix("http://"))
-        .unwrap_or(k);
+    let k = k.strip_prefix("https://").or_else(|| k.strip_prefix("http://")).unwrap_or(k);
     let host = k.split('/').next().unwrap_or(k).to_ascii_lowercase();
     match host.as_str() {
         "docker.io" | "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB_KEY.to_string(),
@@ -126,11 +105,7 @@ fn normalise_host(key: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Challenge {
     Basic,
-    Bearer {
-        realm: String,
-        service: Option<String>,
-        scope: Option<String>,
-    },
+    Bearer { realm: String, service: Option<String>, scope: Option<String> },
 }
 
 impl Challenge {
@@ -156,11 +131,7 @@ fn parse_params(s: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut rest = s.trim();
     while let Some(eq) = rest.find('=') {
-        let key = rest[..eq]
-            .trim()
-            .trim_start_matches(',')
-            .trim()
-            .to_ascii_lowercase();
+        let key = rest[..eq].trim().trim_start_matches(',').trim().to_ascii_lowercase();
         rest = rest[eq + 1..].trim_start();
         let value;
         if let Some(q) = rest.strip_prefix('"') {
@@ -183,10 +154,7 @@ mod tests {
     use super::*;
 
     fn basic(u: &str, p: &str) -> Credentials {
-        Credentials::Basic {
-            username: u.into(),
-            password: p.into(),
-        }
+        Credentials::Basic { username: u.into(), password: p.into() }
     }
 
     #[test]
@@ -201,19 +169,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(cfg.credentials_for("docker.io"), basic("hub", "secret"));
-        assert_eq!(
-            cfg.credentials_for("registry-1.docker.io"),
-            basic("hub", "secret")
-        );
-        assert_eq!(
-            cfg.credentials_for("127.0.0.1:5000"),
-            basic("u", "p:with:colons")
-        );
-        assert_eq!(
-            cfg.credentials_for("127.0.0.1:5001"),
-            Credentials::Anonymous,
-            "port is part of the host"
-        );
+        assert_eq!(cfg.credentials_for("registry-1.docker.io"), basic("hub", "secret"));
+        assert_eq!(cfg.credentials_for("127.0.0.1:5000"), basic("u", "p:with:colons"));
+        assert_eq!(cfg.credentials_for("127.0.0.1:5001"), Credentials::Anonymous, "port is part of the host");
         assert_eq!(cfg.credentials_for("GHCR.io"), basic("gh", "token"));
         assert_eq!(cfg.credentials_for("helper.io"), Credentials::Anonymous);
         assert_eq!(format!("{:?}", basic("u", "hunter2")), "Basic(u, ***)");
@@ -222,22 +180,15 @@ mod tests {
     #[test]
     fn docker_config_errors_name_the_entry() {
         let err = DockerConfig::parse(br#"{"auths":{"r.io":{"auth":"!!"}}}"#).unwrap_err();
-        assert!(
-            err.to_string().contains("r.io") && err.to_string().contains("base64"),
-            "{err}"
-        );
-        let err =
-            DockerConfig::parse(br#"{"auths":{"r.io":{"auth":"bm9jb2xvbg=="}}}"#).unwrap_err();
+        assert!(err.to_string().contains("r.io") && err.to_string().contains("base64"), "{err}");
+        let err = DockerConfig::parse(br#"{"auths":{"r.io":{"auth":"bm9jb2xvbg=="}}}"#).unwrap_err();
         assert!(err.to_string().contains("user:password"), "{err}");
         assert!(DockerConfig::parse(b"{").is_err());
     }
 
     #[test]
     fn challenges() {
-        assert_eq!(
-            Challenge::parse(r#"Basic realm="Registry Realm""#),
-            Some(Challenge::Basic)
-        );
+        assert_eq!(Challenge::parse(r#"Basic realm="Registry Realm""#), Some(Challenge::Basic));
         assert_eq!(
             Challenge::parse(
                 r#"Bearer realm="https://auth.io/token",service="reg.io",scope="repository:a/b:pull,push""#
@@ -250,17 +201,9 @@ mod tests {
         );
         assert_eq!(
             Challenge::parse("bearer realm=http://t/x"),
-            Some(Challenge::Bearer {
-                realm: "http://t/x".into(),
-                service: None,
-                scope: None
-            })
+            Some(Challenge::Bearer { realm: "http://t/x".into(), service: None, scope: None })
         );
-        assert_eq!(
-            Challenge::parse("Bearer service=x"),
-            None,
-            "a bearer challenge needs a realm"
-        );
+        assert_eq!(Challenge::parse("Bearer service=x"), None, "a bearer challenge needs a realm");
         assert_eq!(Challenge::parse("Negotiate"), None);
     }
 }

@@ -62,11 +62,7 @@ pub struct Resolved {
 }
 
 impl RegistryClient {
-    pub fn new(
-        registry: &str,
-        credentials: Credentials,
-        opts: &TransportOptions,
-    ) -> Result<Self, RegistryError> {
+    pub fn new(registry: &str, credentials: Credentials, opts: &TransportOptions) -> Result<Self, RegistryError> {
         let mut b = reqwest::Client::builder()
             .user_agent(concat!("ocisync/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(opts.connect_timeout.unwrap_or(Duration::from_secs(10)))
@@ -76,9 +72,7 @@ impl RegistryClient {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| RegistryError::Config(format!("CA certificates: {e}")))?;
             if certs.is_empty() {
-                return Err(RegistryError::Config(
-                    "CA file holds no PEM certificate".into(),
-                ));
+                return Err(RegistryError::Config("CA file holds no PEM certificate".into()));
             }
             b = b.tls_certs_merge(certs);
         }
@@ -87,9 +81,7 @@ impl RegistryClient {
                 .map_err(|e| RegistryError::Config(format!("client certificate: {e}")))?;
             b = b.identity(id);
         }
-        let http = b
-            .build()
-            .map_err(|e| RegistryError::Config(format!("HTTP client: {e}")))?;
+        let http = b.build().map_err(|e| RegistryError::Config(format!("HTTP client: {e}")))?;
         let scheme = if opts.insecure { "http" } else { "https" };
         Ok(RegistryClient {
             http,
@@ -107,35 +99,19 @@ impl RegistryClient {
 
     /// Tag or digest → manifest digest, with one HEAD when the registry
     /// cooperates.
-    pub async fn resolve(
-        &self,
-        repository: &str,
-        reference: &str,
-    ) -> Result<Resolved, RegistryError> {
+    pub async fn resolve(&self, repository: &str, reference: &str) -> Result<Resolved, RegistryError> {
         let url = format!("{}/v2/{repository}/manifests/{reference}", self.base);
         let what = || format!("manifest {repository}:{reference}");
-        let head = self
-            .send(Method::HEAD, &url, Some(media::ACCEPT), repository, what)
-            .await?;
+        let head = self.send(Method::HEAD, &url, Some(media::ACCEPT), repository, what).await?;
         if let Some(d) = header_digest(&head)? {
-            return Ok(Resolved {
-                digest: d,
-                manifest: None,
-            });
+            return Ok(Resolved { digest: d, manifest: None });
         }
         let (body, content_type) = self.get_manifest(&url, repository, what).await?;
-        Ok(Resolved {
-            digest: Digest::of(&body),
-            manifest: Some((body, content_type)),
-        })
+        Ok(Resolved { digest: Digest::of(&body), manifest: Some((body, content_type)) })
     }
 
     /// The manifest with this digest, checked against it.
-    pub async fn manifest(
-        &self,
-        repository: &str,
-        digest: &Digest,
-    ) -> Result<(Manifest, Bytes), RegistryError> {
+    pub async fn manifest(&self, repository: &str, digest: &Digest) -> Result<(Manifest, Bytes), RegistryError> {
         let url = format!("{}/v2/{repository}/manifests/{digest}", self.base);
         let what = || format!("manifest {repository}@{digest}");
         let (body, content_type) = self.get_manifest(&url, repository, what).await?;
@@ -150,29 +126,16 @@ impl RegistryClient {
         repository: &str,
         what: impl Fn() -> String,
     ) -> Result<(Bytes, Option<String>), RegistryError> {
-        let res = self
-            .send(Method::GET, url, Some(media::ACCEPT), repository, &what)
-            .await?;
-        let content_type = res
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let res = self.send(Method::GET, url, Some(media::ACCEPT), repository, &what).await?;
+        let content_type = res.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
         let body = read_limited(res, MAX_MANIFEST_BYTES, what).await?;
         Ok((body, content_type))
     }
 
     /// Starts a blob download; the caller streams and checks the body.
-    pub async fn blob(
-        &self,
-        repository: &str,
-        desc: &Descriptor,
-    ) -> Result<Response, RegistryError> {
+    pub async fn blob(&self, repository: &str, desc: &Descriptor) -> Result<Response, RegistryError> {
         let url = format!("{}/v2/{repository}/blobs/{}", self.base, desc.digest);
-        self.send(Method::GET, &url, None, repository, || {
-            format!("blob {repository}@{}", desc.digest)
-        })
-        .await
+        self.send(Method::GET, &url, None, repository, || format!("blob {repository}@{}", desc.digest)).await
     }
 
     async fn send(
@@ -206,16 +169,10 @@ impl RegistryClient {
                     match status {
                         StatusCode::UNAUTHORIZED => {
                             let detail = self.describe_credentials();
-                            return Err(RegistryError::Unauthorized {
-                                registry: self.registry.clone(),
-                                detail,
-                            });
+                            return Err(RegistryError::Unauthorized { registry: self.registry.clone(), detail });
                         }
                         StatusCode::FORBIDDEN => {
-                            return Err(RegistryError::Denied {
-                                registry: self.registry.clone(),
-                                what: what(),
-                            });
+                            return Err(RegistryError::Denied { registry: self.registry.clone(), what: what() });
                         }
                         StatusCode::NOT_FOUND => {
                             return Err(RegistryError::NotFound { what: what() });
@@ -231,12 +188,7 @@ impl RegistryClient {
                     let status = status.as_u16();
                     self.retry
                         .delay(attempt, Outcome::Status(status), retry_after)
-                        .ok_or_else(|| RegistryError::Status {
-                            status,
-                            what: what(),
-                            attempts: attempt,
-                            body,
-                        })?
+                        .ok_or_else(|| RegistryError::Status { status, what: what(), attempts: attempt, body })?
                 }
                 Err(e) => self
                     .retry
@@ -257,9 +209,7 @@ impl RegistryClient {
             return Some(format!("Bearer {token}"));
         }
         match (&self.credentials, state.basic) {
-            (Credentials::Basic { username, password }, true) => {
-                Some(basic_header(username, password))
-            }
+            (Credentials::Basic { username, password }, true) => Some(basic_header(username, password)),
             _ => None,
         }
     }
@@ -276,21 +226,11 @@ impl RegistryClient {
                 self.auth.lock().expect("auth state poisoned").basic = true;
                 Ok(())
             }
-            Some(Challenge::Bearer {
-                realm,
-                service,
-                scope: asked,
-            }) => {
+            Some(Challenge::Bearer { realm, service, scope: asked }) => {
                 let scope_q = asked.unwrap_or_else(|| scope.to_string());
-                let (token, ttl) = self
-                    .fetch_token(&realm, service.as_deref(), &scope_q)
-                    .await?;
+                let (token, ttl) = self.fetch_token(&realm, service.as_deref(), &scope_q).await?;
                 let expires = Instant::now() + ttl.saturating_sub(Duration::from_secs(10));
-                self.auth
-                    .lock()
-                    .expect("auth state poisoned")
-                    .tokens
-                    .insert(scope.to_string(), (token, expires));
+                self.auth.lock().expect("auth state poisoned").tokens.insert(scope.to_string(), (token, expires));
                 Ok(())
             }
             _ => Err(RegistryError::Unauthorized {
@@ -320,14 +260,8 @@ impl RegistryClient {
         if let Credentials::Basic { username, password } = &self.credentials {
             req = req.header(header::AUTHORIZATION, basic_header(username, password));
         }
-        let res = req
-            .send()
-            .await
-            .map_err(|e| RegistryError::unreachable(realm, &e))?;
-        if matches!(
-            res.status(),
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
-        ) {
+        let res = req.send().await.map_err(|e| RegistryError::unreachable(realm, &e))?;
+        if matches!(res.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
             return Err(RegistryError::Unauthorized {
                 registry: self.registry.clone(),
                 detail: self.describe_credentials(),
@@ -346,14 +280,10 @@ impl RegistryClient {
         let t: TokenResponse = serde_json::from_slice(&body)
             .map_err(|e| RegistryError::Protocol(format!("token response from {realm}: {e}")))?;
         let token = t.token.or(t.access_token).filter(|t| !t.is_empty());
-        let token = token.ok_or_else(|| {
-            RegistryError::Protocol(format!("token response from {realm} has no token"))
-        })?;
+        let token =
+            token.ok_or_else(|| RegistryError::Protocol(format!("token response from {realm} has no token")))?;
         // The distribution token spec's default lifetime is 60 s.
-        Ok((
-            token,
-            Duration::from_secs(t.expires_in.unwrap_or(60).max(10)),
-        ))
+        Ok((token, Duration::from_secs(t.expires_in.unwrap_or(60).max(10))))
     }
 
     fn describe_credentials(&self) -> String {
@@ -368,18 +298,11 @@ impl RegistryClient {
 
 fn basic_header(username: &str, password: &str) -> String {
     use base64::Engine as _;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
-    )
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}")))
 }
 
 fn header_digest(res: &Response) -> Result<Option<Digest>, RegistryError> {
-    match res
-        .headers()
-        .get("docker-content-digest")
-        .and_then(|v| v.to_str().ok())
-    {
+    match res.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()) {
         Some(v) => Digest::parse(v.trim())
             .map(Some)
             .map_err(|e| RegistryError::Protocol(format!("Docker-Content-Digest header: {e}"))),
@@ -388,45 +311,24 @@ fn header_digest(res: &Response) -> Result<Option<Digest>, RegistryError> {
 }
 
 /// Checks bytes against the digest they were fetched by, then parses them.
-pub fn verify_manifest(
-    digest: &Digest,
-    body: &[u8],
-    content_type: Option<&str>,
-) -> Result<Manifest, RegistryError> {
+pub fn verify_manifest(digest: &Digest, body: &[u8], content_type: Option<&str>) -> Result<Manifest, RegistryError> {
     let actual = Digest::of(body);
     if &actual != digest {
-        return Err(RegistryError::DigestMismatch {
-            what: "manifest".into(),
-            expected: digest.clone(),
-            actual,
-        });
+        return Err(RegistryError::DigestMismatch { what: "manifest".into(), expected: digest.clone(), actual });
     }
     Ok(Manifest::parse(body, content_type)?)
 }
 
-async fn read_limited(
-    res: Response,
-    limit: usize,
-    what: impl Fn() -> String,
-) -> Result<Bytes, RegistryError> {
+async fn read_limited(res: Response, limit: usize, what: impl Fn() -> String) -> Result<Bytes, RegistryError> {
     if res.content_length().is_some_and(|l| l > limit as u64) {
-        return Err(RegistryError::TooLarge {
-            what: what(),
-            limit: limit as u64,
-        });
+        return Err(RegistryError::TooLarge { what: what(), limit: limit as u64 });
     }
     let mut buf = BytesMut::new();
     let mut stream = res.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| RegistryError::Interrupted {
-            what: what(),
-            message: super::error::chain(&e),
-        })?;
+        let chunk = chunk.map_err(|e| RegistryError::Interrupted { what: what(), message: super::error::chain(&e) })?;
         if buf.len() + chunk.len() > limit {
-            return Err(RegistryError::TooLarge {
-                what: what(),
-                limit: limit as u64,
-            });
+            return Err(RegistryError::TooLarge { what: what(), limit: limit as u64 });
         }
         buf.extend_from_slice(&chunk);
     }
@@ -436,12 +338,6 @@ async fn read_limited(
 /// The first bit of an error body, for the message: registries explain
 /// themselves there (`{"errors":[{"code":"TOOMANYREQUESTS",…}]}`).
 async fn error_body(res: Response) -> String {
-    let bytes = read_limited(res, 4096, String::new)
-        .await
-        .unwrap_or_default();
-    String::from_utf8_lossy(&bytes)
-        .trim()
-        .chars()
-        .take(300)
-        .collect()
+    let bytes = read_limited(res, 4096, String::new).await.unwrap_or_default();
+    String::from_utf8_lossy(&bytes).trim().chars().take(300).collect()
 }

@@ -22,18 +22,14 @@ pub enum DigestError {
 
 impl Digest {
     pub fn parse(s: &str) -> Result<Self, DigestError> {
-        let (alg, hex) = s
-            .split_once(':')
-            .ok_or_else(|| DigestError::Malformed(s.to_string()))?;
+        let (alg, hex) = s.split_once(':').ok_or_else(|| DigestError::Malformed(s.to_string()))?;
         if alg != "sha256" {
             return Err(DigestError::Algorithm(alg.to_string()));
         }
         if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
             return Err(DigestError::Malformed(s.to_string()));
         }
-        Ok(Digest {
-            hex: hex.to_string(),
-        })
+        Ok(Digest { hex: hex.to_string() })
     }
 
     pub fn of(bytes: &[u8]) -> Self {
@@ -41,9 +37,7 @@ impl Digest {
     }
 
     pub fn from_hasher(h: Sha256) -> Self {
-        Digest {
-            hex: hex::encode(h.finalize()),
-        }
+        Digest { hex: hex::encode(h.finalize()) }
     }
 
     pub fn hex(&self) -> &str {
@@ -83,32 +77,17 @@ mod tests {
     #[test]
     fn round_trip_and_hash() {
         let d = Digest::of(b"foo");
-        assert_eq!(
-            d.to_string(),
-            "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"
-        );
+        assert_eq!(d.to_string(), "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae");
         assert_eq!(Digest::parse(&d.to_string()).unwrap(), d);
     }
 
     #[test]
     fn rejects() {
-        assert!(matches!(
-            Digest::parse("sha512:00"),
-            Err(DigestError::Algorithm(_))
-        ));
-        assert!(matches!(
-            Digest::parse("sha256"),
-            Err(DigestError::Malformed(_))
-        ));
+        assert!(matches!(Digest::parse("sha512:00"), Err(DigestError::Algorithm(_))));
+        assert!(matches!(Digest::parse("sha256"), Err(DigestError::Malformed(_))));
         let upper = format!("sha256:{}", "A".repeat(64));
-        assert!(matches!(
-            Digest::parse(&upper),
-            Err(DigestError::Malformed(_))
-        ));
+        assert!(matches!(Digest::parse(&upper), Err(DigestError::Malformed(_))));
         let short = format!("sha256:{}", "a".repeat(63));
-        assert!(matches!(
-            Digest::parse(&short),
-            Err(DigestError::Malformed(_))
-        ));
+        assert!(matches!(Digest::parse(&short), Err(DigestError::Malformed(_))));
     }
 }

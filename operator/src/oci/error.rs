@@ -10,32 +10,15 @@ pub enum RegistryError {
     #[error("registry {registry} denied access to {what}")]
     Denied { registry: String, what: String },
     #[error("cannot reach {url}: {message}{hint}")]
-    Unreachable {
-        url: String,
-        message: String,
-        hint: &'static str,
-    },
+    Unreachable { url: String, message: String, hint: &'static str },
     #[error("{what}: the connection broke: {message}")]
     Interrupted { what: String, message: String },
     #[error("{what}: registry answered HTTP {status} after {attempts} attempt(s): {body}")]
-    Status {
-        status: u16,
-        what: String,
-        attempts: u32,
-        body: String,
-    },
+    Status { status: u16, what: String, attempts: u32, body: String },
     #[error("{what} digest mismatch: expected {expected}, got {actual}")]
-    DigestMismatch {
-        what: String,
-        expected: Digest,
-        actual: Digest,
-    },
+    DigestMismatch { what: String, expected: Digest, actual: Digest },
     #[error("{what} size mismatch: the manifest says {expected} bytes, the registry sent {actual}")]
-    SizeMismatch {
-        what: String,
-        expected: u64,
-        actual: u64,
-    },
+    SizeMismatch { what: String, expected: u64, actual: u64 },
     #[error("{what} is larger than the {limit}-byte limit")]
     TooLarge { what: String, limit: u64 },
     #[error(transparent)]
@@ -62,11 +45,7 @@ impl RegistryError {
         } else {
             ""
         };
-        RegistryError::Unreachable {
-            url: url.to_string(),
-            message,
-            hint,
-        }
+        RegistryError::Unreachable { url: url.to_string(), message, hint }
     }
 }
 

@@ -57,10 +57,7 @@ impl Platform {
             [os, arch] | [os, arch, _] if !os.is_empty() && !arch.is_empty() => Ok(Platform {
                 os: os.to_string(),
                 architecture: arch.to_string(),
-                variant: parts
-                    .get(2)
-                    .filter(|v| !v.is_empty())
-                    .map(|v| v.to_string()),
+                variant: parts.get(2).filter(|v| !v.is_empty()).map(|v| v.to_string()),
             }),
             _ => Err(ManifestError::BadPlatform(s.to_string())),
         }
@@ -75,11 +72,7 @@ impl Platform {
             "powerpc64" => "ppc64le",
             other => other,
         };
-        Platform {
-            os: std::env::consts::OS.to_string(),
-            architecture: architecture.to_string(),
-            variant: None,
-        }
+        Platform { os: std::env::consts::OS.to_string(), architecture: architecture.to_string(), variant: None }
     }
 
     /// Does an index entry's platform satisfy this request? A requested
@@ -161,15 +154,9 @@ impl Manifest {
             manifests: Option<serde::de::IgnoredAny>,
             schema_version: Option<u32>,
         }
-        let malformed = |kind, e: serde_json::Error| ManifestError::Malformed {
-            kind,
-            message: e.to_string(),
-        };
+        let malformed = |kind, e: serde_json::Error| ManifestError::Malformed { kind, message: e.to_string() };
         let probe: Probe = serde_json::from_slice(bytes).map_err(|e| malformed("a manifest", e))?;
-        let declared = probe
-            .media_type
-            .as_deref()
-            .or(content_type.map(|c| c.split(';').next().unwrap_or(c).trim()));
+        let declared = probe.media_type.as_deref().or(content_type.map(|c| c.split(';').next().unwrap_or(c).trim()));
         let is_index = match declared {
             Some(media::OCI_INDEX | media::DOCKER_LIST) => true,
             Some(media::OCI_MANIFEST | media::DOCKER_MANIFEST) => false,
@@ -177,19 +164,13 @@ impl Manifest {
             // without mediaType is still recognisable by its shape.
             _ if probe.schema_version == Some(2) => probe.manifests.is_some(),
             other => {
-                return Err(ManifestError::UnsupportedMediaType(
-                    other.unwrap_or("none").to_string(),
-                ));
+                return Err(ManifestError::UnsupportedMediaType(other.unwrap_or("none").to_string()));
             }
         };
         if is_index {
-            serde_json::from_slice(bytes)
-                .map(Manifest::Index)
-                .map_err(|e| malformed("an index", e))
+            serde_json::from_slice(bytes).map(Manifest::Index).map_err(|e| malformed("an index", e))
         } else {
-            serde_json::from_slice(bytes)
-                .map(Manifest::Image)
-                .map_err(|e| malformed("an image manifest", e))
+            serde_json::from_slice(bytes).map(Manifest::Image).map_err(|e| malformed("an image manifest", e))
         }
     }
 }
@@ -197,10 +178,8 @@ impl Manifest {
 impl ImageIndex {
     /// The entry for `wanted`; the first match wins, as in containerd.
     pub fn select(&self, wanted: &Platform) -> Result<&Descriptor, ManifestError> {
-        self.manifests
-            .iter()
-            .find(|d| d.platform.as_ref().is_some_and(|p| wanted.accepts(p)))
-            .ok_or_else(|| ManifestError::NoPlatform {
+        self.manifests.iter().find(|d| d.platform.as_ref().is_some_and(|p| wanted.accepts(p))).ok_or_else(|| {
+            ManifestError::NoPlatform {
                 wanted: wanted.clone(),
                 offered: self
                     .manifests
@@ -208,7 +187,8 @@ impl ImageIndex {
                     .filter_map(|d| d.platform.as_ref().map(Platform::to_string))
                     .collect::<Vec<_>>()
                     .join(", "),
-            })
+            }
+        })
     }
 }
 
@@ -218,10 +198,7 @@ mod tests {
 
     fn desc(platform: &str) -> String {
         let p = Platform::parse(platform).unwrap();
-        let variant = p
-            .variant
-            .map(|v| format!(r#","variant":"{v}""#))
-            .unwrap_or_default();
+        let variant = p.variant.map(|v| format!(r#","variant":"{v}""#)).unwrap_or_default();
         format!(
             r#"{{"mediaType":"{}","digest":"{}","size":1,"platform":{{"os":"{}","architecture":"{}"{variant}}}}}"#,
             media::OCI_MANIFEST,
@@ -237,37 +214,20 @@ mod tests {
         let img = format!(
             r#"{{"schemaVersion":2,"config":{{"mediaType":"a","digest":"{d}","size":1}},"layers":[{{"mediaType":"b","digest":"{d}","size":2,"annotations":{{"{TITLE_ANNOTATION}":"f.txt"}}}}]}}"#
         );
-        let Manifest::Image(m) =
-            Manifest::parse(img.as_bytes(), Some(media::DOCKER_MANIFEST)).unwrap()
-        else {
+        let Manifest::Image(m) = Manifest::parse(img.as_bytes(), Some(media::DOCKER_MANIFEST)).unwrap() else {
             panic!("expected an image")
         };
         assert_eq!(m.layers[0].title(), Some("f.txt"));
         // no mediaType, generic content type: shape decides
-        assert!(matches!(
-            Manifest::parse(img.as_bytes(), Some("application/json")),
-            Ok(Manifest::Image(_))
-        ));
-        let idx = format!(
-            r#"{{"schemaVersion":2,"manifests":[{}]}}"#,
-            desc("linux/amd64")
-        );
-        assert!(matches!(
-            Manifest::parse(idx.as_bytes(), None),
-            Ok(Manifest::Index(_))
-        ));
+        assert!(matches!(Manifest::parse(img.as_bytes(), Some("application/json")), Ok(Manifest::Image(_))));
+        let idx = format!(r#"{{"schemaVersion":2,"manifests":[{}]}}"#, desc("linux/amd64"));
+        assert!(matches!(Manifest::parse(idx.as_bytes(), None), Ok(Manifest::Index(_))));
         let v1 = br#"{"schemaVersion":1,"name":"x"}"#;
         assert!(matches!(
-            Manifest::parse(
-                v1,
-                Some("application/vnd.docker.distribution.manifest.v1+prettyjws")
-            ),
+            Manifest::parse(v1, Some("application/vnd.docker.distribution.manifest.v1+prettyjws")),
             Err(ManifestError::UnsupportedMediaType(_))
         ));
-        assert!(matches!(
-            Manifest::parse(b"nope", None),
-            Err(ManifestError::Malformed { .. })
-        ));
+        assert!(matches!(Manifest::parse(b"nope", None), Err(ManifestError::Malformed { .. })));
     }
 
     #[test]
@@ -279,26 +239,13 @@ mod tests {
             desc("linux/arm64/v8"),
             desc("linux/amd64")
         );
-        let Manifest::Index(i) = Manifest::parse(idx.as_bytes(), None).unwrap() else {
-            panic!()
-        };
-        let pick = |p: &str| {
-            i.select(&Platform::parse(p).unwrap())
-                .map(|d| d.platform.clone().unwrap().to_string())
-        };
+        let Manifest::Index(i) = Manifest::parse(idx.as_bytes(), None).unwrap() else { panic!() };
+        let pick = |p: &str| i.select(&Platform::parse(p).unwrap()).map(|d| d.platform.clone().unwrap().to_string());
         assert_eq!(pick("linux/amd64").unwrap(), "linux/amd64");
-        assert_eq!(
-            pick("linux/arm64").unwrap(),
-            "linux/arm64/v8",
-            "arm64 implies v8"
-        );
+        assert_eq!(pick("linux/arm64").unwrap(), "linux/arm64/v8", "arm64 implies v8");
         assert_eq!(pick("linux/arm/v7").unwrap(), "linux/arm/v7");
         let err = pick("linux/arm/v6").unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("linux/arm/v7, linux/arm64/v8, linux/amd64"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("linux/arm/v7, linux/arm64/v8, linux/amd64"), "{err}");
         assert!(Platform::parse("linux").is_err());
         assert!(Platform::parse("linux/").is_err());
     }

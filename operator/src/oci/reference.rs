@@ -53,9 +53,7 @@ impl Reference {
             Some((n, d)) => (n, Some(Digest::parse(d)?)),
             None => (s, None),
         };
-        let (host, path) = name_tag
-            .split_once('/')
-            .ok_or_else(|| ParseError::NoHost(input.to_string()))?;
+        let (host, path) = name_tag.split_once('/').ok_or_else(|| ParseError::NoHost(input.to_string()))?;
         // docker's rule: the first component is a host only if it looks like one.
         if !(host.contains('.') || host.contains(':') || host == "localhost") {
             return Err(ParseError::NoHost(input.to_string()));
@@ -92,10 +90,7 @@ impl Reference {
     }
 
     pub fn with_digest(&self, digest: Digest) -> Reference {
-        Reference {
-            digest: Some(digest),
-            ..self.clone()
-        }
+        Reference { digest: Some(digest), ..self.clone() }
     }
 }
 
@@ -124,10 +119,7 @@ fn validate_host(host: &str) -> Result<(), ParseError> {
     }
     let ok = !name.is_empty()
         && if name.starts_with('[') {
-            name.ends_with(']')
-                && name[1..name.len() - 1]
-                    .parse::<std::net::Ipv6Addr>()
-                    .is_ok()
+            name.ends_with(']') && name[1..name.len() - 1].parse::<std::net::Ipv6Addr>().is_ok()
         } else {
             name.split('.').all(|label| {
                 !label.is_empty()
@@ -180,13 +172,8 @@ fn validate_tag(tag: &str) -> Result<(), ParseError> {
     let ok = !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(ParseError::BadTag(tag.to_string()))
-    }
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'));
+    if ok { Ok(()) } else { Err(ParseError::BadTag(tag.to_string())) }
 }
 
 #[cfg(test)]
@@ -209,20 +196,11 @@ mod tests {
     #[test]
     fn plain_form_and_default_tag() {
         let r = Reference::parse("ghcr.io/org/cfg").unwrap();
-        assert_eq!(
-            (r.registry.as_str(), r.repository.as_str()),
-            ("ghcr.io", "org/cfg")
-        );
+        assert_eq!((r.registry.as_str(), r.repository.as_str()), ("ghcr.io", "org/cfg"));
         assert_eq!(r.tag, None);
         assert_eq!(r.manifest_ref(), "latest");
-        assert_eq!(
-            Reference::parse("localhost/x:1").unwrap().registry,
-            "localhost"
-        );
-        assert_eq!(
-            Reference::parse("[::1]:5000/x").unwrap().registry,
-            "[::1]:5000"
-        );
+        assert_eq!(Reference::parse("localhost/x:1").unwrap().registry, "localhost");
+        assert_eq!(Reference::parse("[::1]:5000/x").unwrap().registry, "[::1]:5000");
     }
 
     #[test]
@@ -230,16 +208,10 @@ mod tests {
         use ParseError::*;
         let err = |s: &str| Reference::parse(s).unwrap_err();
         assert_eq!(err(""), Empty);
-        assert!(
-            matches!(err("library/nginx:1"), NoHost(_)),
-            "no implicit docker.io"
-        );
+        assert!(matches!(err("library/nginx:1"), NoHost(_)), "no implicit docker.io");
         assert!(matches!(err("nginx"), NoHost(_)));
         assert!(matches!(err("oci://reg.io/"), NoRepository(_)));
-        assert!(
-            matches!(err("reg.io/Team/App"), BadRepository(_)),
-            "upper case"
-        );
+        assert!(matches!(err("reg.io/Team/App"), BadRepository(_)), "upper case");
         assert!(matches!(err("reg.io/a//b"), BadRepository(_)));
         assert!(matches!(err("reg.io/a-/b"), BadRepository(_)));
         assert!(matches!(err("reg.io/a...b"), BadRepository(_)));
@@ -254,12 +226,7 @@ mod tests {
 
     #[test]
     fn accepts_valid_separators() {
-        for ok in [
-            "reg.io/a_b",
-            "reg.io/a__b",
-            "reg.io/a---b",
-            "reg.io/a.b/c-d/e_f:1.0_rc-1",
-        ] {
+        for ok in ["reg.io/a_b", "reg.io/a__b", "reg.io/a---b", "reg.io/a.b/c-d/e_f:1.0_rc-1"] {
             Reference::parse(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
     }

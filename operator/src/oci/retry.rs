@@ -36,25 +36,15 @@ pub enum Outcome {
 impl RetryPolicy {
     /// The delay before attempt `attempt + 1` (attempts count from 1), or
     /// `None` when the outcome is final or the attempts are spent.
-    pub fn delay(
-        &self,
-        attempt: u32,
-        outcome: Outcome,
-        retry_after: Option<Duration>,
-    ) -> Option<Duration> {
+    pub fn delay(&self, attempt: u32, outcome: Outcome, retry_after: Option<Duration>) -> Option<Duration> {
         let retryable = match outcome {
             Outcome::Transport => true,
-            Outcome::Status(s) => {
-                s == 429 || s == 408 || (500..600).contains(&s) && s != 501 && s != 505
-            }
+            Outcome::Status(s) => s == 429 || s == 408 || (500..600).contains(&s) && s != 501 && s != 505,
         };
         if !retryable || attempt >= self.attempts {
             return None;
         }
-        let backoff = self
-            .base
-            .saturating_mul(1 << (attempt - 1).min(16))
-            .min(self.max_delay);
+        let backoff = self.base.saturating_mul(1 << (attempt - 1).min(16)).min(self.max_delay);
         match retry_after {
             Some(ra) if ra > self.max_retry_after => None,
             Some(ra) => Some(ra),
@@ -79,26 +69,17 @@ fn httpdate(s: &str) -> Option<SystemTime> {
     let [_, day, mon, year, time, "GMT"] = parts.as_slice() else {
         return None;
     };
-    let month = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ]
-    .iter()
-    .position(|m| m == mon)? as i64
+    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        .iter()
+        .position(|m| m == mon)? as i64
         + 1;
     let (day, year): (i64, i64) = (day.parse().ok()?, year.parse().ok()?);
-    let hms: Vec<i64> = time
-        .split(':')
-        .map(|x| x.parse().ok())
-        .collect::<Option<_>>()?;
+    let hms: Vec<i64> = time.split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
     let [h, m, sec] = hms.as_slice() else {
         return None;
     };
     // days from civil (Howard Hinnant's algorithm)
-    let (y, mo) = if month <= 2 {
-        (year - 1, month + 9)
-    } else {
-        (year, month - 3)
-    };
+    let (y, mo) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
     let doy = (153 * mo + 2) / 5 + day - 1;
@@ -115,61 +96,29 @@ mod tests {
     #[test]
     fn backs_off_and_stops() {
         let p = RetryPolicy::default();
-        assert_eq!(
-            p.delay(1, Outcome::Status(503), None),
-            Some(Duration::from_millis(250))
-        );
-        assert_eq!(
-            p.delay(2, Outcome::Status(503), None),
-            Some(Duration::from_millis(500))
-        );
-        assert_eq!(
-            p.delay(3, Outcome::Transport, None),
-            Some(Duration::from_secs(1))
-        );
-        assert_eq!(
-            p.delay(4, Outcome::Status(503), None),
-            None,
-            "attempts are bounded"
-        );
+        assert_eq!(p.delay(1, Outcome::Status(503), None), Some(Duration::from_millis(250)));
+        assert_eq!(p.delay(2, Outcome::Status(503), None), Some(Duration::from_millis(500)));
+        assert_eq!(p.delay(3, Outcome::Transport, None), Some(Duration::from_secs(1)));
+        assert_eq!(p.delay(4, Outcome::Status(503), None), None, "attempts are bounded");
         for final_status in [400, 401, 403, 404, 501] {
-            assert_eq!(
-                p.delay(1, Outcome::Status(final_status), None),
-                None,
-                "{final_status}"
-            );
+            assert_eq!(p.delay(1, Outcome::Status(final_status), None), None, "{final_status}");
         }
     }
 
     #[test]
     fn honours_retry_after_within_bounds() {
         let p = RetryPolicy::default();
-        assert_eq!(
-            p.delay(1, Outcome::Status(429), Some(Duration::from_secs(2))),
-            Some(Duration::from_secs(2))
-        );
-        assert_eq!(
-            p.delay(1, Outcome::Status(429), Some(Duration::from_secs(31))),
-            None
-        );
-        assert_eq!(
-            p.delay(1, Outcome::Status(429), Some(Duration::ZERO)),
-            Some(Duration::ZERO)
-        );
+        assert_eq!(p.delay(1, Outcome::Status(429), Some(Duration::from_secs(2))), Some(Duration::from_secs(2)));
+        assert_eq!(p.delay(1, Outcome::Status(429), Some(Duration::from_secs(31))), None);
+        assert_eq!(p.delay(1, Outcome::Status(429), Some(Duration::ZERO)), Some(Duration::ZERO));
     }
 
     #[test]
     fn parses_retry_after() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784111777); // Sun, 06 Nov 1994 08:49:37 GMT
         assert_eq!(parse_retry_after("3", now), Some(Duration::from_secs(3)));
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now),
-            Some(Duration::from_secs(10))
-        );
-        assert_eq!(
-            parse_retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now),
-            Some(Duration::ZERO)
-        );
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now), Some(Duration::from_secs(10)));
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
     }
 }

@@ -44,35 +44,21 @@ pub fn unpack_layer(
     match kind {
         LayerKind::File { path } => {
             budget.charge_file()?;
-            let entry = w.write_file(
-                path,
-                &mut Counted {
-                    inner: reader,
-                    budget,
-                },
-                false,
-            )?;
+            let entry = w.write_file(path, &mut Counted { inner: reader, budget }, false)?;
             w.report.entries.insert(path.clone(), entry);
         }
         LayerKind::Tar(c) => {
             // Counting sits after the decoder: the limit is on what a layer
             // expands to, which is what a bomb inflates.
             let decoded: Box<dyn Read> = match c {
-                Compression::None => Box::new(Counted {
-                    inner: reader,
-                    budget,
-                }),
-                Compression::Gzip => Box::new(Counted {
-                    inner: flate2::read::MultiGzDecoder::new(reader),
-                    budget,
-                }),
+                Compression::None => Box::new(Counted { inner: reader, budget }),
+                Compression::Gzip => Box::new(Counted { inner: flate2::read::MultiGzDecoder::new(reader), budget }),
                 Compression::Zstd => {
-                    let mut d = zstd::stream::read::Decoder::new(reader)
-                        .map_err(|e| stream_error(digest, format, e))?;
+                    let mut d =
+                        zstd::stream::read::Decoder::new(reader).map_err(|e| stream_error(digest, format, e))?;
                     // A frame may ask for a window of up to 2 GiB; refuse the
                     // ones past 8 MiB (zstd --ultra or --long) to bound memory.
-                    d.window_log_max(ZSTD_WINDOW_LOG_MAX)
-                        .map_err(|e| stream_error(digest, format, e))?;
+                    d.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(|e| stream_error(digest, format, e))?;
                     Box::new(Counted { inner: d, budget })
                 }
             };
@@ -96,23 +82,14 @@ struct LayerWriter<'a> {
 }
 
 impl LayerWriter<'_> {
-    fn unpack_tar(
-        &mut self,
-        r: Box<dyn Read + '_>,
-        selection: &Selection,
-    ) -> Result<(), UnpackError> {
+    fn unpack_tar(&mut self, r: Box<dyn Read + '_>, selection: &Selection) -> Result<(), UnpackError> {
         let mut archive = tar::Archive::new(r);
-        let entries = archive
-            .entries()
-            .map_err(|e| stream_error(self.digest, self.format, e))?;
+        let entries = archive.entries().map_err(|e| stream_error(self.digest, self.format, e))?;
         for entry in entries {
             let mut entry = entry.map_err(|e| stream_error(self.digest, self.format, e))?;
             let raw = entry.path_bytes().into_owned();
             let shown = String::from_utf8_lossy(&raw).into_owned();
-            let unsafe_path = |reason: String| UnpackError::UnsafePath {
-                path: shown.clone(),
-                reason,
-            };
+            let unsafe_path = |reason: String| UnpackError::UnsafePath { path: shown.clone(), reason };
             let Some(path) = sanitize(&raw).map_err(|e| unsafe_path(e.to_string()))? else {
                 continue;
             };
@@ -146,15 +123,9 @@ impl LayerWriter<'_> {
             // escape is refused whole, not just filtered.
             let link = match kind {
                 T::Symlink | T::Link => {
-                    let raw_target = entry
-                        .link_name_bytes()
-                        .map(|t| t.into_owned())
-                        .unwrap_or_default();
+                    let raw_target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
                     let target = String::from_utf8_lossy(&raw_target).into_owned();
-                    let escapes = || UnpackError::LinkEscapes {
-                        path: path.clone(),
-                        target: target.clone(),
-                    };
+                    let escapes = || UnpackError::LinkEscapes { path: path.clone(), target: target.clone() };
                     Some(if kind == T::Symlink {
                         resolve_link_target(&path, &target).ok_or_else(escapes)?;
                         (true, target)
@@ -183,12 +154,7 @@ impl LayerWriter<'_> {
         Ok(())
     }
 
-    fn write_file(
-        &mut self,
-        path: &str,
-        r: &mut dyn Read,
-        executable: bool,
-    ) -> Result<Entry, UnpackError> {
+    fn write_file(&mut self, path: &str, r: &mut dyn Read, executable: bool) -> Result<Entry, UnpackError> {
         let full = self.prepare(path)?;
         let mut f = OpenOptions::new()
             .write(true)
@@ -210,19 +176,13 @@ impl LayerWriter<'_> {
             f.write_all(&buf[..n]).map_err(UnpackError::io(&full))?;
             size += n as u64;
         }
-        Ok(Entry::File {
-            size,
-            sha256: Digest::from_hasher(hasher),
-            executable,
-        })
+        Ok(Entry::File { size, sha256: Digest::from_hasher(hasher), executable })
     }
 
     fn symlink(&mut self, path: &str, target: &str) -> Result<Entry, UnpackError> {
         let full = self.prepare(path)?;
         std::os::unix::fs::symlink(target, &full).map_err(UnpackError::io(&full))?;
-        Ok(Entry::Symlink {
-            target: target.to_string(),
-        })
+        Ok(Entry::Symlink { target: target.to_string() })
     }
 
     /// A hard link may only name a file this layer already wrote: its bytes
@@ -233,9 +193,7 @@ impl LayerWriter<'_> {
             _ => {
                 return Err(UnpackError::LinkEscapes {
                     path: path.to_string(),
-                    target: format!(
-                        "{target} (hard link to a file not unpacked before it in this layer)"
-                    ),
+                    target: format!("{target} (hard link to a file not unpacked before it in this layer)"),
                 });
             }
         };
@@ -275,10 +233,7 @@ impl LayerWriter<'_> {
         // know what is there without asking the filesystem.
         let full = self.dir.join(path);
         if self.dirs.contains(path) {
-            return Err(UnpackError::UnsafePath {
-                path: path.to_string(),
-                reason: "replaces a directory".into(),
-            });
+            return Err(UnpackError::UnsafePath { path: path.to_string(), reason: "replaces a directory".into() });
         }
         if self.report.entries.remove(path).is_some() {
             fs::remove_file(&full).map_err(UnpackError::io(&full))?;
@@ -297,9 +252,7 @@ struct Counted<'a, R> {
 impl<R: Read> Read for Counted<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.budget
-            .charge_bytes(n as u64)
-            .map_err(io::Error::other)?;
+        self.budget.charge_bytes(n as u64).map_err(io::Error::other)?;
         Ok(n)
     }
 }
@@ -308,17 +261,9 @@ impl<R: Read> Read for Counted<'_, R> {
 /// `io::Error` by `Counted`), a corrupt archive, or a cut download.
 fn stream_error(digest: &str, format: &'static str, e: io::Error) -> UnpackError {
     if e.get_ref().is_some_and(|inner| inner.is::<UnpackError>()) {
-        return *e
-            .into_inner()
-            .expect("checked")
-            .downcast::<UnpackError>()
-            .expect("checked");
+        return *e.into_inner().expect("checked").downcast::<UnpackError>().expect("checked");
     }
-    UnpackError::Corrupt {
-        digest: digest.to_string(),
-        format,
-        message: e.to_string(),
-    }
+    UnpackError::Corrupt { digest: digest.to_string(), format, message: e.to_string() }
 }
 
 #[cfg(test)]

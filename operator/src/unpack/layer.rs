@@ -34,28 +34,17 @@ pub struct LayerPlan {
 /// directory for unpacking; a layer without a title (images, crane, hand-made
 /// artifacts) is a tar by its media type.
 pub fn classify(desc: &Descriptor) -> Result<LayerKind, UnpackError> {
-    let unpack = desc
-        .annotations
-        .get(ORAS_UNPACK_ANNOTATION)
-        .is_some_and(|v| v == "true");
+    let unpack = desc.annotations.get(ORAS_UNPACK_ANNOTATION).is_some_and(|v| v == "true");
     if let (Some(title), false) = (desc.title(), unpack) {
         let path = sanitize(title.as_bytes())
-            .map_err(|reason| UnpackError::UnsafePath {
-                path: title.to_string(),
-                reason: reason.to_string(),
-            })?
-            .ok_or_else(|| UnpackError::UnsafePath {
-                path: title.to_string(),
-                reason: "names the root".into(),
-            })?;
+            .map_err(|reason| UnpackError::UnsafePath { path: title.to_string(), reason: reason.to_string() })?
+            .ok_or_else(|| UnpackError::UnsafePath { path: title.to_string(), reason: "names the root".into() })?;
         return Ok(LayerKind::File { path });
     }
-    tar_compression(&desc.media_type)
-        .map(LayerKind::Tar)
-        .ok_or_else(|| UnpackError::UnsupportedLayer {
-            digest: desc.digest.to_string(),
-            media_type: desc.media_type.clone(),
-        })
+    tar_compression(&desc.media_type).map(LayerKind::Tar).ok_or_else(|| UnpackError::UnsupportedLayer {
+        digest: desc.digest.to_string(),
+        media_type: desc.media_type.clone(),
+    })
 }
 
 /// Tar flavours by media type: OCI's (`…layer.v1.tar[+gzip|+zstd]`), Docker's
@@ -91,11 +80,7 @@ pub fn plan(layers: &[Descriptor], selection: &Selection) -> Result<Vec<LayerPla
         {
             continue;
         }
-        out.push(LayerPlan {
-            index,
-            descriptor: d.clone(),
-            kind,
-        });
+        out.push(LayerPlan { index, descriptor: d.clone(), kind });
     }
     Ok(out)
 }
@@ -130,86 +115,38 @@ mod tests {
         let k = |m, t, u| classify(&desc(m, t, u));
         assert_eq!(
             k("application/yaml", Some("a/b.yaml"), false).unwrap(),
-            LayerKind::File {
-                path: "a/b.yaml".into()
-            }
+            LayerKind::File { path: "a/b.yaml".into() }
         );
         assert_eq!(
-            k(
-                "application/vnd.oci.image.layer.v1.tar+gzip",
-                Some("pkg.tgz"),
-                false
-            )
-            .unwrap(),
-            LayerKind::File {
-                path: "pkg.tgz".into()
-            },
+            k("application/vnd.oci.image.layer.v1.tar+gzip", Some("pkg.tgz"), false).unwrap(),
+            LayerKind::File { path: "pkg.tgz".into() },
             "a titled tarball without the unpack mark is a file, as oras pull treats it"
         );
         assert_eq!(
-            k(
-                "application/vnd.oci.image.layer.v1.tar+gzip",
-                Some("dir"),
-                true
-            )
-            .unwrap(),
+            k("application/vnd.oci.image.layer.v1.tar+gzip", Some("dir"), true).unwrap(),
+            LayerKind::Tar(C::Gzip)
+        );
+        assert_eq!(k("application/vnd.oci.image.layer.v1.tar", None, false).unwrap(), LayerKind::Tar(C::None));
+        assert_eq!(k("application/vnd.oci.image.layer.v1.tar+zstd", None, false).unwrap(), LayerKind::Tar(C::Zstd));
+        assert_eq!(
+            k("application/vnd.docker.image.rootfs.diff.tar.gzip", None, false).unwrap(),
             LayerKind::Tar(C::Gzip)
         );
         assert_eq!(
-            k("application/vnd.oci.image.layer.v1.tar", None, false).unwrap(),
-            LayerKind::Tar(C::None)
-        );
-        assert_eq!(
-            k("application/vnd.oci.image.layer.v1.tar+zstd", None, false).unwrap(),
-            LayerKind::Tar(C::Zstd)
-        );
-        assert_eq!(
-            k(
-                "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                None,
-                false
-            )
-            .unwrap(),
+            k("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", None, false).unwrap(),
             LayerKind::Tar(C::Gzip)
         );
         assert_eq!(
-            k(
-                "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-                None,
-                false
-            )
-            .unwrap(),
+            k("application/vnd.cncf.helm.chart.content.v1.tar+gzip", None, false).unwrap(),
             LayerKind::Tar(C::Gzip)
         );
-        assert_eq!(
-            k(
-                "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
-                None,
-                false
-            )
-            .unwrap(),
-            LayerKind::Tar(C::Gzip)
-        );
+        assert!(matches!(k("application/octet-stream", None, false), Err(UnpackError::UnsupportedLayer { .. })));
         assert!(matches!(
-            k("application/octet-stream", None, false),
+            k("application/vnd.oci.image.layer.v1.tar+gzip+encrypted", None, false),
             Err(UnpackError::UnsupportedLayer { .. })
         ));
-        assert!(matches!(
-            k(
-                "application/vnd.oci.image.layer.v1.tar+gzip+encrypted",
-                None,
-                false
-            ),
-            Err(UnpackError::UnsupportedLayer { .. })
-        ));
-        assert!(matches!(
-            k("text/plain", Some("../x"), false),
-            Err(UnpackError::UnsafePath { .. })
-        ));
-        assert!(matches!(
-            k("text/plain", Some("/etc/x"), false),
-            Err(UnpackError::UnsafePath { .. })
-        ));
+        assert!(matches!(k("text/plain", Some("../x"), false), Err(UnpackError::UnsafePath { .. })));
+        assert!(matches!(k("text/plain", Some("/etc/x"), false), Err(UnpackError::UnsafePath { .. })));
     }
 
     #[test]
@@ -222,20 +159,9 @@ mod tests {
         ];
         let sel = Selection::new(&["*.txt"], &[], &[]).unwrap();
         let p = plan(&layers, &sel).unwrap();
-        assert_eq!(
-            p.iter().map(|l| l.index).collect::<Vec<_>>(),
-            [0, 2, 3],
-            "tars may hold selected files"
-        );
+        assert_eq!(p.iter().map(|l| l.index).collect::<Vec<_>>(), [0, 2, 3], "tars may hold selected files");
         let sel = Selection::new(&[], &[], &["text/plain"]).unwrap();
-        assert_eq!(
-            plan(&layers, &sel)
-                .unwrap()
-                .iter()
-                .map(|l| l.index)
-                .collect::<Vec<_>>(),
-            [0, 1]
-        );
+        assert_eq!(plan(&layers, &sel).unwrap().iter().map(|l| l.index).collect::<Vec<_>>(), [0, 1]);
         // an unsupported layer is an error only when it is wanted
         let odd = vec![desc("application/octet-stream", None, false)];
         assert!(plan(&odd, &Selection::all()).is_err());

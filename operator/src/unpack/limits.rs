@@ -16,11 +16,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            max_layer_bytes: 1 << 30,
-            max_total_bytes: 4 << 30,
-            max_files: 100_000,
-        }
+        Limits { max_layer_bytes: 1 << 30, max_total_bytes: 4 << 30, max_files: 100_000 }
     }
 }
 
@@ -34,40 +30,27 @@ pub struct Budget {
 
 impl Budget {
     pub fn new(limits: Limits) -> Self {
-        Budget {
-            limits,
-            bytes: AtomicU64::new(0),
-            files: AtomicU64::new(0),
-        }
+        Budget { limits, bytes: AtomicU64::new(0), files: AtomicU64::new(0) }
     }
 
     pub fn charge_bytes(&self, n: u64) -> Result<(), UnpackError> {
         let total = self.bytes.fetch_add(n, Ordering::Relaxed) + n;
         if total > self.limits.max_total_bytes {
-            return Err(UnpackError::LimitExceeded {
-                limit: "total unpacked bytes",
-                max: self.limits.max_total_bytes,
-            });
+            return Err(UnpackError::LimitExceeded { limit: "total unpacked bytes", max: self.limits.max_total_bytes });
         }
         Ok(())
     }
 
     pub fn charge_file(&self) -> Result<(), UnpackError> {
         if self.files.fetch_add(1, Ordering::Relaxed) + 1 > self.limits.max_files {
-            return Err(UnpackError::LimitExceeded {
-                limit: "file count",
-                max: self.limits.max_files,
-            });
+            return Err(UnpackError::LimitExceeded { limit: "file count", max: self.limits.max_files });
         }
         Ok(())
     }
 
     pub fn check_layer_size(&self, size: u64) -> Result<(), UnpackError> {
         if size > self.limits.max_layer_bytes {
-            return Err(UnpackError::LimitExceeded {
-                limit: "layer bytes",
-                max: self.limits.max_layer_bytes,
-            });
+            return Err(UnpackError::LimitExceeded { limit: "layer bytes", max: self.limits.max_layer_bytes });
         }
         Ok(())
     }
@@ -78,9 +61,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size (e.g. 512MiB)"))?;
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size (e.g. 512MiB)"))?;
     let shift = match unit.trim() {
         "" | "B" => 0,
         "K" | "Ki" | "KiB" | "k" => 10,
@@ -88,13 +69,10 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "G" | "Gi" | "GiB" => 30,
         "T" | "Ti" | "TiB" => 40,
         u => {
-            return Err(format!(
-                "unknown size unit {u:?} in {s:?} (use KiB, MiB, GiB)"
-            ));
+            return Err(format!("unknown size unit {u:?} in {s:?} (use KiB, MiB, GiB)"));
         }
     };
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("{s:?} is too large"))
+    n.checked_mul(1 << shift).ok_or_else(|| format!("{s:?} is too large"))
 }
 
 #[cfg(test)]
@@ -103,19 +81,12 @@ mod tests {
 
     #[test]
     fn budget_trips_past_the_limit_not_at_it() {
-        let b = Budget::new(Limits {
-            max_layer_bytes: 10,
-            max_total_bytes: 100,
-            max_files: 2,
-        });
+        let b = Budget::new(Limits { max_layer_bytes: 10, max_total_bytes: 100, max_files: 2 });
         b.charge_bytes(60).unwrap();
         b.charge_bytes(40).unwrap();
         assert!(matches!(
             b.charge_bytes(1),
-            Err(UnpackError::LimitExceeded {
-                limit: "total unpacked bytes",
-                max: 100
-            })
+            Err(UnpackError::LimitExceeded { limit: "total unpacked bytes", max: 100 })
         ));
         b.charge_file().unwrap();
         b.charge_file().unwrap();

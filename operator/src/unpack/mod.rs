@@ -37,16 +37,9 @@ pub enum UnpackError {
     #[error("{limit} limit of {max} exceeded")]
     LimitExceeded { limit: &'static str, max: u64 },
     #[error("layer {digest} is not a valid {format}: {message}")]
-    Corrupt {
-        digest: String,
-        format: &'static str,
-        message: String,
-    },
+    Corrupt { digest: String, format: &'static str, message: String },
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 impl UnpackError {
@@ -60,14 +53,8 @@ impl UnpackError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Entry {
-    File {
-        size: u64,
-        sha256: Digest,
-        executable: bool,
-    },
-    Symlink {
-        target: String,
-    },
+    File { size: u64, sha256: Digest, executable: bool },
+    Symlink { target: String },
 }
 
 /// An OCI whiteout (`.wh.name`, `.wh..wh..opq`): a later layer deleting what

@@ -39,11 +39,7 @@ pub fn sanitize(raw: &[u8]) -> Result<Option<String>, PathError> {
             c => parts.push(c),
         }
     }
-    Ok(if parts.is_empty() {
-        None
-    } else {
-        Some(parts.join("/"))
-    })
+    Ok(if parts.is_empty() { None } else { Some(parts.join("/")) })
 }
 
 /// Where a relative symlink target lands, as a path from the root, or
@@ -81,19 +77,11 @@ mod tests {
         assert_eq!(ok("./a//b/./c"), Some("a/b/c".into()));
         assert_eq!(ok("dir/"), Some("dir".into()));
         assert_eq!(ok("./"), None);
-        assert_eq!(
-            ok("a..b/..c"),
-            Some("a..b/..c".into()),
-            "dots inside names are fine"
-        );
+        assert_eq!(ok("a..b/..c"), Some("a..b/..c".into()), "dots inside names are fine");
         assert_eq!(sanitize(b"/etc/passwd"), Err(PathError::Absolute));
         assert_eq!(sanitize(b"../x"), Err(PathError::ParentDir));
         assert_eq!(sanitize(b"a/../../x"), Err(PathError::ParentDir));
-        assert_eq!(
-            sanitize(b"a/.."),
-            Err(PathError::ParentDir),
-            "even when it stays inside"
-        );
+        assert_eq!(sanitize(b"a/.."), Err(PathError::ParentDir), "even when it stays inside");
         assert_eq!(sanitize(b"a\\..\\x"), Err(PathError::BadChar));
         assert_eq!(sanitize(b""), Err(PathError::Empty));
         assert_eq!(sanitize(b"\xff"), Err(PathError::NotUtf8));

@@ -20,11 +20,7 @@ pub struct GlobError {
 }
 
 impl Selection {
-    pub fn new<S: AsRef<str>>(
-        include: &[S],
-        exclude: &[S],
-        media_types: &[S],
-    ) -> Result<Self, GlobError> {
+    pub fn new<S: AsRef<str>>(include: &[S], exclude: &[S], media_types: &[S]) -> Result<Self, GlobError> {
         Ok(Selection {
             include: build(include)?,
             exclude: build(exclude)?,
@@ -60,18 +56,11 @@ fn build<S: AsRef<str>>(patterns: &[S]) -> Result<Option<GlobSet>, GlobError> {
             .literal_separator(true)
             .backslash_escape(true)
             .build()
-            .map_err(|e| GlobError {
-                pattern: p.to_string(),
-                message: e.kind().to_string(),
-            })?;
+            .map_err(|e| GlobError { pattern: p.to_string(), message: e.kind().to_string() })?;
         set.add(glob);
     }
     set.build().map(Some).map_err(|e| GlobError {
-        pattern: patterns
-            .iter()
-            .map(|p| p.as_ref())
-            .collect::<Vec<_>>()
-            .join(","),
+        pattern: patterns.iter().map(|p| p.as_ref()).collect::<Vec<_>>().join(","),
         message: e.to_string(),
     })
 }
@@ -97,10 +86,7 @@ mod tests {
         assert!(s.wants_path("app.yaml"));
         assert!(!s.wants_path("docs/README.md"));
         assert!(!s.wants_path("secret.txt"));
-        assert!(
-            s.wants_path("dir/secret.txt"),
-            "* patterns anchor at the root"
-        );
+        assert!(s.wants_path("dir/secret.txt"), "* patterns anchor at the root");
         let both = Selection::new(&["./conf/*"], &["conf/*.bak"], &[]).unwrap();
         assert!(both.wants_path("conf/a") && !both.wants_path("conf/a.bak"));
     }

@@ -29,20 +29,10 @@ impl Staging {
             _ => PathBuf::from("."),
         };
         fs::create_dir_all(&parent).map_err(UnpackError::io(&parent))?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        let dir = parent.join(format!(
-            ".{}.ocisync-{}-{nanos}",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let dir = parent.join(format!(".{}.ocisync-{}-{nanos}", name.to_string_lossy(), std::process::id()));
         fs::create_dir(&dir).map_err(UnpackError::io(&dir))?;
-        Ok(Staging {
-            dir,
-            dest: dest.to_path_buf(),
-        })
+        Ok(Staging { dir, dest: dest.to_path_buf() })
     }
 
     pub fn layer_dir(&self, index: usize) -> PathBuf {
@@ -55,10 +45,7 @@ impl Staging {
 
     /// Merge the layers' trees (given in manifest order) into one and check
     /// it. Returns what the output holds.
-    pub fn merge(
-        &self,
-        layers: Vec<(usize, LayerReport)>,
-    ) -> Result<BTreeMap<String, Entry>, UnpackError> {
+    pub fn merge(&self, layers: Vec<(usize, LayerReport)>) -> Result<BTreeMap<String, Entry>, UnpackError> {
         let root = self.root();
         let mut merged = BTreeMap::new();
         let mut layers = layers.into_iter();
@@ -118,11 +105,7 @@ impl Drop for Staging {
     }
 }
 
-fn apply_whiteout(
-    root: &Path,
-    merged: &mut BTreeMap<String, Entry>,
-    w: &Whiteout,
-) -> Result<(), UnpackError> {
+fn apply_whiteout(root: &Path, merged: &mut BTreeMap<String, Entry>, w: &Whiteout) -> Result<(), UnpackError> {
     let (path, keep_dir) = match w {
         Whiteout::Path(p) => (p.as_str(), false),
         Whiteout::Opaque(p) => (p.as_str(), true),
@@ -131,11 +114,7 @@ fn apply_whiteout(
     if parents(path).any(|p| fs::symlink_metadata(root.join(p)).is_ok_and(|m| !m.is_dir())) {
         return Ok(());
     }
-    let full = if path.is_empty() {
-        root.to_path_buf()
-    } else {
-        root.join(path)
-    };
+    let full = if path.is_empty() { root.to_path_buf() } else { root.join(path) };
     if let Ok(m) = fs::symlink_metadata(&full) {
         if keep_dir && m.is_dir() {
             for e in fs::read_dir(&full).map_err(UnpackError::io(&full))? {
@@ -153,11 +132,7 @@ fn apply_whiteout(
 
 /// A later layer's file may sit where an earlier layer had a file or link:
 /// the later layer wins and the obstacle goes.
-fn make_parents(
-    root: &Path,
-    path: &str,
-    merged: &mut BTreeMap<String, Entry>,
-) -> Result<(), UnpackError> {
+fn make_parents(root: &Path, path: &str, merged: &mut BTreeMap<String, Entry>) -> Result<(), UnpackError> {
     for p in parents(path) {
         let full = root.join(p);
         match fs::symlink_metadata(&full) {
@@ -174,11 +149,7 @@ fn make_parents(
 }
 
 fn remove(path: &Path, dir: bool) -> Result<(), UnpackError> {
-    let r = if dir {
-        fs::remove_dir_all(path)
-    } else {
-        fs::remove_file(path)
-    };
+    let r = if dir { fs::remove_dir_all(path) } else { fs::remove_file(path) };
     r.map_err(UnpackError::io(path))
 }
 
@@ -188,11 +159,8 @@ fn remove_below(merged: &mut BTreeMap<String, Entry>, dir: &str) {
         return;
     }
     let prefix = format!("{dir}/");
-    let doomed: Vec<String> = merged
-        .range(prefix.clone()..)
-        .take_while(|(k, _)| k.starts_with(&prefix))
-        .map(|(k, _)| k.clone())
-        .collect();
+    let doomed: Vec<String> =
+        merged.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).map(|(k, _)| k.clone()).collect();
     for k in doomed {
         merged.remove(&k);
     }
@@ -207,10 +175,7 @@ fn check_links(root: &Path, merged: &BTreeMap<String, Entry>) -> Result<(), Unpa
         let Entry::Symlink { target } = entry else {
             continue;
         };
-        let escapes = |why: &str| UnpackError::LinkEscapes {
-            path: path.clone(),
-            target: format!("{target}{why}"),
-        };
+        let escapes = |why: &str| UnpackError::LinkEscapes { path: path.clone(), target: format!("{target}{why}") };
         match fs::canonicalize(root.join(path)) {
             Ok(real) if real.starts_with(&real_root) => {}
             Ok(_) => return Err(escapes("")),
@@ -223,33 +188,19 @@ fn check_links(root: &Path, merged: &BTreeMap<String, Entry>) -> Result<(), Unpa
 /// renameat2(RENAME_EXCHANGE): readers see the old tree or the new one,
 /// never a mix or nothing.
 fn exchange(a: &Path, b: &Path) -> Result<(), UnpackError> {
-    let ca = CString::new(a.as_os_str().as_bytes()).map_err(|_| UnpackError::UnsafePath {
-        path: a.display().to_string(),
-        reason: "NUL in path".into(),
-    })?;
-    let cb = CString::new(b.as_os_str().as_bytes()).map_err(|_| UnpackError::UnsafePath {
-        path: b.display().to_string(),
-        reason: "NUL in path".into(),
-    })?;
+    let ca = CString::new(a.as_os_str().as_bytes())
+        .map_err(|_| UnpackError::UnsafePath { path: a.display().to_string(), reason: "NUL in path".into() })?;
+    let cb = CString::new(b.as_os_str().as_bytes())
+        .map_err(|_| UnpackError::UnsafePath { path: b.display().to_string(), reason: "NUL in path".into() })?;
     // SAFETY: both pointers are valid NUL-terminated strings for the call.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            ca.as_ptr(),
-            libc::AT_FDCWD,
-            cb.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
+    let rc =
+        unsafe { libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), libc::RENAME_EXCHANGE) };
     if rc == 0 {
         return Ok(());
     }
     let err = std::io::Error::last_os_error();
     if err.raw_os_error() != Some(libc::EINVAL) {
-        return Err(UnpackError::Io {
-            path: b.to_path_buf(),
-            source: err,
-        });
+        return Err(UnpackError::Io { path: b.to_path_buf(), source: err });
     }
     // Filesystems without RENAME_EXCHANGE: two renames, a brief gap.
     let aside = a.with_extension("old");

@@ -24,24 +24,17 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 /// The directory with the real tools, installing them once if missing.
 pub fn tools_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let prefix = std::env::var_os("OCISYNC_TOOLS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| "/var/tmp/ocisync/tools".into());
+        let prefix =
+            std::env::var_os("OCISYNC_TOOLS").map(PathBuf::from).unwrap_or_else(|| "/var/tmp/ocisync/tools".into());
         let bin = prefix.join("bin");
-        if !["oras", "crane", "docker-registry"]
-            .iter()
-            .all(|t| bin.join(t).exists())
-        {
+        if !["oras", "crane", "docker-registry"].iter().all(|t| bin.join(t).exists()) {
             let script = repo_root().join("e2e/setup/install-tools.sh");
             let st = Command::new(&script)
                 .env("OCISYNC_TOOLS", &prefix)
@@ -71,26 +64,16 @@ pub fn run(cmd: &mut Command) -> Output {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn wait_for_port(port: u16, child: &mut Child, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Ok(Some(st)) = child.try_wait() {
-            panic!(
-                "registry exited ({st}):\n{}",
-                std::fs::read_to_string(log).unwrap_or_default()
-            );
+            panic!("registry exited ({st}):\n{}", std::fs::read_to_string(log).unwrap_or_default());
         }
-        assert!(
-            Instant::now() < deadline,
-            "registry did not listen on {port}"
-        );
+        assert!(Instant::now() < deadline, "registry did not listen on {port}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -121,21 +104,13 @@ impl Distribution {
         if let Some((user, pass)) = &opts.htpasswd {
             let hash = bcrypt::hash(pass, 4).unwrap();
             std::fs::write(dir.path().join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
-            extra += &format!(
-                "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
-                dir.path().join("htpasswd").display()
-            );
+            extra +=
+                &format!("auth:\n  htpasswd:\n    realm: test\n    path: {}\n", dir.path().join("htpasswd").display());
         }
         let tls = opts
             .tls
             .as_ref()
-            .map(|(cert, key)| {
-                format!(
-                    "  tls:\n    certificate: {}\n    key: {}\n",
-                    cert.display(),
-                    key.display()
-                )
-            })
+            .map(|(cert, key)| format!("  tls:\n    certificate: {}\n    key: {}\n", cert.display(), key.display()))
             .unwrap_or_default();
         let config = format!(
             "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{tls}{extra}",
@@ -161,20 +136,13 @@ impl Distribution {
     /// Where the registry keeps a blob's bytes (distribution's layout).
     pub fn blob_data(&self, digest: &str) -> PathBuf {
         let hex = digest.strip_prefix("sha256:").unwrap();
-        self.dir.path().join(format!(
-            "data/docker/registry/v2/blobs/sha256/{}/{hex}/data",
-            &hex[..2]
-        ))
+        self.dir.path().join(format!("data/docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
     }
 
     /// Requests the registry logged, one line each (its access log).
     pub fn access_log(&self) -> Vec<String> {
-        let text =
-            std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default();
-        text.lines()
-            .filter(|l| l.contains("HTTP/1.1\""))
-            .map(str::to_string)
-            .collect()
+        let text = std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default();
+        text.lines().filter(|l| l.contains("HTTP/1.1\"")).map(str::to_string).collect()
     }
 }
 
@@ -211,12 +179,7 @@ openssl req -new -newkey rsa:2048 -nodes -keyout {key} -subj /CN=127.0.0.1 2>/de
             crt = p("server.crt").display(),
         );
         run(Command::new("bash").arg("-c").arg(sh));
-        Pki {
-            ca_cert: p("ca.crt"),
-            server_cert: p("server.crt"),
-            server_key: p("server.key"),
-            dir,
-        }
+        Pki { ca_cert: p("ca.crt"), server_cert: p("server.crt"), server_key: p("server.key"), dir }
     }
 }
 
@@ -260,9 +223,7 @@ impl Ferro {
         let h = hooks.clone();
         let app = ferro_oci_server::router(state)
             .route("/token", axum::routing::get(token))
-            .layer(axum::middleware::from_fn(move |req, next| {
-                hook(h.clone(), addr, req, next)
-            }));
+            .layer(axum::middleware::from_fn(move |req, next| hook(h.clone(), addr, req, next)));
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
@@ -284,18 +245,10 @@ async fn token(req: Request<Body>) -> Response {
     use base64::Engine as _;
     let want = format!(
         "Basic {}",
-        base64::engine::general_purpose::STANDARD
-            .encode(format!("{}:{}", BEARER_USER.0, BEARER_USER.1))
+        base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", BEARER_USER.0, BEARER_USER.1))
     );
-    let ok = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        == Some(want.as_str());
-    let scoped = req
-        .uri()
-        .query()
-        .is_some_and(|q| q.contains("scope=repository"));
+    let ok = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) == Some(want.as_str());
+    let scoped = req.uri().query().is_some_and(|q| q.contains("scope=repository"));
     if ok && scoped {
         axum::Json(serde_json::json!({ "token": TOKEN, "expires_in": 300 })).into_response()
     } else {
@@ -312,18 +265,9 @@ async fn hook(hooks: Arc<Hooks>, addr: SocketAddr, req: Request<Body>, next: Nex
     }
     if hooks.bearer.load(Ordering::SeqCst) {
         let want = format!("Bearer {TOKEN}");
-        if req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            != Some(want.as_str())
-        {
+        if req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some(want.as_str()) {
             let challenge = format!(r#"Bearer realm="http://{addr}/token",service="ferro-test""#);
-            return (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, challenge)],
-            )
-                .into_response();
+            return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, challenge)]).into_response();
         }
     }
     if path.contains("/manifests/") {
@@ -331,12 +275,7 @@ async fn hook(hooks: Arc<Hooks>, addr: SocketAddr, req: Request<Body>, next: Nex
         if left > 0 {
             hooks.throttle.store(left - 1, Ordering::SeqCst);
             let secs = hooks.retry_after_secs.load(Ordering::SeqCst).to_string();
-            return (
-                StatusCode::TOO_MANY_REQUESTS,
-                [(header::RETRY_AFTER, secs)],
-                "slow down",
-            )
-                .into_response();
+            return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, secs)], "slow down").into_response();
         }
     }
     let head_manifest = req.method() == axum::http::Method::HEAD && path.contains("/manifests/");
@@ -352,10 +291,7 @@ async fn hook(hooks: Arc<Hooks>, addr: SocketAddr, req: Request<Body>, next: Nex
 
 /// `oras` against a plain-HTTP registry, run in `dir`.
 pub fn oras(dir: &Path, args: &[&str]) -> Output {
-    run(Command::new(tool("oras"))
-        .current_dir(dir)
-        .args(args)
-        .arg("--plain-http"))
+    run(Command::new(tool("oras")).current_dir(dir).args(args).arg("--plain-http"))
 }
 
 pub fn crane(args: &[&str]) -> Output {
@@ -364,11 +300,8 @@ pub fn crane(args: &[&str]) -> Output {
 
 /// The digest oras or crane printed for a push.
 pub fn pushed_digest(out: &Output) -> String {
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    let i = text
-        .rfind("sha256:")
-        .expect("a digest in the tool's output");
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let i = text.rfind("sha256:").expect("a digest in the tool's output");
     text[i..i + 71].to_string()
 }
 
@@ -379,25 +312,12 @@ pub fn push_layers(registry: &str, reference: &str, layers: &[(&str, Vec<u8>)]) 
     let repo = reference.split(':').next().unwrap();
     let mut descs = Vec::new();
     let config = b"{}".to_vec();
-    for (i, (media_type, bytes)) in layers
-        .iter()
-        .chain(std::iter::once(&(
-            "application/vnd.oci.empty.v1+json",
-            config,
-        )))
-        .enumerate()
+    for (i, (media_type, bytes)) in
+        layers.iter().chain(std::iter::once(&("application/vnd.oci.empty.v1+json", config))).enumerate()
     {
         let f = dir.path().join(format!("blob{i}"));
         std::fs::write(&f, bytes).unwrap();
-        oras(
-            dir.path(),
-            &[
-                "blob",
-                "push",
-                &format!("{registry}/{repo}"),
-                f.to_str().unwrap(),
-            ],
-        );
+        oras(dir.path(), &["blob", "push", &format!("{registry}/{repo}"), f.to_str().unwrap()]);
         descs.push(serde_json::json!({
             "mediaType": media_type,
             "digest": ocisync::oci::Digest::of(bytes).to_string(),
@@ -413,15 +333,7 @@ pub fn push_layers(registry: &str, reference: &str, layers: &[(&str, Vec<u8>)]) 
     });
     let m = dir.path().join("manifest.json");
     std::fs::write(&m, serde_json::to_vec(&manifest).unwrap()).unwrap();
-    oras(
-        dir.path(),
-        &[
-            "manifest",
-            "push",
-            &format!("{registry}/{reference}"),
-            m.to_str().unwrap(),
-        ],
-    );
+    oras(dir.path(), &["manifest", "push", &format!("{registry}/{reference}"), m.to_str().unwrap()]);
     ocisync::oci::Digest::of(&std::fs::read(&m).unwrap()).to_string()
 }
 
@@ -434,6 +346,14 @@ pub async fn ocisync(args: &[&str]) -> Output {
         .output()
         .await
         .unwrap()
+}
+
+/// `ocisync pull REF --out OUT --insecure EXTRA…`: a pull from a plain-HTTP
+/// test registry.
+pub async fn pull(reference: &str, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["pull", reference, "--out", out.to_str().unwrap(), "--insecure"];
+    args.extend_from_slice(extra);
+    ocisync(&args).await
 }
 
 pub fn stderr(o: &Output) -> String {
@@ -453,10 +373,7 @@ pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
             if p.is_dir() {
                 walk(base, &p, out);
             } else {
-                out.insert(
-                    p.strip_prefix(base).unwrap().to_string_lossy().into_owned(),
-                    std::fs::read(&p).unwrap(),
-                );
+                out.insert(p.strip_prefix(base).unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap());
             }
         }
     }

@@ -31,27 +31,13 @@ fn all(items: &[tarball::Item]) -> Result<(tempfile::TempDir, LayerReport), Unpa
 
 #[test]
 fn writes_files_with_hash_mode_and_later_wins() {
-    let (dir, r) = all(&[
-        Dir("./conf/"),
-        File("./conf/a.yaml", b"one"),
-        Exec("bin/run", b"#!"),
-        File("conf/a.yaml", b"two"),
-    ])
-    .unwrap();
+    let (dir, r) =
+        all(&[Dir("./conf/"), File("./conf/a.yaml", b"one"), Exec("bin/run", b"#!"), File("conf/a.yaml", b"two")])
+            .unwrap();
     assert_eq!(fs::read(dir.path().join("conf/a.yaml")).unwrap(), b"two");
-    assert_eq!(
-        r.entries["conf/a.yaml"],
-        Entry::File {
-            size: 3,
-            sha256: Digest::of(b"two"),
-            executable: false
-        }
-    );
+    assert_eq!(r.entries["conf/a.yaml"], Entry::File { size: 3, sha256: Digest::of(b"two"), executable: false });
     use std::os::unix::fs::PermissionsExt;
-    let mode = fs::metadata(dir.path().join("bin/run"))
-        .unwrap()
-        .permissions()
-        .mode();
+    let mode = fs::metadata(dir.path().join("bin/run")).unwrap().permissions().mode();
     assert_eq!(mode & 0o111, 0o111 & !crate_umask());
     assert_eq!(r.entries.len(), 2);
 }
@@ -86,22 +72,14 @@ fn refuses_escapes_and_devices() {
 #[test]
 fn an_escaping_link_is_refused_even_when_not_selected() {
     let only_yaml = Selection::new(&["*.yaml"], &[], &[]).unwrap();
-    let err = unpack(
-        &[Symlink("evil", "/etc"), File("a.yaml", b"")],
-        &only_yaml,
-        Limits::default(),
-    )
-    .unwrap_err();
+    let err = unpack(&[Symlink("evil", "/etc"), File("a.yaml", b"")], &only_yaml, Limits::default()).unwrap_err();
     assert!(matches!(err, UnpackError::LinkEscapes { .. }), "{err:?}");
 }
 
 #[test]
 fn does_not_write_through_links() {
     let err = all(&[Symlink("d", "."), File("d/x", b"1")]).unwrap_err();
-    assert!(
-        matches!(err, UnpackError::UnsafePath { ref reason, .. } if reason.contains("link")),
-        "{err:?}"
-    );
+    assert!(matches!(err, UnpackError::UnsafePath { ref reason, .. } if reason.contains("link")), "{err:?}");
 }
 
 /// Unpack one layer and merge it, as a pull does.
@@ -125,33 +103,12 @@ fn merge_one(items: &[tarball::Item]) -> Result<BTreeMap<String, Entry>, UnpackE
 fn chained_links_that_escape_are_caught_at_merge() {
     // Each link alone stays inside; followed for real, they leave the root.
     let err = merge_one(&[Symlink("a", "."), Symlink("c", "a/..")]).unwrap_err();
-    assert!(
-        matches!(err, UnpackError::LinkEscapes { ref path, .. } if path == "c"),
-        "{err:?}"
-    );
-    let err = merge_one(&[
-        Dir("sub"),
-        Symlink("sub/a", ".."),
-        Symlink("b", "sub/a/../x"),
-    ])
-    .unwrap_err();
-    assert!(
-        matches!(err, UnpackError::LinkEscapes { ref path, .. } if path == "b"),
-        "{err:?}"
-    );
+    assert!(matches!(err, UnpackError::LinkEscapes { ref path, .. } if path == "c"), "{err:?}");
+    let err = merge_one(&[Dir("sub"), Symlink("sub/a", ".."), Symlink("b", "sub/a/../x")]).unwrap_err();
+    assert!(matches!(err, UnpackError::LinkEscapes { ref path, .. } if path == "b"), "{err:?}");
     // links that stay inside are kept
-    let ok = merge_one(&[
-        File("conf/a", b"1"),
-        Symlink("current", "conf/a"),
-        Symlink("conf/self", "."),
-    ])
-    .unwrap();
-    assert_eq!(
-        ok["current"],
-        Entry::Symlink {
-            target: "conf/a".into()
-        }
-    );
+    let ok = merge_one(&[File("conf/a", b"1"), Symlink("current", "conf/a"), Symlink("conf/self", ".")]).unwrap();
+    assert_eq!(ok["current"], Entry::Symlink { target: "conf/a".into() });
     let err = merge_one(&[Symlink("dangling", "missing")]).unwrap_err();
     assert!(err.to_string().contains("not in the output"), "{err}");
 }
@@ -159,60 +116,24 @@ fn chained_links_that_escape_are_caught_at_merge() {
 #[test]
 fn limits_stop_bombs_and_file_floods() {
     let bomb = [Zeros("zeros", 64 << 20)];
-    let small = Limits {
-        max_total_bytes: 8 << 20,
-        ..Limits::default()
-    };
+    let small = Limits { max_total_bytes: 8 << 20, ..Limits::default() };
     let err = unpack(&bomb, &Selection::all(), small).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            UnpackError::LimitExceeded {
-                limit: "total unpacked bytes",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, UnpackError::LimitExceeded { limit: "total unpacked bytes", .. }), "{err:?}");
     // unselected bytes still count: they are decompressed all the same
     let none = Selection::new(&["nothing"], &[], &[]).unwrap();
     assert!(unpack(&bomb, &none, small).is_err());
     let names: Vec<String> = (0..11).map(|i| format!("f{i}")).collect();
     let items: Vec<_> = names.iter().map(|n| File(n, b"x")).collect();
-    let err = unpack(
-        &items,
-        &Selection::all(),
-        Limits {
-            max_files: 10,
-            ..Limits::default()
-        },
-    )
-    .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            UnpackError::LimitExceeded {
-                limit: "file count",
-                max: 10
-            }
-        ),
-        "{err:?}"
-    );
+    let err = unpack(&items, &Selection::all(), Limits { max_files: 10, ..Limits::default() }).unwrap_err();
+    assert!(matches!(err, UnpackError::LimitExceeded { limit: "file count", max: 10 }), "{err:?}");
 }
 
 #[test]
 fn selection_skips_while_streaming() {
     let sel = Selection::new(&["conf/**"], &["**/*.bak"], &[]).unwrap();
-    let (dir, r) = unpack(
-        &[
-            File("conf/a", b"1"),
-            File("conf/b.bak", b"2"),
-            File("readme", b"3"),
-        ],
-        &sel,
-        Limits::default(),
-    )
-    .unwrap();
+    let (dir, r) =
+        unpack(&[File("conf/a", b"1"), File("conf/b.bak", b"2"), File("readme", b"3")], &sel, Limits::default())
+            .unwrap();
     assert_eq!(r.entries.keys().collect::<Vec<_>>(), ["conf/a"]);
     assert!(!dir.path().join("readme").exists() && !dir.path().join("conf/b.bak").exists());
 }
@@ -230,26 +151,10 @@ fn corrupt_streams_are_named() {
         &budget,
     )
     .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            UnpackError::Corrupt {
-                format: "tar archive",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, UnpackError::Corrupt { format: "tar archive", .. }), "{err:?}");
     let zst = tarball::zstd(&tar(&[File("z", b"zstd!")]));
-    let r = unpack_layer(
-        &LayerKind::Tar(Compression::Zstd),
-        "d",
-        &zst[..],
-        dir.path(),
-        &Selection::all(),
-        &budget,
-    )
-    .unwrap();
+    let r = unpack_layer(&LayerKind::Tar(Compression::Zstd), "d", &zst[..], dir.path(), &Selection::all(), &budget)
+        .unwrap();
     assert_eq!(fs::read(dir.path().join("z")).unwrap(), b"zstd!");
     assert_eq!(r.entries.len(), 1);
 }
@@ -262,13 +167,7 @@ fn merge_later_layers_win_and_whiteouts_delete() {
     fs::write(dest.join("old"), b"previous sync").unwrap();
     let staging = Staging::new(&dest).unwrap();
     let layers = [
-        tar(&[
-            File("a", b"1"),
-            File("d/x", b"1"),
-            File("d/y", b"1"),
-            File("keep/z", b"1"),
-            File("f", b"file"),
-        ]),
+        tar(&[File("a", b"1"), File("d/x", b"1"), File("d/y", b"1"), File("keep/z", b"1"), File("f", b"file")]),
         tar(&[
             File("a", b"2"),
             File(".wh.keep", b""),
@@ -294,26 +193,15 @@ fn merge_later_layers_win_and_whiteouts_delete() {
         ));
     }
     let merged = staging.merge(reports).unwrap();
-    let files: BTreeMap<&str, Vec<u8>> = merged
-        .keys()
-        .map(|k| (k.as_str(), fs::read(staging.root().join(k)).unwrap()))
-        .collect();
-    assert_eq!(
-        files.keys().copied().collect::<Vec<_>>(),
-        ["a", "d/new", "f/now-a-dir"]
-    );
+    let files: BTreeMap<&str, Vec<u8>> =
+        merged.keys().map(|k| (k.as_str(), fs::read(staging.root().join(k)).unwrap())).collect();
+    assert_eq!(files.keys().copied().collect::<Vec<_>>(), ["a", "d/new", "f/now-a-dir"]);
     assert_eq!(files["a"], b"2");
-    assert!(
-        fs::read(dest.join("old")).is_ok(),
-        "destination untouched before commit"
-    );
+    assert!(fs::read(dest.join("old")).is_ok(), "destination untouched before commit");
     staging.commit().unwrap();
     assert!(!dest.join("old").exists());
     assert_eq!(fs::read(dest.join("d/new")).unwrap(), b"2");
-    let leftovers: Vec<_> = fs::read_dir(out.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let leftovers: Vec<_> = fs::read_dir(out.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(leftovers, ["dest"], "staging removed after commit");
 }
 
