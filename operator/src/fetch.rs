@@ -291,7 +291,7 @@ impl LayerJob {
         // ~400 KiB, so a deeper queue costs megabytes per layer and, measured
         // on the 256 MiB bench, is no faster.
         let (tx, rx) = mpsc::channel::<Bytes>(2);
-        let (kind, digest, dir) = (self.plan.kind.clone(), desc.digest.to_string(), self.dir.clone());
+        let (kind, digest, dir) = (self.plan.kind.clone(), desc.digest.clone(), self.dir.clone());
         let (selection, budget) = (self.selection.clone(), self.budget.clone());
         let unpacker = tokio::task::spawn_blocking(move || {
             unpack::unpack_layer(&kind, &digest, ChannelReader { rx, cur: Bytes::new() }, &dir, &selection, &budget)

@@ -21,7 +21,7 @@ const ZSTD_WINDOW_LOG_MAX: u32 = 23;
 /// Unpack one layer from `reader` (the raw blob bytes) into `dir`.
 pub fn unpack_layer(
     kind: &LayerKind,
-    digest: &str,
+    digest: &Digest,
     reader: impl Read,
     dir: &Path,
     selection: &Selection,
@@ -44,7 +44,9 @@ pub fn unpack_layer(
     match kind {
         LayerKind::File { path } => {
             budget.charge_file()?;
-            let entry = w.write_file(path, &mut Counted { inner: reader, budget }, false)?;
+            // The file is the blob: its digest is the layer's, which the
+            // download checks before anything is committed. No second hash.
+            let entry = w.write_file(path, &mut Counted { inner: reader, budget }, false, Some(digest))?;
             w.report.entries.insert(path.clone(), entry);
         }
         LayerKind::Tar(c) => {
@@ -70,7 +72,7 @@ pub fn unpack_layer(
 
 struct LayerWriter<'a> {
     dir: &'a Path,
-    digest: &'a str,
+    digest: &'a Digest,
     format: &'static str,
     budget: &'a Budget,
     /// Directories known to exist (and to be real directories), so that
@@ -145,7 +147,7 @@ impl LayerWriter<'_> {
                 Some((false, target)) => self.hard_link(&path, &target)?,
                 None if kind.is_file() || kind == T::Continuous || kind == T::GNUSparse => {
                     let exec = entry.header().mode().is_ok_and(|m| m & 0o111 != 0);
-                    self.write_file(&path, &mut entry, exec)?
+                    self.write_file(&path, &mut entry, exec, None)?
                 }
                 None => continue, // PAX/GNU metadata the tar crate already applied
             };
@@ -154,7 +156,14 @@ impl LayerWriter<'_> {
         Ok(())
     }
 
-    fn write_file(&mut self, path: &str, r: &mut dyn Read, executable: bool) -> Result<Entry, UnpackError> {
+    /// Write one file, hashing it unless its digest is `known`.
+    fn write_file(
+        &mut self,
+        path: &str,
+        r: &mut dyn Read,
+        executable: bool,
+        known: Option<&Digest>,
+    ) -> Result<Entry, UnpackError> {
         let full = self.prepare(path)?;
         let mut f = OpenOptions::new()
             .write(true)
@@ -172,11 +181,14 @@ impl LayerWriter<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(stream_error(self.digest, self.format, e)),
             };
-            hasher.update(&buf[..n]);
+            if known.is_none() {
+                hasher.update(&buf[..n]);
+            }
             f.write_all(&buf[..n]).map_err(UnpackError::io(&full))?;
             size += n as u64;
         }
-        Ok(Entry::File { size, sha256: Digest::from_hasher(hasher), executable })
+        let sha256 = known.cloned().unwrap_or_else(|| Digest::from_hasher(hasher));
+        Ok(Entry::File { size, sha256, executable })
     }
 
     fn symlink(&mut self, path: &str, target: &str) -> Result<Entry, UnpackError> {
@@ -259,7 +271,7 @@ impl<R: Read> Read for Counted<'_, R> {
 
 /// A read error came from the stream: a limit (carried inside the
 /// `io::Error` by `Counted`), a corrupt archive, or a cut download.
-fn stream_error(digest: &str, format: &'static str, e: io::Error) -> UnpackError {
+fn stream_error(digest: &Digest, format: &'static str, e: io::Error) -> UnpackError {
     if e.get_ref().is_some_and(|inner| inner.is::<UnpackError>()) {
         return *e.into_inner().expect("checked").downcast::<UnpackError>().expect("checked");
     }

@@ -7,6 +7,10 @@ use crate::unpack::{Limits, Staging};
 mod tarball;
 use tarball::{Item::*, gzip, tar};
 
+fn digest() -> Digest {
+    Digest::of(b"a layer")
+}
+
 fn unpack(
     items: &[tarball::Item],
     selection: &Selection,
@@ -16,7 +20,7 @@ fn unpack(
     let bytes = gzip(&tar(items));
     let r = unpack_layer(
         &LayerKind::Tar(Compression::Gzip),
-        "sha256:test",
+        &digest(),
         &bytes[..],
         dir.path(),
         selection,
@@ -90,7 +94,7 @@ fn merge_one(items: &[tarball::Item]) -> Result<BTreeMap<String, Entry>, UnpackE
     let budget = Budget::new(Limits::default());
     let r = unpack_layer(
         &LayerKind::Tar(Compression::None),
-        "d",
+        &digest(),
         &bytes[..],
         &staging.layer_dir(0),
         &Selection::all(),
@@ -144,7 +148,7 @@ fn corrupt_streams_are_named() {
     let budget = Budget::new(Limits::default());
     let err = unpack_layer(
         &LayerKind::Tar(Compression::Gzip),
-        "sha256:x",
+        &digest(),
         &b"not gzip at all"[..],
         dir.path(),
         &Selection::all(),
@@ -153,8 +157,9 @@ fn corrupt_streams_are_named() {
     .unwrap_err();
     assert!(matches!(err, UnpackError::Corrupt { format: "tar archive", .. }), "{err:?}");
     let zst = tarball::zstd(&tar(&[File("z", b"zstd!")]));
-    let r = unpack_layer(&LayerKind::Tar(Compression::Zstd), "d", &zst[..], dir.path(), &Selection::all(), &budget)
-        .unwrap();
+    let r =
+        unpack_layer(&LayerKind::Tar(Compression::Zstd), &digest(), &zst[..], dir.path(), &Selection::all(), &budget)
+            .unwrap();
     assert_eq!(fs::read(dir.path().join("z")).unwrap(), b"zstd!");
     assert_eq!(r.entries.len(), 1);
 }
@@ -183,7 +188,7 @@ fn merge_later_layers_win_and_whiteouts_delete() {
             i,
             unpack_layer(
                 &LayerKind::Tar(Compression::None),
-                "d",
+                &digest(),
                 &l[..],
                 &staging.layer_dir(i),
                 &Selection::all(),
@@ -216,7 +221,7 @@ fn dropped_staging_leaves_the_destination_alone() {
         let l = tar(&[File("new", b"x")]);
         unpack_layer(
             &LayerKind::Tar(Compression::None),
-            "d",
+            &digest(),
             &l[..],
             &staging.layer_dir(0),
             &Selection::all(),
