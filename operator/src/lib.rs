@@ -5,6 +5,7 @@
 //! directory, and publish it atomically. The CLI (`ocisync pull`) and the
 //! controller are two drivers of the same [`fetch`] path.
 
+pub mod api;
 pub mod cli;
 pub mod fetch;
 pub mod oci;

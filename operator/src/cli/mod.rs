@@ -28,6 +28,8 @@ pub enum Command {
     Pull(PullArgs),
     /// Print the digest a reference resolves to (one HEAD request).
     Resolve(ResolveArgs),
+    /// Print the Artifact CustomResourceDefinition (YAML).
+    Crd,
 }
 
 #[derive(Args, Debug)]
@@ -114,6 +116,10 @@ pub async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Resolve(args) => resolve(args).await,
         Command::Pull(args) => pull(args).await,
+        Command::Crd => {
+            print!("{}", crate::api::crd_yaml());
+            ExitCode::SUCCESS
+        }
     }
 }
 

@@ -1,0 +1,250 @@
+//! The `Artifact` custom resource (`ocisync.dev/v1alpha1`). The CRD in
+//! `crds/` is generated from these types (`ocisync crd`); a test fails when
+//! the two drift apart.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// An OCI artifact to keep in sync with a ConfigMap.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[kube(
+    group = "ocisync.dev",
+    version = "v1alpha1",
+    kind = "Artifact",
+    namespaced,
+    status = "ArtifactStatus",
+    shortname = "art",
+    category = "ocisync",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Tag","type":"string","jsonPath":".status.tag"}"#,
+    printcolumn = r#"{"name":"Digest","type":"string","jsonPath":".status.digest","priority":1}"#,
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].message","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactSpec {
+    /// The repository: `oci://host[:port]/repository`. A tag or digest here
+    /// is an error; use `ref`.
+    pub url: String,
+    /// Which version to follow. Default: the tag `latest`.
+    #[serde(default, rename = "ref", skip_serializing_if = "Option::is_none")]
+    pub reference: Option<ArtifactRef>,
+    /// How often to look for a new version, as a Go duration (`30s`, `5m`,
+    /// `1h`). Jittered by up to 10 %. Default `5m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// The most one sync may take. Default `2m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+    /// Stop syncing; the last content stays.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
+    /// `os/arch[/variant]` to take from an image index. Default `linux/amd64`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// Plain HTTP instead of HTTPS.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
+    /// A `kubernetes.io/dockerconfigjson` Secret in this namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<LocalRef>,
+    /// A ServiceAccount in this namespace whose `imagePullSecrets` are used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_name: Option<String>,
+    /// A Secret in this namespace with `ca.crt`, and optionally `tls.crt` and
+    /// `tls.key` for a client certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_secret_ref: Option<LocalRef>,
+    /// Which files to take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub select: Option<Select>,
+    /// Bounds on what one sync may download and unpack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<Limits>,
+    /// Where the files go.
+    #[serde(default)]
+    pub target: Target,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactRef {
+    /// A tag to follow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// A semver range (`>=1.2.0 <2`, `~1.4`, `^2`); the highest matching
+    /// tag wins. Tags that are not versions are ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub semver: Option<String>,
+    /// A pinned digest (`sha256:…`). It always wins: a tag or range given
+    /// with it is still resolved, and a difference is reported as drift,
+    /// never applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct LocalRef {
+    pub name: String,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Select {
+    /// Globs over file paths; none means all. `*` stays within a directory,
+    /// `**` crosses directories.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    /// Globs over file paths to leave out; they win over `include`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// Only layers of these media types.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media_types: Vec<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Limits {
+    /// Largest layer as stored, e.g. `64MiB`. Default `1GiB`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_layer_bytes: Option<String>,
+    /// Most bytes unpacked over all layers. Default `4GiB`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_total_bytes: Option<String>,
+    /// Most files over all layers. Default 100000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_files: Option<u64>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Target {
+    /// Publish the files as one ConfigMap in this namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<ConfigMapTarget>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapTarget {
+    /// Default: the Artifact's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// How a file's path becomes a key.
+    #[serde(default)]
+    pub keys: KeyStyle,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// `Path`: the path with each `/` written as `__` (`conf.d/app.yaml` →
+/// `conf.d__app.yaml`). `Basename`: the file name alone. Either way two files
+/// that would share a key, or a name a key cannot hold, stop the sync.
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum KeyStyle {
+    #[default]
+    Path,
+    Basename,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ArtifactStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The tag that was resolved (for a semver range, the winning tag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// The digest being served: the pin, or what the tag resolved to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// `tag@sha256:…`, or the digest alone for a pin without a tag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// The digest whose files are in the target, and when they got there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_synced_digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_synced_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<FilesSummary>,
+    /// Set when a digest is pinned and the tag or range now names another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<Drift>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FilesSummary {
+    pub count: u64,
+    pub bytes: u64,
+    /// The first files by path, at most 50.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub list: Vec<FileStatus>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct FileStatus {
+    pub path: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Drift {
+    pub pinned: String,
+    /// What the tag (or range) resolves to now.
+    pub latest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+/// The CRD as YAML, as committed under `crds/`.
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    let yaml = serde_saphyr::to_string(&Artifact::crd()).expect("the CRD serialises");
+    format!("# Generated by `ocisync crd`; do not edit. A test fails when this drifts from the Rust types.\n{yaml}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_crd_matches_the_types() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/artifacts.ocisync.dev.yaml");
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == crd_yaml(),
+            "crds/artifacts.ocisync.dev.yaml is out of date: run `cargo run -q -- crd > crds/artifacts.ocisync.dev.yaml`"
+        );
+    }
+
+    #[test]
+    fn spec_round_trips_with_defaults() {
+        let a: ArtifactSpec = serde_json::from_value(serde_json::json!({
+            "url": "oci://r.io/app",
+            "ref": {"semver": ">=1.0.0"},
+            "target": {"configMap": {"keys": "Basename"}}
+        }))
+        .unwrap();
+        assert_eq!(a.reference.as_ref().unwrap().semver.as_deref(), Some(">=1.0.0"));
+        assert_eq!(a.target.config_map.as_ref().unwrap().keys, KeyStyle::Basename);
+        assert!(!a.suspend && !a.insecure);
+        let back = serde_json::to_value(&a).unwrap();
+        assert_eq!(back["ref"]["semver"], ">=1.0.0");
+        assert!(back.get("suspend").is_none(), "defaults stay out of applied objects");
+    }
+}
