@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Every test ocisync has: formatting, lints, unit tests, and the integration
-# tests against the real registry (distribution 2.8), ferro-oci-server, oras
-# and crane. Installs what it needs on first run, then reuses it.
+# tests against the real registry (distribution 2.8), ferro-oci-server, oras,
+# crane and a real kube-apiserver. Installs what it needs on first run, then
+# reuses it.
 #
 # Env: CARGO_TARGET_DIR (default /var/tmp/ocisync-target),
-#      OCISYNC_TOOLS (default /var/tmp/ocisync/tools).
+#      OCISYNC_TOOLS (default /var/tmp/ocisync/tools),
+#      CONTROL_PLANE_PREFIX (default /var/tmp/ocisync/control-plane).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -16,6 +18,9 @@ step() { printf '\n== %s\n' "$*" >&2; }
 step "real tools (oras, crane, cosign, docker-registry, kustomize) in $OCISYNC_TOOLS"
 e2e/setup/install-tools.sh >/dev/null
 cat "$OCISYNC_TOOLS/VERSIONS" >&2
+
+step "control plane (etcd, kube-apiserver 1.20 built from Debian's source package; ~12 min the first time)"
+e2e/setup/install-control-plane.sh
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

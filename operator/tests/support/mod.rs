@@ -9,6 +9,7 @@
 //!   on first use.
 #![allow(dead_code)]
 
+pub mod control_plane;
 pub mod tarball;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -1,0 +1,78 @@
+//! The Artifact CRD on a real kube-apiserver (1.20, etcd, no kubelet).
+
+mod support;
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::wait::{await_condition, conditions};
+use ocisync::api::{Artifact, ArtifactSpec, ArtifactStatus};
+use serde_json::json;
+use support::control_plane::ControlPlane;
+
+/// Install the committed CRD file, as a user would (`kubectl create -f`):
+/// 1.20 answers a server-side apply of fields it does not know with a 500.
+async fn install_crd(cp: &ControlPlane, client: &kube::Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    if crds.get_opt("artifacts.ocisync.dev").await.unwrap().is_none() {
+        let path = support::repo_root().join("crds/artifacts.ocisync.dev.yaml");
+        cp.kubectl(&["create", "-f", path.to_str().unwrap()]);
+    }
+    let established = await_condition(crds, "artifacts.ocisync.dev", conditions::is_crd_established());
+    tokio::time::timeout(std::time::Duration::from_secs(30), established).await.unwrap().unwrap();
+}
+
+async fn namespace(client: &kube::Client, name: &str) {
+    let ns: Api<Namespace> = Api::all(client.clone());
+    let _ =
+        ns.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_committed_crd_is_served_with_status_and_columns() {
+    let cp = ControlPlane::shared();
+    let client = cp.admin().await;
+    install_crd(cp, &client).await;
+    namespace(&client, "crd-test").await;
+    let api: Api<Artifact> = Api::namespaced(client.clone(), "crd-test");
+    let spec: ArtifactSpec = serde_json::from_value(json!({
+        "url": "oci://127.0.0.1:5000/app",
+        "ref": {"tag": "v1"},
+        "select": {"include": ["*.yaml"]},
+        "target": {"configMap": {"keys": "Basename"}}
+    }))
+    .unwrap();
+    // Retried: a just-established CRD can take a moment to be served.
+    let mut created = None;
+    for _ in 0..50 {
+        match api.create(&PostParams::default(), &Artifact::new("demo", spec.clone())).await {
+            Ok(a) => {
+                created = Some(a);
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+        }
+    }
+    let created = created.expect("the API server serves Artifacts");
+    assert_eq!(created.spec, spec, "the schema keeps every field");
+
+    // status is a subresource, conditions included
+    let status = json!({"status": {
+        "observedGeneration": 1, "tag": "v1", "digest": format!("sha256:{}", "a".repeat(64)),
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Synced", "message": "3 files",
+                        "lastTransitionTime": "2026-11-23T00:00:00Z", "observedGeneration": 1}]
+    }});
+    api.patch_status("demo", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+    let got = api.get("demo").await.unwrap();
+    let st: &ArtifactStatus = got.status.as_ref().unwrap();
+    assert_eq!(st.tag.as_deref(), Some("v1"));
+    assert_eq!(st.conditions[0].reason, "Synced");
+    // a spec write does not touch status, and the reverse
+    api.patch("demo", &PatchParams::default(), &Patch::Merge(json!({"status": {"tag": "nope"}}))).await.unwrap();
+    assert_eq!(api.get("demo").await.unwrap().status.unwrap().tag.as_deref(), Some("v1"));
+
+    let table = String::from_utf8(cp.kubectl(&["get", "art", "-n", "crd-test", "-o", "wide"]).stdout).unwrap();
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "READY", "TAG", "DIGEST", "STATUS", "AGE"], "{table}");
+    assert!(table.contains("True") && table.contains("3 files"), "{table}");
+}
