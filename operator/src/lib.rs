@@ -9,4 +9,6 @@ pub mod api;
 pub mod cli;
 pub mod fetch;
 pub mod oci;
+pub mod publish;
+pub mod resolve;
 pub mod unpack;

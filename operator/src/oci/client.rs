@@ -23,6 +23,8 @@ use super::retry::{Outcome, RetryPolicy, parse_retry_after};
 /// Manifests larger than this are refused, as containerd does: a manifest is
 /// read whole into memory, so a hostile registry must not choose its size.
 pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
+/// Tags read from one repository before giving up.
+pub const MAX_TAGS: usize = 100_000;
 
 #[derive(Clone, Debug, Default)]
 pub struct TransportOptions {
@@ -130,6 +132,39 @@ impl RegistryClient {
         let content_type = res.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
         let body = read_limited(res, MAX_MANIFEST_BYTES, what).await?;
         Ok((body, content_type))
+    }
+
+    /// Every tag of a repository, following `Link` pagination; at most
+    /// `MAX_TAGS`, so a registry cannot make the list unbounded.
+    pub async fn tags(&self, repository: &str) -> Result<Vec<String>, RegistryError> {
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let mut url = format!("{}/v2/{repository}/tags/list?n=1000", self.base);
+        let mut all = Vec::new();
+        loop {
+            let what = || format!("tags of {repository}");
+            let res = self.send(Method::GET, &url, None, repository, what).await?;
+            let next = res
+                .headers()
+                .get(header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(next_link)
+                .map(|path| if path.starts_with('/') { format!("{}{path}", self.base) } else { path });
+            let body = read_limited(res, MAX_MANIFEST_BYTES, what).await?;
+            let page: TagList = serde_json::from_slice(&body)
+                .map_err(|e| RegistryError::Protocol(format!("tag list of {repository}: {e}")))?;
+            all.extend(page.tags.unwrap_or_default());
+            if all.len() > MAX_TAGS {
+                return Err(RegistryError::TooLarge { what: what(), limit: MAX_TAGS as u64 });
+            }
+            match next {
+                Some(n) if n != url => url = n,
+                _ => return Ok(all),
+            }
+        }
     }
 
     /// Starts a blob download; the caller streams and checks the body.
@@ -301,6 +336,14 @@ fn basic_header(username: &str, password: &str) -> String {
     format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}")))
 }
 
+/// The target of `Link: <…>; rel="next"`.
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find(|l| l.contains("rel=\"next\"")).and_then(|l| {
+        let (start, end) = (l.find('<')?, l.find('>')?);
+        Some(l[start + 1..end].to_string())
+    })
+}
+
 fn header_digest(res: &Response) -> Result<Option<Digest>, RegistryError> {
     match res.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()) {
         Some(v) => Digest::parse(v.trim())
@@ -340,4 +383,16 @@ async fn read_limited(res: Response, limit: usize, what: impl Fn() -> String) ->
 async fn error_body(res: Response) -> String {
     let bytes = read_limited(res, 4096, String::new).await.unwrap_or_default();
     String::from_utf8_lossy(&bytes).trim().chars().take(300).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn next_links() {
+        assert_eq!(
+            super::next_link(r#"</v2/a/tags/list?last=b&n=2>; rel="next""#).as_deref(),
+            Some("/v2/a/tags/list?last=b&n=2")
+        );
+        assert_eq!(super::next_link(r#"<https://x/y>; rel="prev""#), None);
+    }
 }

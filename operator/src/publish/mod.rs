@@ -1,0 +1,3 @@
+//! Putting fetched files where they are used: a ConfigMap for now.
+
+pub mod configmap;
