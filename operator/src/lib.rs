@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod controller;
 pub mod fetch;
 pub mod oci;
 pub mod publish;

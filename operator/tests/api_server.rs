@@ -2,38 +2,17 @@
 
 mod support;
 
-use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::wait::{await_condition, conditions};
 use ocisync::api::{Artifact, ArtifactSpec, ArtifactStatus};
 use serde_json::json;
 use support::control_plane::ControlPlane;
-
-/// Install the committed CRD file, as a user would (`kubectl create -f`):
-/// 1.20 answers a server-side apply of fields it does not know with a 500.
-async fn install_crd(cp: &ControlPlane, client: &kube::Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    if crds.get_opt("artifacts.ocisync.dev").await.unwrap().is_none() {
-        let path = support::repo_root().join("crds/artifacts.ocisync.dev.yaml");
-        cp.kubectl(&["create", "-f", path.to_str().unwrap()]);
-    }
-    let established = await_condition(crds, "artifacts.ocisync.dev", conditions::is_crd_established());
-    tokio::time::timeout(std::time::Duration::from_secs(30), established).await.unwrap().unwrap();
-}
-
-async fn namespace(client: &kube::Client, name: &str) {
-    let ns: Api<Namespace> = Api::all(client.clone());
-    let _ =
-        ns.create(&PostParams::default(), &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap()).await;
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_committed_crd_is_served_with_status_and_columns() {
     let cp = ControlPlane::shared();
     let client = cp.admin().await;
-    install_crd(cp, &client).await;
-    namespace(&client, "crd-test").await;
+    cp.install_crd(&client).await;
+    cp.namespace(&client, "crd-test").await;
     let api: Api<Artifact> = Api::namespaced(client.clone(), "crd-test");
     let spec: ArtifactSpec = serde_json::from_value(json!({
         "url": "oci://127.0.0.1:5000/app",

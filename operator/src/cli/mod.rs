@@ -30,6 +30,21 @@ pub enum Command {
     Resolve(ResolveArgs),
     /// Print the Artifact CustomResourceDefinition (YAML).
     Crd,
+    /// Run the Artifact controller (in cluster, or against $KUBECONFIG).
+    Operator(OperatorArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct OperatorArgs {
+    /// Where fetches are staged before they are published.
+    #[arg(long, default_value = "/tmp/ocisync")]
+    pub work_dir: PathBuf,
+    /// Artifacts reconciled at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: u16,
+    /// Log as JSON lines.
+    #[arg(long)]
+    pub log_json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -120,6 +135,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             print!("{}", crate::api::crd_yaml());
             ExitCode::SUCCESS
         }
+        Command::Operator(args) => operator(args).await,
     }
 }
 
@@ -178,6 +194,24 @@ async fn pull(args: PullArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => failed(&e, args.output),
+    }
+}
+
+async fn operator(args: OperatorArgs) -> ExitCode {
+    let client = match kube::Client::try_default().await {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: no Kubernetes client: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let opts = crate::controller::Options { work_dir: args.work_dir, concurrency: args.concurrency };
+    match crate::controller::run(client, opts).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
     }
 }
 

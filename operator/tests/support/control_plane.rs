@@ -7,7 +7,12 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
+use kube::api::PostParams;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::{await_condition, conditions};
 
 use super::{repo_root, run};
 
@@ -51,5 +56,35 @@ impl ControlPlane {
     /// `kubectl` against this control plane.
     pub fn kubectl(&self, args: &[&str]) -> std::process::Output {
         run(Command::new(super::tool("kubectl")).env("KUBECONFIG", &self.kubeconfig).args(args))
+    }
+}
+
+impl ControlPlane {
+    /// Install the committed CRD as a user would (`kubectl create -f`):
+    /// 1.20 answers a server-side apply of fields it does not know with a 500.
+    pub async fn install_crd(&self, client: &kube::Client) {
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        if crds.get_opt("artifacts.ocisync.dev").await.unwrap().is_none() {
+            let path = repo_root().join("crds/artifacts.ocisync.dev.yaml");
+            let out = Command::new(super::tool("kubectl"))
+                .env("KUBECONFIG", &self.kubeconfig)
+                .args(["create", "-f", path.to_str().unwrap()])
+                .output()
+                .unwrap();
+            // another test of this binary may have won the race
+            assert!(out.status.success() || String::from_utf8_lossy(&out.stderr).contains("AlreadyExists"));
+        }
+        let established = await_condition(crds, "artifacts.ocisync.dev", conditions::is_crd_established());
+        tokio::time::timeout(std::time::Duration::from_secs(30), established).await.unwrap().unwrap();
+    }
+
+    pub async fn namespace(&self, client: &kube::Client, name: &str) {
+        let ns: Api<Namespace> = Api::all(client.clone());
+        let _ = ns
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap(),
+            )
+            .await;
     }
 }

@@ -10,6 +10,7 @@
 #![allow(dead_code)]
 
 pub mod control_plane;
+pub mod operator;
 pub mod tarball;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -1,0 +1,178 @@
+//! Conditions, kstatus-style: `Ready`, `Reconciling` while work is pending
+//! or being retried, `Stalled` when only a change by the user can help;
+//! plus one detail condition per step (`Resolved`, `Fetched`, `Published`).
+//! Pure: the reconcile says what happened, this says what the status shows.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+pub const READY: &str = "Ready";
+pub const RECONCILING: &str = "Reconciling";
+pub const STALLED: &str = "Stalled";
+/// k8s-openapi writes an empty message as `null`, which the API server
+/// refuses: every condition says something.
+const SUCCEEDED: &str = "step succeeded";
+
+/// The steps of a reconcile, in order; each owns a detail condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    Resolve,
+    Fetch,
+    Publish,
+}
+
+impl Step {
+    pub const ALL: [Step; 3] = [Step::Resolve, Step::Fetch, Step::Publish];
+
+    pub fn condition(self) -> &'static str {
+        match self {
+            Step::Resolve => "Resolved",
+            Step::Fetch => "Fetched",
+            Step::Publish => "Published",
+        }
+    }
+}
+
+/// How a reconcile ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every step succeeded; `message` says what is served.
+    Synced { message: String },
+    /// A step failed. `stalled` when retrying cannot help until the spec, a
+    /// Secret or the artifact changes.
+    Failed { step: Step, reason: String, message: String, stalled: bool },
+    /// The spec itself is wrong; nothing was attempted.
+    InvalidSpec { message: String },
+}
+
+struct Want {
+    type_: &'static str,
+    status: bool,
+    reason: String,
+    message: String,
+}
+
+/// The conditions after `outcome`, from the `existing` ones: a condition
+/// whose status did not change keeps its `lastTransitionTime`; `Reconciling`
+/// and `Stalled` are removed when false, as kstatus expects.
+pub fn next(existing: &[Condition], outcome: &Outcome, generation: Option<i64>, now: &Time) -> Vec<Condition> {
+    let w = |type_, status, reason: &str, message: &str| Want {
+        type_,
+        status,
+        reason: reason.into(),
+        message: message.into(),
+    };
+    let mut wants = Vec::new();
+    match outcome {
+        Outcome::Synced { message } => {
+            wants.push(w(READY, true, "Synced", message));
+            for s in Step::ALL {
+                wants.push(w(s.condition(), true, "Succeeded", SUCCEEDED));
+            }
+        }
+        Outcome::Failed { step, reason, message, stalled } => {
+            wants.push(w(READY, false, reason, message));
+            let flag = if *stalled { STALLED } else { RECONCILING };
+            let flag_reason = if *stalled { reason.as_str() } else { "RetryingAfterError" };
+            wants.push(w(flag, true, flag_reason, message));
+            for s in Step::ALL {
+                if s == *step {
+                    wants.push(w(s.condition(), false, reason, message));
+                    break;
+                }
+                wants.push(w(s.condition(), true, "Succeeded", SUCCEEDED));
+            }
+        }
+        Outcome::InvalidSpec { message } => {
+            wants.push(w(READY, false, "InvalidSpec", message));
+            wants.push(w(STALLED, true, "InvalidSpec", message));
+        }
+    }
+    let mut out: Vec<Condition> = Vec::new();
+    for want in wants {
+        let status = if want.status { "True" } else { "False" }.to_string();
+        let since = existing
+            .iter()
+            .find(|c| c.type_ == want.type_ && c.status == status)
+            .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+        out.push(Condition {
+            type_: want.type_.to_string(),
+            status,
+            reason: want.reason,
+            message: want.message,
+            observed_generation: generation,
+            last_transition_time: since,
+        });
+    }
+    // Detail conditions of later steps that were not reached keep their last word.
+    for c in existing {
+        if !out.iter().any(|o| o.type_ == c.type_) && Step::ALL.iter().any(|s| s.condition() == c.type_) {
+            out.push(c.clone());
+        }
+    }
+    out
+}
+
+pub fn is_ready(conditions: &[Condition]) -> bool {
+    conditions.iter().any(|c| c.type_ == READY && c.status == "True")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::Timestamp;
+
+    fn t(secs: i64) -> Time {
+        Time(Timestamp::from_second(secs).unwrap())
+    }
+
+    fn get<'a>(cs: &'a [Condition], t: &str) -> Option<&'a Condition> {
+        cs.iter().find(|c| c.type_ == t)
+    }
+
+    #[test]
+    fn synced_then_failed_then_synced() {
+        let ok = Outcome::Synced { message: "3 files from v1@sha256:…".into() };
+        let a = next(&[], &ok, Some(1), &t(100));
+        assert!(is_ready(&a));
+        assert!(get(&a, RECONCILING).is_none() && get(&a, STALLED).is_none());
+        assert_eq!(get(&a, "Published").unwrap().status, "True");
+        assert!(a.iter().all(|c| !c.message.is_empty() && !c.reason.is_empty()), "{a:?}");
+
+        let down = Outcome::Failed {
+            step: Step::Resolve,
+            reason: "Unreachable".into(),
+            message: "cannot reach".into(),
+            stalled: false,
+        };
+        let b = next(&a, &down, Some(1), &t(200));
+        assert!(!is_ready(&b));
+        assert_eq!(get(&b, READY).unwrap().last_transition_time, t(200), "Ready changed");
+        assert_eq!(get(&b, RECONCILING).unwrap().status, "True");
+        assert_eq!(get(&b, "Resolved").unwrap().reason, "Unreachable");
+        assert_eq!(get(&b, "Published").unwrap().status, "True", "the last publish still stands");
+        assert_eq!(get(&b, "Published").unwrap().last_transition_time, t(100));
+
+        let c = next(&b, &ok, Some(2), &t(300));
+        assert!(is_ready(&c) && get(&c, RECONCILING).is_none());
+        assert_eq!(get(&c, "Published").unwrap().last_transition_time, t(100), "never went false");
+        assert_eq!(get(&c, READY).unwrap().observed_generation, Some(2));
+    }
+
+    #[test]
+    fn stalled_and_invalid() {
+        let unsafe_ = Outcome::Failed {
+            step: Step::Fetch,
+            reason: "UnsafeContent".into(),
+            message: "../x".into(),
+            stalled: true,
+        };
+        let a = next(&[], &unsafe_, Some(1), &t(1));
+        assert_eq!(get(&a, STALLED).unwrap().reason, "UnsafeContent");
+        assert!(get(&a, RECONCILING).is_none());
+        assert_eq!(get(&a, "Resolved").unwrap().status, "True");
+        assert!(get(&a, "Published").is_none(), "not reached");
+        let b = next(&a, &Outcome::InvalidSpec { message: "spec.url: …".into() }, Some(2), &t(2));
+        assert_eq!(get(&b, READY).unwrap().reason, "InvalidSpec");
+        assert_eq!(get(&b, STALLED).unwrap().last_transition_time, t(1), "still stalled");
+    }
+}

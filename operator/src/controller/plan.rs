@@ -1,0 +1,206 @@
+//! An Artifact's spec, checked and turned into what a reconcile needs. Pure:
+//! a spec that cannot work is refused here, before any request is made.
+
+use std::time::Duration;
+
+use crate::api::{ArtifactSpec, KeyStyle};
+use crate::oci::{Digest, Platform, Reference};
+use crate::resolve::semver::Range;
+use crate::unpack::limits::parse_size;
+use crate::unpack::{Limits, Selection};
+
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What to follow. A pin always wins; a tag or range beside it is only
+/// watched, for drift.
+#[derive(Debug, Clone)]
+pub enum Version {
+    Tag(String),
+    Semver { range: Range, text: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Registry and repository, no tag or digest.
+    pub repository: Reference,
+    pub follow: Option<Version>,
+    pub pin: Option<Digest>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub platform: Platform,
+    pub insecure: bool,
+    pub selection: Selection,
+    pub limits: Limits,
+    pub config_map: String,
+    pub keys: KeyStyle,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("spec.{field}: {message}")]
+pub struct SpecError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn bad(field: &'static str, message: impl ToString) -> SpecError {
+    SpecError { field, message: message.to_string() }
+}
+
+impl Plan {
+    pub fn new(name: &str, spec: &ArtifactSpec) -> Result<Plan, SpecError> {
+        let repository = Reference::parse(&spec.url).map_err(|e| bad("url", e))?;
+        if repository.tag.is_some() || repository.digest.is_some() {
+            return Err(bad("url", "names the repository only; put a tag or digest in spec.ref"));
+        }
+        let r = spec.reference.clone().unwrap_or_default();
+        if r.tag.is_some() && r.semver.is_some() {
+            return Err(bad("ref", "give a tag or a semver range, not both"));
+        }
+        let pin = r.digest.as_deref().map(Digest::parse).transpose().map_err(|e| bad("ref.digest", e))?;
+        let follow = match (r.tag, r.semver) {
+            (Some(t), _) => {
+                Reference::parse(&format!("{}:{t}", spec.url)).map_err(|e| bad("ref.tag", e))?;
+                Some(Version::Tag(t))
+            }
+            (None, Some(s)) => {
+                Some(Version::Semver { range: Range::parse(&s).map_err(|e| bad("ref.semver", e))?, text: s })
+            }
+            (None, None) if pin.is_none() => Some(Version::Tag("latest".into())),
+            (None, None) => None,
+        };
+        let select = spec.select.clone().unwrap_or_default();
+        let selection =
+            Selection::new(&select.include, &select.exclude, &select.media_types).map_err(|e| bad("select", e))?;
+        let defaults = Limits::default();
+        let l = spec.limits.clone().unwrap_or_default();
+        let size = |field, v: &Option<String>, d| v.as_deref().map_or(Ok(d), parse_size).map_err(|e| bad(field, e));
+        let limits = Limits {
+            max_layer_bytes: size("limits.maxLayerBytes", &l.max_layer_bytes, defaults.max_layer_bytes)?,
+            max_total_bytes: size("limits.maxTotalBytes", &l.max_total_bytes, defaults.max_total_bytes)?,
+            max_files: l.max_files.unwrap_or(defaults.max_files),
+        };
+        let cm = spec.target.config_map.clone().unwrap_or_default();
+        Ok(Plan {
+            repository,
+            follow,
+            pin,
+            interval: duration("interval", spec.interval.as_deref(), DEFAULT_INTERVAL)?,
+            timeout: duration("timeout", spec.timeout.as_deref(), DEFAULT_TIMEOUT)?,
+            platform: match &spec.platform {
+                Some(p) => Platform::parse(p).map_err(|e| bad("platform", e))?,
+                None => Platform { os: "linux".into(), architecture: "amd64".into(), variant: None },
+            },
+            insecure: spec.insecure,
+            selection,
+            limits,
+            config_map: cm.name.unwrap_or_else(|| name.to_string()),
+            keys: cm.keys,
+        })
+    }
+}
+
+fn duration(field: &'static str, v: Option<&str>, default: Duration) -> Result<Duration, SpecError> {
+    let Some(v) = v else { return Ok(default) };
+    let d = parse_duration(v).ok_or_else(|| bad(field, format!("{v:?} is not a duration like 30s, 5m or 1h30m")))?;
+    if d < Duration::from_secs(1) {
+        return Err(bad(field, "must be at least 1s"));
+    }
+    Ok(d)
+}
+
+/// Go's duration syntax, the one Kubernetes users write: `1h30m`, `90s`,
+/// `500ms`.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total = Duration::ZERO;
+    while !rest.is_empty() {
+        let n_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let n: f64 = rest[..n_end].parse().ok()?;
+        rest = &rest[n_end..];
+        let u_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit = match &rest[..u_end] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[u_end..];
+        total += Duration::try_from_secs_f64(n * unit).ok()?;
+    }
+    Some(total)
+}
+
+/// The interval, stretched by up to 10 % so that Artifacts created together
+/// do not poll together. `seed` spreads them (a hash of the object's uid).
+pub fn jittered(interval: Duration, seed: u64) -> Duration {
+    let tenth = interval.as_millis() as u64 / 10;
+    if tenth == 0 {
+        return interval;
+    }
+    interval + Duration::from_millis(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) % tenth)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn plan(spec: serde_json::Value) -> Result<Plan, SpecError> {
+        Plan::new("app", &serde_json::from_value(spec).unwrap())
+    }
+
+    #[test]
+    fn defaults() {
+        let p = plan(json!({"url": "oci://r.io/team/app"})).unwrap();
+        assert!(matches!(p.follow, Some(Version::Tag(ref t)) if t == "latest"));
+        assert_eq!((p.interval, p.timeout, p.config_map.as_str()), (DEFAULT_INTERVAL, DEFAULT_TIMEOUT, "app"));
+        assert_eq!(p.platform.to_string(), "linux/amd64");
+        assert_eq!(p.keys, KeyStyle::Path);
+    }
+
+    #[test]
+    fn a_pin_alone_follows_nothing_and_with_a_tag_watches_it() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        let p = plan(json!({"url": "oci://r.io/app", "ref": {"digest": d}})).unwrap();
+        assert!(p.follow.is_none() && p.pin.is_some());
+        let p = plan(json!({"url": "oci://r.io/app", "ref": {"digest": d, "tag": "v1"}})).unwrap();
+        assert!(matches!(p.follow, Some(Version::Tag(_))) && p.pin.is_some());
+    }
+
+    #[test]
+    fn bad_specs_name_the_field() {
+        let field = |spec| plan(spec).unwrap_err().field;
+        assert_eq!(field(json!({"url": "r.io/app:v1"})), "url");
+        assert_eq!(field(json!({"url": "nohost"})), "url");
+        assert_eq!(field(json!({"url": "oci://r.io/app", "ref": {"tag": "v1", "semver": "^1"}})), "ref");
+        assert_eq!(field(json!({"url": "oci://r.io/app", "ref": {"digest": "sha256:12"}})), "ref.digest");
+        assert_eq!(field(json!({"url": "oci://r.io/app", "ref": {"semver": "!!"}})), "ref.semver");
+        assert_eq!(field(json!({"url": "oci://r.io/app", "ref": {"tag": "-x"}})), "ref.tag");
+        assert_eq!(field(json!({"url": "oci://r.io/app", "interval": "5 minutes"})), "interval");
+        assert_eq!(field(json!({"url": "oci://r.io/app", "interval": "10ms"})), "interval");
+        assert_eq!(field(json!({"url": "oci://r.io/app", "select": {"include": ["a["]}})), "select");
+        assert_eq!(
+            field(json!({"url": "oci://r.io/app", "limits": {"maxTotalBytes": "lots"}})),
+            "limits.maxTotalBytes"
+        );
+        assert_eq!(field(json!({"url": "oci://r.io/app", "platform": "linux"})), "platform");
+    }
+
+    #[test]
+    fn durations_and_jitter() {
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_duration("5d"), None);
+        let i = Duration::from_secs(300);
+        let spread: std::collections::BTreeSet<_> = (0..50u64).map(|s| jittered(i, s)).collect();
+        assert!(spread.iter().all(|d| *d >= i && *d < i + Duration::from_secs(30)));
+        assert!(spread.len() > 40, "seeds spread the polls");
+    }
+}

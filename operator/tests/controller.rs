@@ -1,0 +1,237 @@
+//! The operator end to end: a real kube-apiserver, the real registry,
+//! artifacts pushed with oras, and `ocisync operator` running as its own
+//! process under the RBAC that config/rbac ships.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use ocisync::api::Artifact;
+use serde_json::json;
+use support::control_plane::ControlPlane;
+use support::operator::Operator;
+use support::tarball::{Item::*, tar};
+use support::*;
+
+const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+
+struct Env {
+    admin: kube::Client,
+    ns: String,
+    op: &'static Operator,
+}
+
+async fn env(ns: &str) -> Env {
+    let cp = ControlPlane::shared();
+    let op = Operator::shared(cp).await;
+    let admin = cp.admin().await;
+    cp.namespace(&admin, ns).await;
+    Env { admin, ns: ns.into(), op }
+}
+
+impl Env {
+    fn artifacts(&self) -> Api<Artifact> {
+        Api::namespaced(self.admin.clone(), &self.ns)
+    }
+
+    fn config_maps(&self) -> Api<ConfigMap> {
+        Api::namespaced(self.admin.clone(), &self.ns)
+    }
+
+    async fn apply(&self, name: &str, spec: serde_json::Value) {
+        let a =
+            json!({"apiVersion": "ocisync.dev/v1alpha1", "kind": "Artifact", "metadata": {"name": name}, "spec": spec});
+        self.artifacts().patch(name, &PatchParams::apply("test").force(), &Patch::Apply(&a)).await.unwrap();
+    }
+
+    /// Poll until `check` returns Some, or fail with the operator's log.
+    async fn until<T>(&self, what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(v) = check().await {
+                return v;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}\n--- operator log (tail):\n{}", tail(&self.op.logs(), 40));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn status(&self, name: &str) -> serde_json::Value {
+        serde_json::to_value(self.artifacts().get(name).await.unwrap().status).unwrap()
+    }
+
+    async fn condition(&self, name: &str, type_: &str) -> Option<(String, String, String)> {
+        let st = self.status(name).await;
+        let c = st["conditions"].as_array()?.iter().find(|c| c["type"] == type_)?.clone();
+        Some((c["status"].as_str()?.into(), c["reason"].as_str()?.into(), c["message"].as_str()?.into()))
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn syncs_into_a_config_map_and_follows_the_tag() {
+    let e = env("sync-basic").await;
+    let reg = Distribution::start();
+    let v1 = push_layers(
+        &reg.host(),
+        "app:stable",
+        &[(
+            TAR,
+            tar(&[
+                File("app.yaml", b"replicas: 1\n"),
+                File("conf/log.toml", b"level = 1\n"),
+                File("logo.bin", &[0, 159, 146, 150]),
+                File("README.md", b"no"),
+            ]),
+        )],
+    );
+    e.apply(
+        "app",
+        json!({"url": format!("oci://{}/app", reg.host()), "ref": {"tag": "stable"}, "insecure": true, "interval": "2s",
+               "select": {"exclude": ["*.md"]}, "target": {"configMap": {"labels": {"team": "a"}}}}),
+    )
+    .await;
+    let cm = e
+        .until("the ConfigMap", async || {
+            let cm = e.config_maps().get_opt("app").await.unwrap()?;
+            (cm.annotations().get("ocisync.dev/digest") == Some(&v1)).then_some(cm)
+        })
+        .await;
+    use kube::ResourceExt;
+    let data = cm.data.clone().unwrap();
+    assert_eq!(data.keys().collect::<Vec<_>>(), ["app.yaml", "conf__log.toml"]);
+    assert_eq!(data["app.yaml"], "replicas: 1\n");
+    assert_eq!(cm.binary_data.clone().unwrap()["logo.bin"].0, [0, 159, 146, 150]);
+    assert_eq!(cm.labels()["team"], "a");
+    assert_eq!(cm.labels()["app.kubernetes.io/managed-by"], "ocisync");
+    let owner = &cm.owner_references()[0];
+    let art = e.artifacts().get("app").await.unwrap();
+    assert_eq!(
+        (owner.kind.as_str(), owner.controller, Some(&owner.uid)),
+        ("Artifact", Some(true), art.metadata.uid.as_ref())
+    );
+    let st = e.status("app").await;
+    assert_eq!(st["digest"], v1.as_str());
+    assert_eq!(st["revision"], format!("stable@{v1}"));
+    assert_eq!(st["files"]["count"], 3);
+    assert_eq!(e.condition("app", "Ready").await.unwrap().0, "True");
+
+    // a new version on the same tag: content follows, a removed file's key goes
+    let v2 = push_layers(&reg.host(), "app:stable", &[(TAR, tar(&[File("app.yaml", b"replicas: 2\n")]))]);
+    let cm = e
+        .until("the new version", async || {
+            let cm = e.config_maps().get("app").await.unwrap();
+            (cm.annotations().get("ocisync.dev/digest") == Some(&v2)).then_some(cm)
+        })
+        .await;
+    assert_eq!(
+        cm.data.clone().unwrap().into_iter().collect::<Vec<_>>(),
+        [("app.yaml".to_string(), "replicas: 2\n".to_string())]
+    );
+    assert!(cm.binary_data.as_ref().is_none_or(|b| b.is_empty()), "pruned: {:?}", cm.binary_data);
+    assert_eq!(e.status("app").await["digest"], v2.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pinned_digest_stays_and_reports_the_moved_tag() {
+    let e = env("sync-pinned").await;
+    let reg = Distribution::start();
+    let v1 = push_layers(&reg.host(), "app:v1", &[(TAR, tar(&[File("a", b"one")]))]);
+    push_layers(&reg.host(), "app:stable", &[(TAR, tar(&[File("a", b"one")]))]);
+    e.apply("pinned", json!({"url": format!("oci://{}/app", reg.host()), "ref": {"tag": "stable", "digest": v1}, "insecure": true, "interval": "1s"}))
+        .await;
+    e.until("synced", async || (e.condition("pinned", "Ready").await?.0 == "True").then_some(())).await;
+    assert!(e.status("pinned").await.get("drift").is_none());
+    let v2 = push_layers(&reg.host(), "app:stable", &[(TAR, tar(&[File("a", b"two")]))]);
+    let st = e.until("drift", async || Some(e.status("pinned").await).filter(|s| s.get("drift").is_some())).await;
+    assert_eq!(st["drift"], json!({"pinned": v1, "latest": v2, "tag": "stable"}));
+    assert_eq!(st["digest"], v1.as_str(), "the pin is served");
+    assert_eq!(e.config_maps().get("pinned").await.unwrap().data.unwrap()["a"], "one", "content stays");
+    let (_, _, message) = e.condition("pinned", "Ready").await.unwrap();
+    assert!(message.contains("pinned, while stable is now"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_secret_in_another_namespace_is_not_read() {
+    let e = env("sync-secrets").await;
+    let cp = ControlPlane::shared();
+    cp.namespace(&e.admin, "other-team").await;
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode("alice:wonderland");
+    let reg = Distribution::start_with(DistributionOptions {
+        htpasswd: Some(("alice".into(), "wonderland".into())),
+        ..Default::default()
+    });
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("f.txt"), "private").unwrap();
+    run(std::process::Command::new(tool("oras")).current_dir(src.path()).args([
+        "push",
+        "--plain-http",
+        "-u",
+        "alice",
+        "-p",
+        "wonderland",
+        &format!("{}/private:v1", reg.host()),
+        "f.txt",
+    ]));
+    let secret = |ns: &str| -> Secret {
+        serde_json::from_value(json!({
+            "metadata": {"name": "pull", "namespace": ns},
+            "type": "kubernetes.io/dockerconfigjson",
+            "stringData": {".dockerconfigjson": json!({"auths": {reg.host(): {"auth": auth}}}).to_string()}
+        }))
+        .unwrap()
+    };
+    Api::<Secret>::namespaced(e.admin.clone(), "other-team")
+        .create(&PostParams::default(), &secret("other-team"))
+        .await
+        .unwrap();
+    let spec = json!({"url": format!("oci://{}/private", reg.host()), "ref": {"tag": "v1"}, "insecure": true, "interval": "1s", "secretRef": {"name": "pull"}});
+    e.apply("private", spec).await;
+    let (status, reason, message) =
+        e.until("a failure", async || e.condition("private", "Ready").await.filter(|c| c.0 == "False")).await;
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "CredentialsUnavailable"));
+    assert!(message.contains("Secret sync-secrets/pull not found"), "{message}");
+    assert!(e.config_maps().get_opt("private").await.unwrap().is_none());
+    // the same Secret in the Artifact's own namespace is used, and the
+    // Secret's creation alone triggers the sync
+    Api::<Secret>::namespaced(e.admin.clone(), &e.ns).create(&PostParams::default(), &secret(&e.ns)).await.unwrap();
+    let cm = e.until("the ConfigMap", async || e.config_maps().get_opt("private").await.unwrap()).await;
+    assert_eq!(cm.data.unwrap()["f.txt"], "private");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unchanged_reconciles_cost_one_head_and_no_writes() {
+    let e = env("sync-steady").await;
+    let reg = Distribution::start();
+    let d = push_layers(&reg.host(), "app:v1", &[(TAR, tar(&[File("a", b"1")]))]);
+    e.apply(
+        "steady",
+        json!({"url": format!("oci://{}/app", reg.host()), "ref": {"tag": "v1"}, "insecure": true, "interval": "1s"}),
+    )
+    .await;
+    e.until("synced", async || (e.status("steady").await["lastSyncedDigest"] == d.as_str()).then_some(())).await;
+    // let the write of the status settle, then watch a few intervals
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rv = |o: &kube::api::ObjectMeta| o.resource_version.clone().unwrap();
+    let art_rv = rv(&e.artifacts().get("steady").await.unwrap().metadata);
+    let cm_rv = rv(&e.config_maps().get("steady").await.unwrap().metadata);
+    let ours = |log: Vec<String>| log.into_iter().filter(|l| l.contains("ocisync/")).collect::<Vec<_>>();
+    let before = ours(reg.access_log()).len();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let during: Vec<String> = ours(reg.access_log())[before..].to_vec();
+    let heads = during.iter().filter(|l| l.contains("\"HEAD /v2/app/manifests/v1 ")).count();
+    assert!(heads >= 3, "a HEAD per interval: {during:?}");
+    assert_eq!(heads, during.len(), "nothing but HEADs: {during:?}");
+    assert_eq!(rv(&e.artifacts().get("steady").await.unwrap().metadata), art_rv, "no status write");
+    assert_eq!(rv(&e.config_maps().get("steady").await.unwrap().metadata), cm_rv, "no ConfigMap write");
+}

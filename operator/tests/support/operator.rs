@@ -1,0 +1,93 @@
+//! The operator as it runs in a cluster: its own process, with a
+//! ServiceAccount token bound to the ClusterRole that config/rbac ships, not
+//! an admin identity. One per test binary, killed by pid at exit.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+
+use super::control_plane::ControlPlane;
+use super::{repo_root, run, tool};
+
+pub struct Operator {
+    pub log: PathBuf,
+    pub kubeconfig: PathBuf,
+}
+
+static SHARED: tokio::sync::OnceCell<Operator> = tokio::sync::OnceCell::const_new();
+static CHILD: Mutex<Option<Child>> = Mutex::new(None);
+
+extern "C" fn stop_operator() {
+    if let Some(mut c) = CHILD.lock().ok().and_then(|mut g| g.take()) {
+        // SAFETY: signalling our own child by pid.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let _ = c.wait();
+    }
+}
+
+impl Operator {
+    pub async fn shared(cp: &'static ControlPlane) -> &'static Operator {
+        SHARED
+            .get_or_init(|| async move {
+                let admin = cp.admin().await;
+                cp.install_crd(&admin).await;
+                cp.namespace(&admin, "ocisync-system").await;
+                tokio::task::spawn_blocking(move || Operator::start(cp)).await.unwrap()
+            })
+            .await
+    }
+
+    fn start(cp: &ControlPlane) -> Operator {
+        let rbac = run(Command::new(tool("kustomize")).arg("build").arg(repo_root().join("config/rbac")));
+        let mut apply = Command::new(tool("kubectl"))
+            .env("KUBECONFIG", &cp.kubeconfig)
+            .args(["apply", "-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        apply.stdin.take().unwrap().write_all(&rbac.stdout).unwrap();
+        assert!(apply.wait().unwrap().success());
+        let token = run(Command::new(tool("kubectl")).env("KUBECONFIG", &cp.kubeconfig).args([
+            "create",
+            "token",
+            "ocisync",
+            "-n",
+            "ocisync-system",
+            "--duration",
+            "2h",
+        ]));
+        let token = String::from_utf8(token.stdout).unwrap().trim().to_string();
+        // the admin kubeconfig's cluster, with the ServiceAccount's token
+        let admin = std::fs::read_to_string(&cp.kubeconfig).unwrap();
+        let server = admin.lines().find_map(|l| l.trim().strip_prefix("server: ")).unwrap();
+        let ca = admin.lines().find_map(|l| l.trim().strip_prefix("certificate-authority-data: ")).unwrap();
+        let kubeconfig = cp.dir.join("operator.kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: ocisync\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: ocisync\ncurrent-context: c\n"
+            ),
+        )
+        .unwrap();
+        let log = cp.dir.join("operator.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_ocisync"))
+            .args(["operator", "--work-dir"])
+            .arg(cp.dir.join("operator-work"))
+            .env("KUBECONFIG", &kubeconfig)
+            .env("OCISYNC_LOG", "info,ocisync=debug")
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(cp.dir.join("operator.err")).unwrap())
+            .spawn()
+            .expect("start the operator");
+        *CHILD.lock().unwrap() = Some(child);
+        // SAFETY: registering a plain extern "C" fn to run at exit.
+        unsafe { libc::atexit(stop_operator) };
+        Operator { log, kubeconfig }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.log.with_file_name("operator.err")).unwrap_or_default()
+    }
+}
