@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # The local demo: a real registry on loopback, an artifact pushed with oras,
-# and `ocisync pull` writing its selected files. Run from a fresh clone:
+# `ocisync pull` on the command line, then a real control plane (etcd +
+# kube-apiserver) with the operator running under its RBAC, an Artifact
+# applied with kubectl, and the ConfigMap it produces. Run from a fresh clone:
 #
 #   e2e/demo.sh
 #
+# The first run builds kube-apiserver from Debian's source package (~12 min).
 # Everything it starts is stopped when it ends. Env: CARGO_TARGET_DIR,
-# OCISYNC_TOOLS (see e2e/test.sh).
+# OCISYNC_TOOLS, CONTROL_PLANE_PREFIX (see e2e/test.sh).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/ocisync-target}
@@ -16,13 +19,22 @@ say() { printf '\n\033[1m# %s\033[0m\n' "$*"; }
 
 say "installing the real tools and building ocisync (first run only takes a while)"
 "$ROOT/e2e/setup/install-tools.sh" >/dev/null
+"$ROOT/e2e/setup/install-control-plane.sh"
 (cd "$ROOT" && cargo build --release -q -p ocisync)
+export PATH=$BIN:$PATH
 OCISYNC=$CARGO_TARGET_DIR/release/ocisync
 
 WORK=$(mktemp -d /tmp/ocisync-demo.XXXXXX)
 . "$ROOT/e2e/setup/registry.sh"
 start_registry "$WORK/registry"
-trap 'kill $REG_PID 2>/dev/null; wait $REG_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
+OP_PID=
+cleanup() {
+  [[ -n $OP_PID ]] && kill "$OP_PID" 2>/dev/null && wait "$OP_PID" 2>/dev/null
+  "$ROOT/e2e/setup/stop-control-plane.sh" "$WORK/cp" 2>/dev/null || true
+  kill "$REG_PID" 2>/dev/null; wait "$REG_PID" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
 REF=$REG/platform/app-config
 say "registry (distribution 2.8) on $REG"
 
@@ -45,3 +57,49 @@ say "ocisync pull oci://$REF:v1 --select '*.yaml' --select 'conf.d/**' --out $WO
 
 say "the files"
 (cd "$WORK/out" && for f in $(find . -type f | sort); do echo "--- ${f#./}"; cat "$f"; done)
+
+say "a control plane: etcd + kube-apiserver 1.20 on loopback"
+export KUBECONFIG=$("$ROOT/e2e/setup/start-control-plane.sh" "$WORK/cp" 2>/dev/null)
+kubectl create -f "$ROOT/crds/artifacts.ocisync.dev.yaml"
+kubectl create namespace ocisync-system
+kustomize build "$ROOT/config/rbac" | kubectl apply -f -
+kubectl wait --for=condition=Established crd/artifacts.ocisync.dev --timeout=30s >/dev/null
+
+say "ocisync operator, with the ServiceAccount token of config/rbac (not admin)"
+TOKEN=$(kubectl create token ocisync -n ocisync-system --duration 1h)
+SERVER=$(kubectl config view --raw -o jsonpath='{.clusters[0].cluster.server}')
+kubectl config view --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}' | base64 -d > "$WORK/ca.crt"
+KUBECONFIG="$WORK/operator.kubeconfig" kubectl config set-cluster demo --server="$SERVER" --certificate-authority="$WORK/ca.crt" --embed-certs >/dev/null
+KUBECONFIG="$WORK/operator.kubeconfig" kubectl config set-credentials ocisync --token="$TOKEN" >/dev/null
+KUBECONFIG="$WORK/operator.kubeconfig" kubectl config set-context demo --cluster=demo --user=ocisync >/dev/null
+KUBECONFIG="$WORK/operator.kubeconfig" kubectl config use-context demo >/dev/null
+KUBECONFIG="$WORK/operator.kubeconfig" "$OCISYNC" operator --work-dir "$WORK/work" 2>"$WORK/operator.log" &
+OP_PID=$!
+
+say "kubectl apply -f artifact.yaml"
+cat > "$WORK/artifact.yaml" <<YAML
+apiVersion: ocisync.dev/v1alpha1
+kind: Artifact
+metadata:
+  name: app-config
+  namespace: default
+spec:
+  url: oci://$REF
+  ref:
+    tag: v1
+  insecure: true
+  interval: 1m
+  select:
+    include: ["*.yaml", "conf.d/**"]
+  target:
+    configMap:
+      name: app-config
+YAML
+cat "$WORK/artifact.yaml"
+kubectl apply -f "$WORK/artifact.yaml"
+kubectl wait --for=condition=Ready artifact/app-config --timeout=60s || { tail -20 "$WORK/operator.log"; exit 1; }
+
+say "kubectl get artifact"
+kubectl get artifact -o wide
+say "the ConfigMap"
+kubectl get configmap app-config -o yaml
