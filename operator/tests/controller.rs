@@ -235,3 +235,102 @@ async fn unchanged_reconciles_cost_one_head_and_no_writes() {
     assert_eq!(rv(&e.artifacts().get("steady").await.unwrap().metadata), art_rv, "no status write");
     assert_eq!(rv(&e.config_maps().get("steady").await.unwrap().metadata), cm_rv, "no ConfigMap write");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_semver_range_follows_the_highest_matching_tag() {
+    let e = env("sync-semver").await;
+    let reg = Distribution::start();
+    for (tag, body) in
+        [("1.0.0", "one"), ("v1.2.0", "one-two"), ("2.0.0", "two"), ("1.3.0-rc.1", "rc"), ("latest", "x")]
+    {
+        push_layers(&reg.host(), &format!("app:{tag}"), &[(TAR, tar(&[File("v", body.as_bytes())]))]);
+    }
+    let spec = json!({"url": format!("oci://{}/app", reg.host()), "ref": {"semver": ">=1.0.0 <2"}, "insecure": true, "interval": "1s"});
+    e.apply("ranged", spec).await;
+    let st = e.until("synced", async || Some(e.status("ranged").await).filter(|s| s["tag"].is_string())).await;
+    assert_eq!(st["tag"], "v1.2.0");
+    assert_eq!(e.config_maps().get("ranged").await.unwrap().data.unwrap()["v"], "one-two");
+    push_layers(&reg.host(), "app:1.4.1", &[(TAR, tar(&[File("v", b"one-four")]))]);
+    e.until("the new highest", async || (e.status("ranged").await["tag"] == "1.4.1").then_some(())).await;
+    e.until("its content", async || {
+        Some(e.config_maps().get("ranged").await.unwrap().data?).filter(|d| d["v"] == "one-four")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_outage_keeps_the_last_good_content_and_recovers() {
+    let e = env("sync-outage").await;
+    let mut reg = Distribution::start();
+    let v1 = push_layers(&reg.host(), "app:v1", &[(TAR, tar(&[File("a", b"good")]))]);
+    e.apply(
+        "outage",
+        json!({"url": format!("oci://{}/app", reg.host()), "ref": {"tag": "v1"}, "insecure": true, "interval": "1s"}),
+    )
+    .await;
+    e.until("synced", async || (e.status("outage").await["lastSyncedDigest"] == v1.as_str()).then_some(())).await;
+    let before = e.config_maps().get("outage").await.unwrap();
+    reg.stop();
+    let (_, reason, message) =
+        e.until("the outage to show", async || e.condition("outage", "Ready").await.filter(|c| c.0 == "False")).await;
+    assert_eq!(reason, "Unreachable", "{message}");
+    assert_eq!(e.condition("outage", "Reconciling").await.unwrap().0, "True");
+    assert_eq!(e.condition("outage", "Resolved").await.unwrap().0, "False");
+    let during = e.config_maps().get("outage").await.unwrap();
+    assert_eq!(during.data, before.data);
+    assert_eq!(during.metadata.resource_version, before.metadata.resource_version, "not written at all");
+    reg.restart();
+    e.until("recovery", async || e.condition("outage", "Ready").await.filter(|c| c.0 == "True")).await;
+    assert!(e.condition("outage", "Reconciling").await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn suspend_stops_syncing() {
+    let e = env("sync-suspend").await;
+    let reg = Distribution::start();
+    let v1 = push_layers(&reg.host(), "app:v1", &[(TAR, tar(&[File("a", b"1")]))]);
+    let spec = |suspend: bool| json!({"url": format!("oci://{}/app", reg.host()), "ref": {"tag": "v1"}, "insecure": true, "interval": "1s", "suspend": suspend});
+    e.apply("paused", spec(false)).await;
+    e.until("synced", async || (e.status("paused").await["lastSyncedDigest"] == v1.as_str()).then_some(())).await;
+    e.apply("paused", spec(true)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let v2 = push_layers(&reg.host(), "app:v1", &[(TAR, tar(&[File("a", b"2")]))]);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(e.config_maps().get("paused").await.unwrap().data.unwrap()["a"], "1", "suspended: no sync");
+    e.apply("paused", spec(false)).await;
+    e.until("resumed", async || (e.status("paused").await["lastSyncedDigest"] == v2.as_str()).then_some(())).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn content_that_cannot_be_a_config_map_stalls_without_touching_anything() {
+    let e = env("sync-refused").await;
+    let reg = Distribution::start();
+    // someone else's ConfigMap of the same name is never taken over
+    let theirs: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "taken"}, "data": {"mine": "yes"}})).unwrap();
+    e.config_maps().create(&PostParams::default(), &theirs).await.unwrap();
+    push_layers(&reg.host(), "app:v1", &[(TAR, tar(&[File("a", b"1")]))]);
+    e.apply(
+        "taken",
+        json!({"url": format!("oci://{}/app", reg.host()), "ref": {"tag": "v1"}, "insecure": true, "interval": "1s"}),
+    )
+    .await;
+    let (_, reason, _) =
+        e.until("refusal", async || e.condition("taken", "Ready").await.filter(|c| c.0 == "False")).await;
+    assert_eq!(reason, "ConfigMapNotOwned");
+    assert_eq!(e.condition("taken", "Stalled").await.unwrap().0, "True");
+    assert_eq!(e.config_maps().get("taken").await.unwrap().data.unwrap()["mine"], "yes");
+
+    let big = vec![b'x'; 600 * 1024];
+    push_layers(&reg.host(), "big:v1", &[(TAR, tar(&[File("a", &big), File("b", &big)]))]);
+    e.apply(
+        "big",
+        json!({"url": format!("oci://{}/big", reg.host()), "ref": {"tag": "v1"}, "insecure": true, "interval": "1s"}),
+    )
+    .await;
+    let (_, reason, message) =
+        e.until("refusal", async || e.condition("big", "Ready").await.filter(|c| c.0 == "False")).await;
+    assert_eq!(reason, "ContentTooLarge", "{message}");
+    assert_eq!(e.condition("big", "Published").await.unwrap().0, "False");
+    assert!(e.config_maps().get_opt("big").await.unwrap().is_none());
+}

@@ -119,16 +119,34 @@ impl Distribution {
             root = dir.path().join("data").display()
         );
         std::fs::write(dir.path().join("config.yml"), config).unwrap();
-        let log = dir.path().join("registry.log");
+        let child = Self::spawn(dir.path(), port);
+        Distribution { port, dir, child }
+    }
+
+    fn spawn(dir: &Path, port: u16) -> Child {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("registry.log")).unwrap();
+        let err = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("registry.err")).unwrap();
         let mut child = Command::new(tool("docker-registry"))
             .arg("serve")
-            .arg(dir.path().join("config.yml"))
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::create(dir.path().join("registry.err")).unwrap())
+            .arg(dir.join("config.yml"))
+            .stdout(log)
+            .stderr(err)
             .spawn()
             .expect("start docker-registry");
-        wait_for_port(port, &mut child, &dir.path().join("registry.err"));
-        Distribution { port, dir, child }
+        wait_for_port(port, &mut child, &dir.join("registry.err"));
+        child
+    }
+
+    /// Take the registry down; `restart` brings it back on the same port
+    /// with the same content.
+    pub fn stop(&mut self) {
+        // SAFETY: signalling our own child by its pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+
+    pub fn restart(&mut self) {
+        self.child = Self::spawn(self.dir.path(), self.port);
     }
 
     pub fn host(&self) -> String {
