@@ -13,10 +13,8 @@ use ocisync::api::Artifact;
 use serde_json::json;
 use support::control_plane::ControlPlane;
 use support::operator::Operator;
-use support::tarball::{Item::*, tar};
+use support::tarball::{Item::*, TAR, tar};
 use support::*;
-
-const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 
 struct Env {
     admin: kube::Client,

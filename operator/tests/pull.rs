@@ -6,12 +6,8 @@ mod support;
 use std::fs;
 use std::path::Path;
 
-use support::tarball::{Item::*, gzip, tar, zstd};
+use support::tarball::{Item::*, TAR, TAR_GZ, TAR_ZST, gzip, tar, zstd};
 use support::*;
-
-const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-const TAR_GZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-const TAR_ZST: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 
 /// An artifact the way people push one with oras: two files with their own
 /// media types and a directory (which oras tars and marks for unpacking).

@@ -45,6 +45,18 @@ pub struct OperatorArgs {
     /// Log as JSON lines.
     #[arg(long)]
     pub log_json: bool,
+    /// Hold a Lease while reconciling, so that of several replicas only one
+    /// writes. Off: run alone.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// The Lease's namespace; default: $POD_NAMESPACE, else ocisync-system.
+    #[arg(long)]
+    pub lease_namespace: Option<String>,
+    #[arg(long, default_value = "ocisync-leader")]
+    pub lease_name: String,
+    /// How long a lease lasts without renewal, in seconds.
+    #[arg(long, default_value_t = 15)]
+    pub lease_duration: u64,
 }
 
 #[derive(Args, Debug)]
@@ -205,7 +217,19 @@ async fn operator(args: OperatorArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let opts = crate::controller::Options { work_dir: args.work_dir, concurrency: args.concurrency };
+    let namespace =
+        args.lease_namespace.or_else(|| std::env::var("POD_NAMESPACE").ok()).unwrap_or_else(|| "ocisync-system".into());
+    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let opts = crate::controller::Options {
+        work_dir: args.work_dir,
+        concurrency: args.concurrency,
+        lease: args.leader_elect.then_some((namespace, args.lease_name)),
+        identity,
+        lease_duration: std::time::Duration::from_secs(args.lease_duration),
+    };
     match crate::controller::run(client, opts).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

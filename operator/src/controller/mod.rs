@@ -28,6 +28,10 @@ use crate::api::Artifact;
 pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    #[error("leader election: {0}")]
+    Lease(#[from] kube_lease_manager::LeaseManagerError),
+    #[error("lost the leader lease; exiting so that a restart rejoins as a follower")]
+    LostLeadership,
 }
 
 pub struct Context {
@@ -47,6 +51,12 @@ pub struct Options {
     pub work_dir: PathBuf,
     /// Reconciles running at once.
     pub concurrency: u16,
+    /// Hold this Lease (namespace, name) while reconciling; `None` runs
+    /// without leader election (one replica only).
+    pub lease: Option<(String, String)>,
+    /// This replica's name in the Lease.
+    pub identity: String,
+    pub lease_duration: Duration,
 }
 
 /// 5 s, 10 s, 20 s … up to 5 minutes.
@@ -65,8 +75,62 @@ fn error_policy(artifact: Arc<Artifact>, error: &Error, ctx: Arc<Context>) -> Ac
     Action::requeue(backoff(n))
 }
 
-/// Run the controller until SIGTERM/SIGINT.
+/// Run the controller until SIGTERM/SIGINT. With a lease, wait to become
+/// the leader first, and stop (with an error) when the lease is lost: only
+/// the leader ever writes.
 pub async fn run(client: kube::Client, opts: Options) -> Result<(), Error> {
+    let Some((namespace, name)) = opts.lease.clone() else {
+        return run_controller(client, opts, shutdown_signal()).await;
+    };
+    let secs = opts.lease_duration.as_secs().max(3);
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), name.as_str())
+        .with_namespace(namespace.as_str())
+        .with_identity(opts.identity.as_str())
+        .with_duration(secs)
+        .with_grace((secs / 3).max(1))
+        .build()
+        .await?;
+    let (mut leader, lease_task) = manager.watch().await;
+    tracing::info!(lease = %format!("{namespace}/{name}"), identity = %opts.identity, "waiting to become the leader");
+    tokio::select! {
+        r = leader.wait_for(|held| *held) => { r.map_err(|_| Error::LostLeadership)?; }
+        _ = shutdown_signal() => return Ok(()),
+    }
+    tracing::info!(identity = %opts.identity, "became the leader");
+    let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = lost.clone();
+    let stop = async move {
+        tokio::select! {
+            _ = leader.wait_for(|held| !*held) => flag.store(true, std::sync::atomic::Ordering::SeqCst),
+            _ = shutdown_signal() => {}
+        }
+        // closing the channel ends the lease task, which releases the lease
+        drop(leader);
+    };
+    run_controller(client, opts, stop).await?;
+    if let Ok(Ok(manager)) = lease_task.await {
+        let _ = manager.release().await;
+    }
+    if lost.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(Error::LostLeadership);
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn run_controller(
+    client: kube::Client,
+    opts: Options,
+    stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), Error> {
     std::fs::create_dir_all(&opts.work_dir).ok();
     let managed = format!("{}={}", reconcile::MANAGED_BY.0, reconcile::MANAGED_BY.1);
     let (config_maps, writer) = reflector::store();
@@ -110,7 +174,7 @@ pub async fn run(client: kube::Client, opts: Options) -> Result<(), Error> {
                 a.spec.service_account_name.as_deref() == Some(sa.name_any().as_str())
             })
         })
-        .shutdown_on_signal()
+        .graceful_shutdown_on(stop)
         .run(reconcile::reconcile, error_policy, ctx)
         .for_each(|r| async move {
             if let Err(e) = r {

@@ -62,6 +62,7 @@ impl Failure {
 
 pub async fn reconcile(artifact: Arc<Artifact>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = artifact.name_any();
+    tracing::debug!(artifact = %name, namespace = ?artifact.namespace(), "reconcile started");
     if artifact.spec.suspend {
         return Ok(Action::await_change());
     }
@@ -156,6 +157,7 @@ async fn sync(artifact: &Artifact, ctx: &Context, plan: &Plan) -> Result<Served,
     let published = publish(artifact, ctx, plan, &ns, &digest, &out, &report.files).await;
     let _ = tokio::fs::remove_dir_all(&dir).await;
     let files = published?;
+    tracing::info!(artifact = %artifact.name_any(), %ns, %digest, files = files.count, "published");
     Ok(Served { tag, digest, drift, published: Some(files) })
 }
 

@@ -4,6 +4,10 @@
 
 use std::io::Write;
 
+pub const TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+pub const TAR_GZ: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const TAR_ZST: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+
 pub enum Item<'a> {
     File(&'a str, &'a [u8]),
     Exec(&'a str, &'a [u8]),
