@@ -324,6 +324,7 @@ impl LayerJob {
                 return Err(RegistryError::SizeMismatch { what: what(), expected: desc.size, actual: received }.into());
             }
             hasher.update(&chunk);
+            self.client.observe_blob_bytes(chunk.len() as u64);
             if let Some(p) = &self.progress {
                 p.advance(chunk.len() as u64);
             }

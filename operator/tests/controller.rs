@@ -332,3 +332,32 @@ async fn content_that_cannot_be_a_config_map_stalls_without_touching_anything() 
     assert_eq!(e.condition("big", "Published").await.unwrap().0, "False");
     assert!(e.config_maps().get_opt("big").await.unwrap().is_none());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn probes_and_metrics_are_served() {
+    let e = env("sync-metrics").await;
+    let reg = Distribution::start();
+    let d = push_layers(&reg.host(), "app:v1", &[(TAR, tar(&[File("a", b"1")]))]);
+    e.apply(
+        "metered",
+        json!({"url": format!("oci://{}/app", reg.host()), "ref": {"tag": "v1"}, "insecure": true, "interval": "1s"}),
+    )
+    .await;
+    e.until("synced", async || (e.status("metered").await["lastSyncedDigest"] == d.as_str()).then_some(())).await;
+    let get = async |path: &str| {
+        let res = reqwest::get(format!("http://{}{path}", e.op.metrics)).await.unwrap();
+        (res.status().as_u16(), res.text().await.unwrap())
+    };
+    assert_eq!(get("/healthz").await, (200, "ok".to_string()));
+    assert_eq!(get("/readyz").await, (200, "ok".to_string()));
+    let (status, text) = get("/metrics").await;
+    assert_eq!(status, 200);
+    let value = |prefix: &str| -> f64 {
+        text.lines().find(|l| l.starts_with(prefix)).and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(0.0)
+    };
+    assert!(value(r#"ocisync_reconciles_total{result="success",reason="Synced"}"#) >= 1.0, "{text}");
+    assert!(value(r#"ocisync_registry_requests_total{method="HEAD",kind="manifest",status="200"}"#) >= 1.0, "{text}");
+    assert!(value(r#"ocisync_registry_requests_total{method="GET",kind="blob",status="200"}"#) >= 1.0, "{text}");
+    assert!(value("ocisync_blob_bytes_total") >= 1.0, "{text}");
+    assert!(value("ocisync_reconcile_duration_seconds_count") >= 1.0, "{text}");
+}

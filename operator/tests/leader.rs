@@ -50,7 +50,8 @@ async fn only_the_leader_reconciles_and_a_follower_takes_over() {
     let kubeconfig = tokio::task::spawn_blocking(move || service_account_kubeconfig(cp)).await.unwrap();
     let replica = |name: &str| {
         let log = cp.dir.join(format!("{name}.log"));
-        let child = spawn(&kubeconfig, &cp.dir.join(format!("{name}-work")), &log, name, &["--lease-duration", "4"]);
+        let args = ["--lease-duration", "4", "--metrics-addr", ""];
+        let child = spawn(&kubeconfig, &cp.dir.join(format!("{name}-work")), &log, name, &args);
         Replica { child, log }
     };
     let mut a = replica("replica-a");

@@ -57,6 +57,9 @@ pub struct OperatorArgs {
     /// How long a lease lasts without renewal, in seconds.
     #[arg(long, default_value_t = 15)]
     pub lease_duration: u64,
+    /// Serve /healthz, /readyz and /metrics on this address; empty: off.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub metrics_addr: String,
 }
 
 #[derive(Args, Debug)]
@@ -229,6 +232,13 @@ async fn operator(args: OperatorArgs) -> ExitCode {
         lease: args.leader_elect.then_some((namespace, args.lease_name)),
         identity,
         lease_duration: std::time::Duration::from_secs(args.lease_duration),
+        metrics_addr: match args.metrics_addr.as_str() {
+            "" => None,
+            a => match a.parse() {
+                Ok(addr) => Some(addr),
+                Err(e) => return usage(&format!("--metrics-addr {a:?}: {e}")),
+            },
+        },
     };
     match crate::controller::run(client, opts).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,6 +4,8 @@
 
 pub mod conditions;
 pub mod credentials;
+pub mod http;
+pub mod metrics;
 pub mod plan;
 pub mod reconcile;
 pub mod registries;
@@ -45,6 +47,7 @@ pub struct Context {
     pub work_dir: PathBuf,
     /// Consecutive failures per Artifact uid, for backoff.
     pub failures: Mutex<HashMap<String, u32>>,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 pub struct Options {
@@ -57,6 +60,8 @@ pub struct Options {
     /// This replica's name in the Lease.
     pub identity: String,
     pub lease_duration: Duration,
+    /// Serve /healthz, /readyz and /metrics here.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// 5 s, 10 s, 20 s … up to 5 minutes.
@@ -79,8 +84,19 @@ fn error_policy(artifact: Arc<Artifact>, error: &Error, ctx: Arc<Context>) -> Ac
 /// the leader first, and stop (with an error) when the lease is lost: only
 /// the leader ever writes.
 pub async fn run(client: kube::Client, opts: Options) -> Result<(), Error> {
+    let metrics = Arc::new(metrics::Metrics::default());
+    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    if let Some(addr) = opts.metrics_addr {
+        let probe = http::Probe { metrics: metrics.clone(), ready: ready.clone() };
+        tokio::spawn(async move {
+            if let Err(e) = http::serve(addr, probe).await {
+                tracing::error!(%addr, error = %e, "the probe and metrics listener failed");
+            }
+        });
+    }
     let Some((namespace, name)) = opts.lease.clone() else {
-        return run_controller(client, opts, shutdown_signal()).await;
+        ready.store(true, std::sync::atomic::Ordering::Relaxed);
+        return run_controller(client, opts, metrics, shutdown_signal()).await;
     };
     let secs = opts.lease_duration.as_secs().max(3);
     let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), name.as_str())
@@ -91,6 +107,8 @@ pub async fn run(client: kube::Client, opts: Options) -> Result<(), Error> {
         .build()
         .await?;
     let (mut leader, lease_task) = manager.watch().await;
+    // A follower is healthy and ready: it is there to take over.
+    ready.store(true, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(lease = %format!("{namespace}/{name}"), identity = %opts.identity, "waiting to become the leader");
     tokio::select! {
         r = leader.wait_for(|held| *held) => { r.map_err(|_| Error::LostLeadership)?; }
@@ -107,7 +125,7 @@ pub async fn run(client: kube::Client, opts: Options) -> Result<(), Error> {
         // closing the channel ends the lease task, which releases the lease
         drop(leader);
     };
-    run_controller(client, opts, stop).await?;
+    run_controller(client, opts, metrics, stop).await?;
     if let Ok(Ok(manager)) = lease_task.await {
         let _ = manager.release().await;
     }
@@ -129,6 +147,7 @@ async fn shutdown_signal() {
 async fn run_controller(
     client: kube::Client,
     opts: Options,
+    metrics: Arc<metrics::Metrics>,
     stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), Error> {
     std::fs::create_dir_all(&opts.work_dir).ok();
@@ -152,11 +171,12 @@ async fn run_controller(
     );
     let ctx = Arc::new(Context {
         client,
-        registries: registries::Registries::default(),
+        registries: registries::Registries::observed(crate::oci::client::Observer(metrics.clone())),
         recorder,
         config_maps,
         work_dir: opts.work_dir,
         failures: Mutex::default(),
+        metrics,
     });
     controller
         .owns(cms, watcher::Config::default().labels(&managed))

@@ -63,6 +63,7 @@ impl Failure {
 pub async fn reconcile(artifact: Arc<Artifact>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = artifact.name_any();
     tracing::debug!(artifact = %name, namespace = ?artifact.namespace(), "reconcile started");
+    let started = std::time::Instant::now();
     if artifact.spec.suspend {
         return Ok(Action::await_change());
     }
@@ -81,6 +82,11 @@ pub async fn reconcile(artifact: Arc<Artifact>, ctx: Arc<Context>) -> Result<Act
         }
     };
     let key = artifact.uid().unwrap_or_default();
+    let reason = match &result {
+        Ok(_) => "Synced".to_string(),
+        Err(f) => f.reason.clone(),
+    };
+    ctx.metrics.reconciled(result.is_ok(), &reason, started.elapsed());
     match result {
         Ok(served) => {
             ctx.failures.lock().expect("failures poisoned").remove(&key);

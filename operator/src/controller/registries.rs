@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::credentials::Access;
+use crate::oci::client::Observer;
 use crate::oci::{RegistryClient, RegistryError, TransportOptions};
 
 /// Past this many clients the cache starts over, bounding memory when
@@ -23,9 +24,15 @@ struct Key {
 #[derive(Default)]
 pub struct Registries {
     clients: Mutex<HashMap<Key, Arc<RegistryClient>>>,
+    observer: Option<Observer>,
 }
 
 impl Registries {
+    /// Clients that report their requests to `observer`.
+    pub fn observed(observer: Observer) -> Self {
+        Registries { clients: Mutex::default(), observer: Some(observer) }
+    }
+
     pub fn client(
         &self,
         namespace: &str,
@@ -42,6 +49,7 @@ impl Registries {
             insecure,
             ca_pem: access.ca_pem.clone(),
             identity_pem: access.identity_pem.clone(),
+            observer: self.observer.clone(),
             ..TransportOptions::default()
         };
         let client = Arc::new(RegistryClient::new(registry, access.credentials.clone(), &opts)?);

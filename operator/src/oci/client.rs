@@ -26,6 +26,31 @@ pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
 /// Tags read from one repository before giving up.
 pub const MAX_TAGS: usize = 100_000;
 
+/// Told about every registry request: the seam through which a driver
+/// counts requests without the client knowing about metrics.
+pub trait Observe: Send + Sync {
+    /// `status` is `None` when no response came.
+    fn request(&self, method: &str, kind: RequestKind, status: Option<u16>);
+    fn blob_bytes(&self, n: u64);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestKind {
+    Manifest,
+    Blob,
+    Tags,
+    Token,
+}
+
+#[derive(Clone)]
+pub struct Observer(pub std::sync::Arc<dyn Observe>);
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Observer")
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct TransportOptions {
     /// Plain HTTP. Without it every request is HTTPS and redirects to
@@ -38,6 +63,7 @@ pub struct TransportOptions {
     pub retry: RetryPolicy,
     pub connect_timeout: Option<Duration>,
     pub read_timeout: Option<Duration>,
+    pub observer: Option<Observer>,
 }
 
 pub struct RegistryClient {
@@ -47,6 +73,7 @@ pub struct RegistryClient {
     credentials: Credentials,
     retry: RetryPolicy,
     auth: Mutex<AuthState>,
+    observer: Option<Observer>,
 }
 
 #[derive(Default)]
@@ -92,11 +119,32 @@ impl RegistryClient {
             credentials,
             retry: opts.retry.clone(),
             auth: Mutex::default(),
+            observer: opts.observer.clone(),
         })
     }
 
     pub fn registry(&self) -> &str {
         &self.registry
+    }
+
+    /// Count downloaded blob bytes (the caller streams the body).
+    pub fn observe_blob_bytes(&self, n: u64) {
+        if let Some(o) = &self.observer {
+            o.0.blob_bytes(n);
+        }
+    }
+
+    fn observe(&self, method: &Method, url: &str, status: Option<u16>) {
+        if let Some(o) = &self.observer {
+            let kind = if url.contains("/blobs/") {
+                RequestKind::Blob
+            } else if url.contains("/tags/list") {
+                RequestKind::Tags
+            } else {
+                RequestKind::Manifest
+            };
+            o.0.request(method.as_str(), kind, status);
+        }
     }
 
     /// Tag or digest → manifest digest, with one HEAD when the registry
@@ -192,7 +240,9 @@ impl RegistryClient {
             if let Some(auth) = self.authorization(&scope) {
                 req = req.header(header::AUTHORIZATION, auth);
             }
-            let delay = match req.send().await {
+            let sent = req.send().await;
+            self.observe(&method, url, sent.as_ref().ok().map(|r| r.status().as_u16()));
+            let delay = match sent {
                 Ok(res) if res.status().is_success() => return Ok(res),
                 Ok(res) if res.status() == StatusCode::UNAUTHORIZED && !challenged => {
                     challenged = true;
@@ -296,6 +346,9 @@ impl RegistryClient {
             req = req.header(header::AUTHORIZATION, basic_header(username, password));
         }
         let res = req.send().await.map_err(|e| RegistryError::unreachable(realm, &e))?;
+        if let Some(o) = &self.observer {
+            o.0.request("GET", RequestKind::Token, Some(res.status().as_u16()));
+        }
         if matches!(res.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
             return Err(RegistryError::Unauthorized {
                 registry: self.registry.clone(),

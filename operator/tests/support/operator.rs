@@ -12,6 +12,8 @@ use super::{repo_root, run, tool};
 pub struct Operator {
     pub log: PathBuf,
     pub kubeconfig: PathBuf,
+    /// Where it serves /healthz, /readyz and /metrics.
+    pub metrics: String,
 }
 
 static SHARED: tokio::sync::OnceCell<Operator> = tokio::sync::OnceCell::const_new();
@@ -40,11 +42,13 @@ impl Operator {
     fn start(cp: &ControlPlane) -> Operator {
         let kubeconfig = service_account_kubeconfig(cp);
         let log = cp.dir.join("operator.err");
-        let child = spawn(&kubeconfig, &cp.dir.join("operator-work"), &log, "operator-0", &[]);
+        let metrics = format!("127.0.0.1:{}", super::free_port());
+        let child =
+            spawn(&kubeconfig, &cp.dir.join("operator-work"), &log, "operator-0", &["--metrics-addr", &metrics]);
         *CHILD.lock().unwrap() = Some(child);
         // SAFETY: registering a plain extern "C" fn to run at exit.
         unsafe { libc::atexit(stop_operator) };
-        Operator { log, kubeconfig }
+        Operator { log, kubeconfig, metrics }
     }
 
     pub fn logs(&self) -> String {

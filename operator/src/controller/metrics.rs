@@ -1,0 +1,101 @@
+//! Prometheus metrics: reconciles (count, duration, errors by reason) and
+//! registry traffic (requests by kind and status, blob bytes).
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::oci::client::{Observe, RequestKind};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    result: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Request {
+    method: String,
+    kind: String,
+    status: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    reconciles: Family<Outcome, Counter>,
+    duration: Histogram,
+    requests: Family<Request, Counter>,
+    blob_bytes: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("ocisync");
+        let reconciles = Family::<Outcome, Counter>::default();
+        let duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        let requests = Family::<Request, Counter>::default();
+        let blob_bytes = Counter::default();
+        registry.register("reconciles", "Reconciles by result and reason", reconciles.clone());
+        registry.register("reconcile_duration_seconds", "Time one reconcile took", duration.clone());
+        registry.register("registry_requests", "Registry requests by method, kind and HTTP status", requests.clone());
+        registry.register("blob_bytes", "Blob bytes downloaded from registries", blob_bytes.clone());
+        Metrics { registry, reconciles, duration, requests, blob_bytes }
+    }
+}
+
+impl Metrics {
+    /// `reason` is `Synced` for a success, the condition reason otherwise.
+    pub fn reconciled(&self, ok: bool, reason: &str, took: Duration) {
+        let result = if ok { "success" } else { "error" }.to_string();
+        self.reconciles.get_or_create(&Outcome { result, reason: reason.to_string() }).inc();
+        self.duration.observe(took.as_secs_f64());
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("metrics encode to a String");
+        out
+    }
+}
+
+impl Observe for Metrics {
+    fn request(&self, method: &str, kind: RequestKind, status: Option<u16>) {
+        let status = status.map_or_else(|| "error".to_string(), |s| s.to_string());
+        let labels = Request { method: method.to_string(), kind: format!("{kind:?}").to_lowercase(), status };
+        self.requests.get_or_create(&labels).inc();
+    }
+
+    fn blob_bytes(&self, n: u64) {
+        self.blob_bytes.inc_by(n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_what_was_counted() {
+        let m = Metrics::default();
+        m.reconciled(true, "Synced", Duration::from_millis(20));
+        m.reconciled(false, "Unreachable", Duration::from_millis(5));
+        m.request("HEAD", RequestKind::Manifest, Some(200));
+        m.request("GET", RequestKind::Blob, None);
+        m.blob_bytes(1234);
+        let text = m.render();
+        for line in [
+            r#"ocisync_reconciles_total{result="success",reason="Synced"} 1"#,
+            r#"ocisync_reconciles_total{result="error",reason="Unreachable"} 1"#,
+            r#"ocisync_registry_requests_total{method="HEAD",kind="manifest",status="200"} 1"#,
+            r#"ocisync_registry_requests_total{method="GET",kind="blob",status="error"} 1"#,
+            "ocisync_blob_bytes_total 1234",
+            "ocisync_reconcile_duration_seconds_count 2",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+    }
+}
