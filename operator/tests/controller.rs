@@ -361,3 +361,25 @@ async fn probes_and_metrics_are_served() {
     assert!(value("ocisync_blob_bytes_total") >= 1.0, "{text}");
     assert!(value("ocisync_reconcile_duration_seconds_count") >= 1.0, "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn artifacts_following_one_tag_share_its_resolution() {
+    let e = env("sync-shared").await;
+    let reg = Distribution::start();
+    let d = push_layers(&reg.host(), "app:v1", &[(TAR, tar(&[File("a", b"1")]))]);
+    let names: Vec<String> = (0..5).map(|i| format!("follower-{i}")).collect();
+    for n in &names {
+        e.apply(n, json!({"url": format!("oci://{}/app", reg.host()), "ref": {"tag": "v1"}, "insecure": true, "interval": "2s"})).await;
+    }
+    for n in &names {
+        e.until("synced", async || (e.status(n).await["lastSyncedDigest"] == d.as_str()).then_some(())).await;
+    }
+    let heads = || {
+        reg.access_log().iter().filter(|l| l.contains("ocisync/") && l.contains("\"HEAD /v2/app/manifests/v1 ")).count()
+    };
+    let before = heads();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let during = heads() - before;
+    // five followers, four intervals: about four HEADs, not twenty
+    assert!((2..=6).contains(&during), "{during} HEADs in 8 s for 5 Artifacts at a 2 s interval");
+}

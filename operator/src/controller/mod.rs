@@ -9,6 +9,7 @@ pub mod metrics;
 pub mod plan;
 pub mod reconcile;
 pub mod registries;
+pub mod resolutions;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -48,6 +49,9 @@ pub struct Context {
     /// Consecutive failures per Artifact uid, for backoff.
     pub failures: Mutex<HashMap<String, u32>>,
     pub metrics: Arc<metrics::Metrics>,
+    /// Tag → digest and repository → tags, shared by Artifacts following the same ones.
+    pub digests: resolutions::Shared<crate::oci::Digest>,
+    pub tag_lists: resolutions::Shared<Arc<Vec<String>>>,
 }
 
 pub struct Options {
@@ -177,6 +181,8 @@ async fn run_controller(
         work_dir: opts.work_dir,
         failures: Mutex::default(),
         metrics,
+        digests: resolutions::Shared::default(),
+        tag_lists: resolutions::Shared::default(),
     });
     controller
         .owns(cms, watcher::Config::default().labels(&managed))

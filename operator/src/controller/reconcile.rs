@@ -124,9 +124,17 @@ async fn sync(artifact: &Artifact, ctx: &Context, plan: &Plan) -> Result<Served,
         .map_err(|e| Failure::new(Step::Resolve, "InvalidCredentials", e, true))?;
 
     // Resolve: what the tag or range names now, and what is to be served.
+    // What one client (namespace, registry, credential) resolved is shared
+    // with the Artifacts that use the same client.
+    let scope = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (&ns, registry, &access, plan.insecure).hash(&mut h);
+        format!("{:x}/{}", h.finish(), plan.repository.repository)
+    };
     let followed = match &plan.follow {
         None => None,
-        Some(v) => Some(resolve_followed(&client, plan, v).await),
+        Some(v) => Some(resolve_followed(ctx, &client, &scope, plan, v).await),
     };
     let (tag, digest, drift) = match (&plan.pin, followed) {
         (Some(pin), Some(Ok((tag, latest)))) => {
@@ -168,14 +176,23 @@ async fn sync(artifact: &Artifact, ctx: &Context, plan: &Plan) -> Result<Served,
 }
 
 async fn resolve_followed(
+    ctx: &Context,
     client: &RegistryClient,
+    scope: &str,
     plan: &Plan,
     v: &Version,
 ) -> Result<(Option<String>, Digest), FetchError> {
+    // Fresh for one interval: one HEAD per tag per interval for all followers.
+    let max_age = plan.interval;
     let tag = match v {
         Version::Tag(t) => t.clone(),
         Version::Semver { range, text } => {
-            let tags = client.tags(&plan.repository.repository).await?;
+            let tags = ctx
+                .tag_lists
+                .get(&format!("{scope}/tags"), max_age, || async {
+                    client.tags(&plan.repository.repository).await.map(Arc::new)
+                })
+                .await?;
             match crate::resolve::semver::highest(tags.iter().map(String::as_str), range) {
                 Some((t, _)) => t.to_string(),
                 None => {
@@ -188,7 +205,9 @@ async fn resolve_followed(
         }
     };
     let reference = crate::oci::Reference { tag: Some(tag.clone()), ..plan.repository.clone() };
-    Ok((Some(tag), fetch::resolve_digest(client, &reference).await?))
+    let digest =
+        ctx.digests.get(&format!("{scope}:{tag}"), max_age, || fetch::resolve_digest(client, &reference)).await?;
+    Ok((Some(tag), digest))
 }
 
 /// Does the ConfigMap we own already hold this digest? Answered from the

@@ -1,0 +1,100 @@
+//! Artifacts that follow the same tag share one resolution: within an
+//! Artifact's interval, a tag resolved for one is reused by the others, so
+//! the registry sees about one HEAD per tag per interval however many
+//! Artifacts follow it. Single-flight: while one resolves, the others wait
+//! for its answer instead of asking too.
+//!
+//! Keyed by the registry client (namespace, registry, credential) as well as
+//! repository and tag: what one credential may see is never answered to
+//! another.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex as AsyncMutex;
+
+/// Entries not used for this long are dropped.
+const IDLE: Duration = Duration::from_secs(3600);
+
+type Slot<T> = Arc<AsyncMutex<Option<(T, Instant)>>>;
+
+pub struct Shared<T> {
+    slots: Mutex<HashMap<String, (Slot<T>, Instant)>>,
+}
+
+impl<T> Default for Shared<T> {
+    fn default() -> Self {
+        Shared { slots: Mutex::default() }
+    }
+}
+
+impl<T: Clone> Shared<T> {
+    /// The value for `key` if it was fetched less than `max_age` ago, else
+    /// what `fetch` returns (errors are not remembered).
+    pub async fn get<E, F: Future<Output = Result<T, E>>>(
+        &self,
+        key: &str,
+        max_age: Duration,
+        fetch: impl FnOnce() -> F,
+    ) -> Result<T, E> {
+        let slot = {
+            let mut slots = self.slots.lock().expect("resolution cache poisoned");
+            let now = Instant::now();
+            if slots.len() > 1024 {
+                slots.retain(|_, (_, used)| now.duration_since(*used) < IDLE);
+            }
+            let entry = slots.entry(key.to_string()).or_insert_with(|| (Arc::default(), now));
+            entry.1 = now;
+            entry.0.clone()
+        };
+        let mut value = slot.lock().await;
+        if let Some((v, at)) = value.as_ref()
+            && at.elapsed() < max_age
+        {
+            return Ok(v.clone());
+        }
+        let fresh = fetch().await?;
+        *value = Some((fresh.clone(), Instant::now()));
+        Ok(fresh)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn one_fetch_serves_concurrent_and_later_callers() {
+        let cache = Arc::new(Shared::<u32>::default());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let (cache, calls) = (cache.clone(), calls.clone());
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .get("reg/app:v1", Duration::from_secs(60), || async {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        Ok::<_, ()>(7)
+                    })
+                    .await
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), Ok(7));
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "single flight");
+        // another key, and an expired entry, fetch again
+        let again = cache.get("reg/app:v2", Duration::from_secs(60), || async { Ok::<_, ()>(8) }).await;
+        assert_eq!(again, Ok(8));
+        let expired = cache.get("reg/app:v1", Duration::ZERO, || async { Ok::<_, ()>(9) }).await;
+        assert_eq!(expired, Ok(9));
+        // errors are not remembered
+        let err = cache.get("reg/app:v3", Duration::from_secs(60), || async { Err::<u32, _>("down") }).await;
+        assert_eq!(err, Err("down"));
+        assert_eq!(cache.get("reg/app:v3", Duration::from_secs(60), || async { Ok::<_, &str>(1) }).await, Ok(1));
+    }
+}
