@@ -60,20 +60,10 @@ say "the files"
 
 say "a control plane: etcd + kube-apiserver 1.20 on loopback"
 export KUBECONFIG=$("$ROOT/e2e/setup/start-control-plane.sh" "$WORK/cp" 2>/dev/null)
-kubectl create -f "$ROOT/crds/artifacts.ocisync.dev.yaml"
-kubectl create namespace ocisync-system
-kustomize build "$ROOT/config/rbac" | kubectl apply -f -
-kubectl wait --for=condition=Established crd/artifacts.ocisync.dev --timeout=30s >/dev/null
+"$ROOT/e2e/setup/operator-access.sh" "$WORK/operator.kubeconfig"
 
 say "ocisync operator, with the ServiceAccount token of config/rbac (not admin)"
-TOKEN=$(kubectl create token ocisync -n ocisync-system --duration 1h)
-SERVER=$(kubectl config view --raw -o jsonpath='{.clusters[0].cluster.server}')
-kubectl config view --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}' | base64 -d > "$WORK/ca.crt"
-KUBECONFIG="$WORK/operator.kubeconfig" kubectl config set-cluster demo --server="$SERVER" --certificate-authority="$WORK/ca.crt" --embed-certs >/dev/null
-KUBECONFIG="$WORK/operator.kubeconfig" kubectl config set-credentials ocisync --token="$TOKEN" >/dev/null
-KUBECONFIG="$WORK/operator.kubeconfig" kubectl config set-context demo --cluster=demo --user=ocisync >/dev/null
-KUBECONFIG="$WORK/operator.kubeconfig" kubectl config use-context demo >/dev/null
-KUBECONFIG="$WORK/operator.kubeconfig" "$OCISYNC" operator --work-dir "$WORK/work" 2>"$WORK/operator.log" &
+KUBECONFIG="$WORK/operator.kubeconfig" "$OCISYNC" operator --work-dir "$WORK/work" --metrics-addr "" 2>"$WORK/operator.log" &
 OP_PID=$!
 
 say "kubectl apply -f artifact.yaml"

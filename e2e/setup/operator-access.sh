@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Prepare a control plane for the operator, as a cluster admin would: the CRD,
+# the ocisync-system namespace, config/rbac; then write a kubeconfig with the
+# token of the operator's ServiceAccount (not admin) to OUT.
+#
+# Usage: KUBECONFIG=admin-kubeconfig operator-access.sh OUT
+# Needs kubectl and kustomize on PATH.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+OUT=${1:?usage: $0 OUT-KUBECONFIG}
+kubectl get crd artifacts.ocisync.dev >/dev/null 2>&1 || kubectl create -f "$ROOT/crds/artifacts.ocisync.dev.yaml" >/dev/null
+kubectl get namespace ocisync-system >/dev/null 2>&1 || kubectl create namespace ocisync-system >/dev/null
+kustomize build "$ROOT/config/rbac" | kubectl apply -f - >/dev/null
+kubectl wait --for=condition=Established crd/artifacts.ocisync.dev --timeout=30s >/dev/null
+token=$(kubectl create token ocisync -n ocisync-system --duration 2h)
+server=$(kubectl config view --raw -o jsonpath='{.clusters[0].cluster.server}')
+ca=$(kubectl config view --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
+cat > "$OUT" <<YAML
+apiVersion: v1
+kind: Config
+clusters:
+- name: cluster
+  cluster: {server: "$server", certificate-authority-data: "$ca"}
+users:
+- name: ocisync
+  user: {token: "$token"}
+contexts:
+- name: ocisync
+  context: {cluster: cluster, user: ocisync}
+current-context: ocisync
+YAML
+chmod 600 "$OUT"
