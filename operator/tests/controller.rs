@@ -224,12 +224,15 @@ async fn unchanged_reconciles_cost_one_head_and_no_writes() {
     let art_rv = rv(&e.artifacts().get("steady").await.unwrap().metadata);
     let cm_rv = rv(&e.config_maps().get("steady").await.unwrap().metadata);
     let ours = |log: Vec<String>| log.into_iter().filter(|l| l.contains("ocisync/")).collect::<Vec<_>>();
-    let before = ours(reg.access_log()).len();
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let during: Vec<String> = ours(reg.access_log())[before..].to_vec();
+    let reconciles =
+        || e.op.logs().lines().filter(|l| l.contains("reconcile started") && l.contains("artifact=steady")).count();
+    let (before, rec_before) = (ours(reg.access_log()).len(), reconciles());
+    // at least three unchanged reconciles, however slowly they come
+    let during =
+        e.until("three HEADs", async || Some(ours(reg.access_log())[before..].to_vec()).filter(|d| d.len() >= 3)).await;
     let heads = during.iter().filter(|l| l.contains("\"HEAD /v2/app/manifests/v1 ")).count();
-    assert!(heads >= 3, "a HEAD per interval: {during:?}");
-    assert_eq!(heads, during.len(), "nothing but HEADs: {during:?}");
+    assert_eq!(heads, during.len(), "nothing but HEADs, no blob or manifest GETs: {during:?}");
+    assert!(heads <= reconciles() - rec_before, "at most one HEAD per reconcile");
     assert_eq!(rv(&e.artifacts().get("steady").await.unwrap().metadata), art_rv, "no status write");
     assert_eq!(rv(&e.config_maps().get("steady").await.unwrap().metadata), cm_rv, "no ConfigMap write");
 }
@@ -380,6 +383,138 @@ async fn artifacts_following_one_tag_share_its_resolution() {
     let before = heads();
     tokio::time::sleep(Duration::from_secs(8)).await;
     let during = heads() - before;
-    // five followers, four intervals: about four HEADs, not twenty
-    assert!((2..=6).contains(&during), "{during} HEADs in 8 s for 5 Artifacts at a 2 s interval");
+    // five followers, four intervals: at most about four HEADs, not twenty
+    // (fewer when a busy machine stretches the intervals)
+    assert!((1..=6).contains(&during), "{during} HEADs in 8 s for 5 Artifacts at a 2 s interval");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_requested_at_annotation_syncs_now() {
+    let e = env("sync-requested").await;
+    let reg = Distribution::start();
+    let v1 = push_layers(&reg.host(), "app:v1", &[(TAR, tar(&[File("a", b"1")]))]);
+    let spec =
+        json!({"url": format!("oci://{}/app", reg.host()), "ref": {"tag": "v1"}, "insecure": true, "interval": "1h"});
+    e.apply("now", spec.clone()).await;
+    e.until("synced", async || (e.status("now").await["lastSyncedDigest"] == v1.as_str()).then_some(())).await;
+    let v2 = push_layers(&reg.host(), "app:v1", &[(TAR, tar(&[File("a", b"2")]))]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(e.status("now").await["lastSyncedDigest"], v1.as_str(), "an hour's interval: not yet");
+    let a = json!({"apiVersion": "ocisync.dev/v1alpha1", "kind": "Artifact",
+                   "metadata": {"name": "now", "annotations": {"ocisync.dev/requested-at": "2026-11-23T01:00:00Z"}}, "spec": spec});
+    e.artifacts().patch("now", &PatchParams::apply("test").force(), &Patch::Apply(&a)).await.unwrap();
+    let st = e
+        .until("the requested sync", async || {
+            Some(e.status("now").await).filter(|s| s["lastSyncedDigest"] == v2.as_str())
+        })
+        .await;
+    assert_eq!(st["lastHandledRequestedAt"], "2026-11-23T01:00:00Z");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_credentials_fail_and_a_service_accounts_pull_secret_works() {
+    let e = env("sync-auth").await;
+    use base64::Engine as _;
+    let reg = Distribution::start_with(DistributionOptions {
+        htpasswd: Some(("alice".into(), "wonderland".into())),
+        ..Default::default()
+    });
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("f.txt"), "private").unwrap();
+    run(std::process::Command::new(tool("oras")).current_dir(src.path()).args([
+        "push",
+        "--plain-http",
+        "-u",
+        "alice",
+        "-p",
+        "wonderland",
+        &format!("{}/private:v1", reg.host()),
+        "f.txt",
+    ]));
+    let secret = |name: &str, password: &str| -> Secret {
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("alice:{password}"));
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "type": "kubernetes.io/dockerconfigjson",
+            "stringData": {".dockerconfigjson": json!({"auths": {reg.host(): {"auth": auth}}}).to_string()}
+        }))
+        .unwrap()
+    };
+    let secrets = Api::<Secret>::namespaced(e.admin.clone(), &e.ns);
+    secrets.create(&PostParams::default(), &secret("wrong", "nope")).await.unwrap();
+    secrets.create(&PostParams::default(), &secret("right", "wonderland")).await.unwrap();
+    let url = format!("oci://{}/private", reg.host());
+    e.apply(
+        "wrong",
+        json!({"url": url, "ref": {"tag": "v1"}, "insecure": true, "interval": "1s", "secretRef": {"name": "wrong"}}),
+    )
+    .await;
+    let (_, reason, message) =
+        e.until("refusal", async || e.condition("wrong", "Ready").await.filter(|c| c.0 == "False")).await;
+    assert_eq!(reason, "Unauthorized", "{message}");
+    assert!(message.contains("\"alice\" were rejected") && !message.contains("nope"), "{message}");
+    // the failure is also an Event on the Artifact
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(e.admin.clone(), &e.ns);
+    let warned = e
+        .until("a Warning event", async || {
+            let list = events.list(&Default::default()).await.unwrap();
+            list.items.into_iter().find(|ev| {
+                ev.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("wrong")
+                    && ev.reason.as_deref() == Some("Unauthorized")
+            })
+        })
+        .await;
+    assert_eq!(warned.type_.as_deref(), Some("Warning"));
+
+    let sa: k8s_openapi::api::core::v1::ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "puller"}, "imagePullSecrets": [{"name": "right"}]}))
+            .unwrap();
+    Api::namespaced(e.admin.clone(), &e.ns).create(&PostParams::default(), &sa).await.unwrap();
+    e.apply(
+        "via-sa",
+        json!({"url": url, "ref": {"tag": "v1"}, "insecure": true, "interval": "1s", "serviceAccountName": "puller"}),
+    )
+    .await;
+    let cm = e.until("the ConfigMap", async || e.config_maps().get_opt("via-sa").await.unwrap()).await;
+    assert_eq!(cm.data.unwrap()["f.txt"], "private");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_private_ca_from_cert_secret_ref() {
+    let e = env("sync-tls").await;
+    let pki = Pki::new();
+    let reg = Distribution::start_with(DistributionOptions {
+        tls: Some((pki.server_cert.clone(), pki.server_key.clone())),
+        ..Default::default()
+    });
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("f.txt"), "over tls").unwrap();
+    let ca = pki.ca_cert.to_str().unwrap();
+    run(std::process::Command::new(tool("oras")).current_dir(src.path()).args([
+        "push",
+        "--ca-file",
+        ca,
+        &format!("{}/tls:v1", reg.host()),
+        "f.txt",
+    ]));
+    let spec = |cert: bool| {
+        let mut s = json!({"url": format!("oci://{}/tls", reg.host()), "ref": {"tag": "v1"}, "interval": "1s"});
+        if cert {
+            s["certSecretRef"] = json!({"name": "registry-ca"});
+        }
+        s
+    };
+    e.apply("tls", spec(false)).await;
+    let (_, reason, message) =
+        e.until("refusal", async || e.condition("tls", "Ready").await.filter(|c| c.0 == "False")).await;
+    assert_eq!(reason, "Unreachable", "an unknown CA: {message}");
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "registry-ca"},
+        "stringData": {"ca.crt": std::fs::read_to_string(&pki.ca_cert).unwrap()}
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(e.admin.clone(), &e.ns).create(&PostParams::default(), &secret).await.unwrap();
+    e.apply("tls", spec(true)).await;
+    let cm = e.until("the ConfigMap", async || e.config_maps().get_opt("tls").await.unwrap()).await;
+    assert_eq!(cm.data.unwrap()["f.txt"], "over tls");
 }

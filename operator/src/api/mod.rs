@@ -178,9 +178,16 @@ pub struct ArtifactStatus {
     /// Set when a digest is pinned and the tag or range now names another.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<Drift>,
+    /// The last `ocisync.dev/requested-at` annotation acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_requested_at: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }
+
+/// Set this annotation to any new value (a timestamp, say) to sync now,
+/// without waiting for the interval or a shared resolution.
+pub const REQUESTED_AT_ANNOTATION: &str = "ocisync.dev/requested-at";
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -4,6 +4,7 @@
 //! failure the last good ConfigMap stays exactly as it was.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -17,7 +18,7 @@ use serde_json::json;
 use super::conditions::{self, Outcome, Step};
 use super::plan::{Plan, Version, jittered};
 use super::{Context, Error, credentials};
-use crate::api::{Artifact, ArtifactStatus, Drift, FileStatus, FilesSummary};
+use crate::api::{Artifact, ArtifactStatus, Drift, FileStatus, FilesSummary, REQUESTED_AT_ANNOTATION};
 use crate::fetch::{self, FetchError, PullOptions, Reason};
 use crate::oci::{Digest, RegistryClient};
 use crate::publish::configmap::{self, RenderError};
@@ -75,7 +76,10 @@ pub async fn reconcile(artifact: Arc<Artifact>, ctx: Arc<Context>) -> Result<Act
         }
     };
     let seed = artifact.uid().map_or(0, |u| u.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64)));
-    let result = match tokio::time::timeout(plan.timeout, sync(&artifact, &ctx, &plan)).await {
+    let requested = artifact.annotations().get(REQUESTED_AT_ANNOTATION).cloned();
+    let handled = artifact.status.as_ref().and_then(|s| s.last_handled_requested_at.clone());
+    let forced = requested.is_some() && requested != handled;
+    let result = match tokio::time::timeout(plan.timeout, sync(&artifact, &ctx, &plan, forced)).await {
         Ok(r) => r,
         Err(_) => {
             Err(Failure::new(Step::Fetch, "Timeout", format!("the sync took longer than {:?}", plan.timeout), false))
@@ -112,7 +116,8 @@ pub async fn reconcile(artifact: Arc<Artifact>, ctx: Arc<Context>) -> Result<Act
     }
 }
 
-async fn sync(artifact: &Artifact, ctx: &Context, plan: &Plan) -> Result<Served, Failure> {
+/// `forced`: a sync was asked for; resolve afresh instead of sharing.
+async fn sync(artifact: &Artifact, ctx: &Context, plan: &Plan, forced: bool) -> Result<Served, Failure> {
     let ns = artifact.namespace().unwrap_or_default();
     let registry = &plan.repository.registry;
     let access = credentials::load(&ctx.client, &ns, &artifact.spec, registry)
@@ -134,7 +139,7 @@ async fn sync(artifact: &Artifact, ctx: &Context, plan: &Plan) -> Result<Served,
     };
     let followed = match &plan.follow {
         None => None,
-        Some(v) => Some(resolve_followed(ctx, &client, &scope, plan, v).await),
+        Some(v) => Some(resolve_followed(ctx, &client, &scope, plan, v, forced).await),
     };
     let (tag, digest, drift) = match (&plan.pin, followed) {
         (Some(pin), Some(Ok((tag, latest)))) => {
@@ -181,9 +186,10 @@ async fn resolve_followed(
     scope: &str,
     plan: &Plan,
     v: &Version,
+    forced: bool,
 ) -> Result<(Option<String>, Digest), FetchError> {
     // Fresh for one interval: one HEAD per tag per interval for all followers.
-    let max_age = plan.interval;
+    let max_age = if forced { Duration::ZERO } else { plan.interval };
     let tag = match v {
         Version::Tag(t) => t.clone(),
         Version::Semver { range, text } => {
@@ -310,6 +316,7 @@ async fn finish(artifact: &Artifact, ctx: &Context, outcome: Outcome, served: Op
     let generation = artifact.metadata.generation;
     let mut new = ArtifactStatus {
         observed_generation: generation,
+        last_handled_requested_at: artifact.annotations().get(REQUESTED_AT_ANNOTATION).cloned(),
         conditions: conditions::next(&old.conditions, &outcome, generation, &now),
         ..old.clone()
     };
