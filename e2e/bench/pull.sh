@@ -39,7 +39,7 @@ start_registry "$WORK/registry"
 # minutes after thousands of deletions, which taxes whichever tool runs next.)
 OUTS=${BENCH_OUT:-/dev/shm}/ocisync-bench-out.$$
 mkdir -p "$OUTS"
-trap 'kill $REG_PID 2>/dev/null; wait $REG_PID 2>/dev/null || true; rm -rf "$WORK" "$OUTS"' EXIT
+trap stop_all EXIT
 
 log "making artifacts in $WORK"
 # layers NAME FILES_PER_LAYER: 4 directories of 4 MiB text files, pushed as

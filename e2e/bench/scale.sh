@@ -30,13 +30,7 @@ WORK=$(mktemp -d /var/tmp/ocisync-scale.XXXXXX)
 . "$ROOT/e2e/setup/registry.sh"
 start_registry "$WORK/registry"
 OP_PID=
-cleanup() {
-  [[ -n $OP_PID ]] && kill "$OP_PID" 2>/dev/null && wait "$OP_PID" 2>/dev/null
-  "$ROOT/e2e/setup/stop-control-plane.sh" "$WORK/cp" 2>/dev/null || true
-  kill "$REG_PID" 2>/dev/null; wait "$REG_PID" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+trap stop_all EXIT
 
 log "pushing $TAGS tags"
 mkdir -p "$WORK/src"

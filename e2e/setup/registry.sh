@@ -1,7 +1,8 @@
 # Sourced by e2e scripts: start_registry DIR starts Debian's docker-registry
 # (distribution 2.8) on a free loopback port with storage in DIR, sets REG
-# (host:port) and REG_PID, and waits until it answers. The caller stops it
-# (kill "$REG_PID").
+# (host:port) and REG_PID, and waits until it answers. stop_all (for an EXIT
+# trap) stops it, an operator in $OP_PID and a control plane in $WORK/cp, and
+# removes $WORK.
 start_registry() {
   local dir=$1 port
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -23,4 +24,12 @@ YAML
   done
   echo "registry on $REG did not answer" >&2
   return 1
+}
+
+stop_all() {
+  if [[ -n ${OP_PID:-} ]]; then kill "$OP_PID" 2>/dev/null && wait "$OP_PID" 2>/dev/null; fi
+  if [[ -d ${WORK:-}/cp ]]; then "$(dirname "${BASH_SOURCE[0]}")/stop-control-plane.sh" "$WORK/cp" 2>/dev/null || true; fi
+  if [[ -n ${REG_PID:-} ]]; then kill "$REG_PID" 2>/dev/null; wait "$REG_PID" 2>/dev/null || true; fi
+  if [[ -n ${WORK:-} ]]; then rm -rf "$WORK"; fi
+  if [[ -n ${OUTS:-} ]]; then rm -rf "$OUTS"; fi
 }

@@ -70,6 +70,18 @@ impl Env {
     }
 }
 
+/// A `kubernetes.io/dockerconfigjson` Secret with alice's credentials for `host`.
+fn pull_secret(name: &str, namespace: &str, host: &str, password: &str) -> Secret {
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("alice:{password}"));
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": namespace},
+        "type": "kubernetes.io/dockerconfigjson",
+        "stringData": {".dockerconfigjson": json!({"auths": {host: {"auth": auth}}}).to_string()}
+    }))
+    .unwrap()
+}
+
 fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
@@ -163,32 +175,8 @@ async fn a_secret_in_another_namespace_is_not_read() {
     let e = env("sync-secrets").await;
     let cp = ControlPlane::shared();
     cp.namespace(&e.admin, "other-team").await;
-    use base64::Engine as _;
-    let auth = base64::engine::general_purpose::STANDARD.encode("alice:wonderland");
-    let reg = Distribution::start_with(DistributionOptions {
-        htpasswd: Some(("alice".into(), "wonderland".into())),
-        ..Default::default()
-    });
-    let src = tempfile::tempdir().unwrap();
-    std::fs::write(src.path().join("f.txt"), "private").unwrap();
-    run(std::process::Command::new(tool("oras")).current_dir(src.path()).args([
-        "push",
-        "--plain-http",
-        "-u",
-        "alice",
-        "-p",
-        "wonderland",
-        &format!("{}/private:v1", reg.host()),
-        "f.txt",
-    ]));
-    let secret = |ns: &str| -> Secret {
-        serde_json::from_value(json!({
-            "metadata": {"name": "pull", "namespace": ns},
-            "type": "kubernetes.io/dockerconfigjson",
-            "stringData": {".dockerconfigjson": json!({"auths": {reg.host(): {"auth": auth}}}).to_string()}
-        }))
-        .unwrap()
-    };
+    let reg = private_registry();
+    let secret = |ns: &str| pull_secret("pull", ns, &reg.host(), "wonderland");
     Api::<Secret>::namespaced(e.admin.clone(), "other-team")
         .create(&PostParams::default(), &secret("other-team"))
         .await
@@ -414,32 +402,8 @@ async fn the_requested_at_annotation_syncs_now() {
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_credentials_fail_and_a_service_accounts_pull_secret_works() {
     let e = env("sync-auth").await;
-    use base64::Engine as _;
-    let reg = Distribution::start_with(DistributionOptions {
-        htpasswd: Some(("alice".into(), "wonderland".into())),
-        ..Default::default()
-    });
-    let src = tempfile::tempdir().unwrap();
-    std::fs::write(src.path().join("f.txt"), "private").unwrap();
-    run(std::process::Command::new(tool("oras")).current_dir(src.path()).args([
-        "push",
-        "--plain-http",
-        "-u",
-        "alice",
-        "-p",
-        "wonderland",
-        &format!("{}/private:v1", reg.host()),
-        "f.txt",
-    ]));
-    let secret = |name: &str, password: &str| -> Secret {
-        let auth = base64::engine::general_purpose::STANDARD.encode(format!("alice:{password}"));
-        serde_json::from_value(json!({
-            "metadata": {"name": name},
-            "type": "kubernetes.io/dockerconfigjson",
-            "stringData": {".dockerconfigjson": json!({"auths": {reg.host(): {"auth": auth}}}).to_string()}
-        }))
-        .unwrap()
-    };
+    let reg = private_registry();
+    let secret = |name: &str, password: &str| pull_secret(name, &e.ns, &reg.host(), password);
     let secrets = Api::<Secret>::namespaced(e.admin.clone(), &e.ns);
     secrets.create(&PostParams::default(), &secret("wrong", "nope")).await.unwrap();
     secrets.create(&PostParams::default(), &secret("right", "wonderland")).await.unwrap();

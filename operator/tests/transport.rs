@@ -18,23 +18,8 @@ fn docker_config(dir: &std::path::Path, registry: &str, entry: serde_json::Value
 
 #[tokio::test(flavor = "multi_thread")]
 async fn basic_auth_from_docker_config() {
-    let reg = Distribution::start_with(DistributionOptions {
-        htpasswd: Some(("alice".into(), "wonderland".into())),
-        ..Default::default()
-    });
-    let src = tempfile::tempdir().unwrap();
-    fs::write(src.path().join("f.txt"), "secret config").unwrap();
+    let reg = private_registry();
     let r = format!("{}/private:v1", reg.host());
-    run(Command::new(tool("oras")).current_dir(src.path()).args([
-        "push",
-        "--plain-http",
-        "-u",
-        "alice",
-        "-p",
-        "wonderland",
-        &r,
-        "f.txt",
-    ]));
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("out");
     let pull = |cfg: Option<String>| {
@@ -64,7 +49,7 @@ async fn basic_auth_from_docker_config() {
     let right = docker_config(work.path(), &format!("http://{}/v2/", reg.host()), serde_json::json!({ "auth": auth }));
     let o = pull(Some(right)).await;
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(fs::read(out.join("f.txt")).unwrap(), b"secret config");
+    assert_eq!(fs::read(out.join("f.txt")).unwrap(), b"private");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -174,6 +174,28 @@ impl Drop for Distribution {
     }
 }
 
+/// A registry that wants alice's password, holding `private:v1` (one file).
+pub fn private_registry() -> Distribution {
+    let reg = Distribution::start_with(DistributionOptions {
+        htpasswd: Some(("alice".into(), "wonderland".into())),
+        ..Default::default()
+    });
+    let src = tempfile::tempdir().unwrap();
+    std::fs::write(src.path().join("f.txt"), "private").unwrap();
+    let target = format!("{}/private:v1", reg.host());
+    run(std::process::Command::new(tool("oras")).current_dir(src.path()).args([
+        "push",
+        "--plain-http",
+        "-u",
+        "alice",
+        "-p",
+        "wonderland",
+        &target,
+        "f.txt",
+    ]));
+    reg
+}
+
 /// A CA and a server certificate for 127.0.0.1, made by openssl.
 pub struct Pki {
     pub dir: tempfile::TempDir,
