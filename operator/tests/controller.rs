@@ -168,6 +168,9 @@ async fn a_pinned_digest_stays_and_reports_the_moved_tag() {
     assert_eq!(e.config_maps().get("pinned").await.unwrap().data.unwrap()["a"], "one", "content stays");
     let (_, _, message) = e.condition("pinned", "Ready").await.unwrap();
     assert!(message.contains("pinned, while stable is now"), "{message}");
+    let (status, reason, message) = e.condition("pinned", "Drifted").await.unwrap();
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "TagMoved"));
+    assert!(message.contains(&v2), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

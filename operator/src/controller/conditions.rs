@@ -112,6 +112,41 @@ pub fn next(existing: &[Condition], outcome: &Outcome, generation: Option<i64>, 
     out
 }
 
+pub const DRIFTED: &str = "Drifted";
+
+/// Set `Drifted` (a pinned digest while the tag or range names another)
+/// when `drift` says so, and drop it when it no longer does.
+pub fn with_drift(
+    mut conditions: Vec<Condition>,
+    drift: Option<&str>,
+    generation: Option<i64>,
+    now: &Time,
+) -> Vec<Condition> {
+    let existing = conditions.iter().position(|c| c.type_ == DRIFTED);
+    match (drift, existing) {
+        (None, Some(i)) => {
+            conditions.remove(i);
+        }
+        (None, None) => {}
+        (Some(message), at) => {
+            let since = at.map_or_else(|| now.clone(), |i| conditions[i].last_transition_time.clone());
+            let c = Condition {
+                type_: DRIFTED.into(),
+                status: "True".into(),
+                reason: "TagMoved".into(),
+                message: message.into(),
+                observed_generation: generation,
+                last_transition_time: since,
+            };
+            match at {
+                Some(i) => conditions[i] = c,
+                None => conditions.push(c),
+            }
+        }
+    }
+    conditions
+}
+
 pub fn is_ready(conditions: &[Condition]) -> bool {
     conditions.iter().any(|c| c.type_ == READY && c.status == "True")
 }
@@ -156,6 +191,15 @@ mod tests {
         assert!(is_ready(&c) && get(&c, RECONCILING).is_none());
         assert_eq!(get(&c, "Published").unwrap().last_transition_time, t(100), "never went false");
         assert_eq!(get(&c, READY).unwrap().observed_generation, Some(2));
+    }
+
+    #[test]
+    fn drift_comes_and_goes() {
+        let a = with_drift(vec![], Some("stable is now sha256:b"), Some(1), &t(1));
+        assert_eq!(get(&a, DRIFTED).unwrap().reason, "TagMoved");
+        let b = with_drift(a, Some("stable is now sha256:c"), Some(1), &t(2));
+        assert_eq!(get(&b, DRIFTED).unwrap().last_transition_time, t(1), "still drifted");
+        assert!(get(&with_drift(b, None, Some(1), &t(3)), DRIFTED).is_none());
     }
 
     #[test]

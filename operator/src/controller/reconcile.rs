@@ -111,7 +111,9 @@ pub async fn reconcile(artifact: Arc<Artifact>, ctx: Arc<Context>) -> Result<Act
                 *n += 1;
                 *n
             };
-            Ok(Action::requeue(super::backoff(n).min(plan.interval)))
+            // Not capped by the interval: with a short interval, failing
+            // Artifacts would retry in a hot loop and starve the healthy ones.
+            Ok(Action::requeue(super::backoff(n)))
         }
     }
 }
@@ -328,6 +330,10 @@ async fn finish(artifact: &Artifact, ctx: &Context, outcome: Outcome, served: Op
             None => s.digest.to_string(),
         });
         new.drift = s.drift.clone();
+        let message = s.drift.as_ref().map(|d| {
+            format!("pinned to {}, while {} names {}", d.pinned, d.tag.as_deref().unwrap_or("the range"), d.latest)
+        });
+        new.conditions = conditions::with_drift(new.conditions, message.as_deref(), generation, &now);
         if let Some(files) = &s.published {
             new.files = Some(files.clone());
             new.last_synced_digest = Some(s.digest.to_string());
