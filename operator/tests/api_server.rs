@@ -50,6 +50,9 @@ async fn the_committed_crd_is_served_with_status_and_columns() {
     api.patch("demo", &PatchParams::default(), &Patch::Merge(json!({"status": {"tag": "nope"}}))).await.unwrap();
     assert_eq!(api.get("demo").await.unwrap().status.unwrap().tag.as_deref(), Some("v1"));
 
+    let plain = String::from_utf8(cp.kubectl(&["get", "art", "-n", "crd-test"]).stdout).unwrap();
+    let header: Vec<&str> = plain.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "READY", "TAG", "DIGEST", "AGE"], "{plain}");
     let table = String::from_utf8(cp.kubectl(&["get", "art", "-n", "crd-test", "-o", "wide"]).stdout).unwrap();
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["NAME", "READY", "TAG", "DIGEST", "STATUS", "AGE"], "{table}");
