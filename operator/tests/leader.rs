@@ -44,8 +44,6 @@ async fn wait_log(r: &Replica, needle: &str, secs: u64) {
 async fn only_the_leader_reconciles_and_a_follower_takes_over() {
     let cp = ControlPlane::shared();
     let admin = cp.admin().await;
-    cp.install_crd(&admin).await;
-    cp.namespace(&admin, "ocisync-system").await;
     cp.namespace(&admin, "ha").await;
     let kubeconfig = tokio::task::spawn_blocking(move || service_account_kubeconfig(cp)).await.unwrap();
     let replica = |name: &str| {

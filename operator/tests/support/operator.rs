@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
 use super::control_plane::ControlPlane;
-use super::{repo_root, run, tool};
+use super::{repo_root, run};
 
 pub struct Operator {
     pub log: PathBuf,
@@ -30,12 +30,7 @@ extern "C" fn stop_operator() {
 impl Operator {
     pub async fn shared(cp: &'static ControlPlane) -> &'static Operator {
         SHARED
-            .get_or_init(|| async move {
-                let admin = cp.admin().await;
-                cp.install_crd(&admin).await;
-                cp.namespace(&admin, "ocisync-system").await;
-                tokio::task::spawn_blocking(move || Operator::start(cp)).await.unwrap()
-            })
+            .get_or_init(|| async move { tokio::task::spawn_blocking(move || Operator::start(cp)).await.unwrap() })
             .await
     }
 
@@ -56,42 +51,16 @@ impl Operator {
     }
 }
 
-/// Apply config/rbac and write a kubeconfig with the token of its
-/// ServiceAccount (the identity the operator has in a cluster).
+/// The CRD, config/rbac and a kubeconfig with the token of the operator's
+/// ServiceAccount (its identity in a cluster): e2e/setup/operator-access.sh,
+/// as the demo and the scale bench use it.
 pub fn service_account_kubeconfig(cp: &ControlPlane) -> PathBuf {
-    let rbac = run(Command::new(tool("kustomize")).arg("build").arg(repo_root().join("config/rbac")));
-    let mut apply = Command::new(tool("kubectl"))
-        .env("KUBECONFIG", &cp.kubeconfig)
-        .args(["apply", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    apply.stdin.take().unwrap().write_all(&rbac.stdout).unwrap();
-    assert!(apply.wait().unwrap().success());
-    let token = run(Command::new(tool("kubectl")).env("KUBECONFIG", &cp.kubeconfig).args([
-        "create",
-        "token",
-        "ocisync",
-        "-n",
-        "ocisync-system",
-        "--duration",
-        "2h",
-    ]));
-    let token = String::from_utf8(token.stdout).unwrap().trim().to_string();
-    // the admin kubeconfig's cluster, with the ServiceAccount's token
-    let admin = std::fs::read_to_string(&cp.kubeconfig).unwrap();
-    let server = admin.lines().find_map(|l| l.trim().strip_prefix("server: ")).unwrap();
-    let ca = admin.lines().find_map(|l| l.trim().strip_prefix("certificate-authority-data: ")).unwrap();
     let kubeconfig = cp.dir.join("operator.kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: ocisync\n  user:\n    token: {token}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: ocisync\ncurrent-context: c\n"
-        ),
-    )
-    .unwrap();
+    let path = format!("{}:{}", super::tools_bin().display(), std::env::var("PATH").unwrap_or_default());
+    run(Command::new(repo_root().join("e2e/setup/operator-access.sh"))
+        .arg(&kubeconfig)
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .env("PATH", path));
     kubeconfig
 }
 
