@@ -134,15 +134,8 @@ impl RegistryClient {
         }
     }
 
-    fn observe(&self, method: &Method, url: &str, status: Option<u16>) {
+    fn observe(&self, method: &Method, kind: RequestKind, status: Option<u16>) {
         if let Some(o) = &self.observer {
-            let kind = if url.contains("/blobs/") {
-                RequestKind::Blob
-            } else if url.contains("/tags/list") {
-                RequestKind::Tags
-            } else {
-                RequestKind::Manifest
-            };
             o.0.request(method.as_str(), kind, status);
         }
     }
@@ -152,7 +145,7 @@ impl RegistryClient {
     pub async fn resolve(&self, repository: &str, reference: &str) -> Result<Resolved, RegistryError> {
         let url = format!("{}/v2/{repository}/manifests/{reference}", self.base);
         let what = || format!("manifest {repository}:{reference}");
-        let head = self.send(Method::HEAD, &url, Some(media::ACCEPT), repository, what).await?;
+        let head = self.send(Method::HEAD, RequestKind::Manifest, &url, repository, what).await?;
         if let Some(d) = header_digest(&head)? {
             return Ok(Resolved { digest: d, manifest: None });
         }
@@ -176,7 +169,7 @@ impl RegistryClient {
         repository: &str,
         what: impl Fn() -> String,
     ) -> Result<(Bytes, Option<String>), RegistryError> {
-        let res = self.send(Method::GET, url, Some(media::ACCEPT), repository, &what).await?;
+        let res = self.send(Method::GET, RequestKind::Manifest, url, repository, &what).await?;
         let content_type = res.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
         let body = read_limited(res, MAX_MANIFEST_BYTES, what).await?;
         Ok((body, content_type))
@@ -194,7 +187,7 @@ impl RegistryClient {
         let mut all = Vec::new();
         loop {
             let what = || format!("tags of {repository}");
-            let res = self.send(Method::GET, &url, None, repository, what).await?;
+            let res = self.send(Method::GET, RequestKind::Tags, &url, repository, what).await?;
             let next = res
                 .headers()
                 .get(header::LINK)
@@ -218,14 +211,15 @@ impl RegistryClient {
     /// Starts a blob download; the caller streams and checks the body.
     pub async fn blob(&self, repository: &str, desc: &Descriptor) -> Result<Response, RegistryError> {
         let url = format!("{}/v2/{repository}/blobs/{}", self.base, desc.digest);
-        self.send(Method::GET, &url, None, repository, || format!("blob {repository}@{}", desc.digest)).await
+        self.send(Method::GET, RequestKind::Blob, &url, repository, || format!("blob {repository}@{}", desc.digest))
+            .await
     }
 
     async fn send(
         &self,
         method: Method,
+        kind: RequestKind,
         url: &str,
-        accept: Option<&str>,
         repository: &str,
         what: impl Fn() -> String,
     ) -> Result<Response, RegistryError> {
@@ -234,14 +228,14 @@ impl RegistryClient {
         let mut attempt = 1;
         loop {
             let mut req = self.http.request(method.clone(), url);
-            if let Some(a) = accept {
-                req = req.header(header::ACCEPT, a);
+            if kind == RequestKind::Manifest {
+                req = req.header(header::ACCEPT, media::ACCEPT);
             }
             if let Some(auth) = self.authorization(&scope) {
                 req = req.header(header::AUTHORIZATION, auth);
             }
             let sent = req.send().await;
-            self.observe(&method, url, sent.as_ref().ok().map(|r| r.status().as_u16()));
+            self.observe(&method, kind, sent.as_ref().ok().map(|r| r.status().as_u16()));
             let delay = match sent {
                 Ok(res) if res.status().is_success() => return Ok(res),
                 Ok(res) if res.status() == StatusCode::UNAUTHORIZED && !challenged => {
