@@ -125,20 +125,16 @@ async fn sync(artifact: &Artifact, ctx: &Context, plan: &Plan, forced: bool) -> 
     let access = credentials::load(&ctx.client, &ns, &artifact.spec, registry)
         .await
         .map_err(|e| Failure::new(Step::Resolve, "CredentialsUnavailable", e, false))?;
-    let client = ctx
+    let handle = ctx
         .registries
         .client(&ns, registry, &access, plan.insecure)
         .map_err(|e| Failure::new(Step::Resolve, "InvalidCredentials", e, true))?;
+    let client = handle.client;
 
     // Resolve: what the tag or range names now, and what is to be served.
     // What one client (namespace, registry, credential) resolved is shared
     // with the Artifacts that use the same client.
-    let scope = {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (&ns, registry, &access, plan.insecure).hash(&mut h);
-        format!("{:x}/{}", h.finish(), plan.repository.repository)
-    };
+    let scope = format!("{}/{}", handle.id, plan.repository.repository);
     let followed = match &plan.follow {
         None => None,
         Some(v) => Some(resolve_followed(ctx, &client, &scope, plan, v, forced).await),

@@ -21,16 +21,25 @@ struct Key {
     insecure: bool,
 }
 
+/// A cached client and its id: ids are never reused, so what is shared by
+/// id (resolutions) is shared only by users of this very client.
+#[derive(Clone)]
+pub struct Handle {
+    pub client: Arc<RegistryClient>,
+    pub id: u64,
+}
+
 #[derive(Default)]
 pub struct Registries {
-    clients: Mutex<HashMap<Key, Arc<RegistryClient>>>,
+    clients: Mutex<HashMap<Key, Handle>>,
+    next_id: std::sync::atomic::AtomicU64,
     observer: Option<Observer>,
 }
 
 impl Registries {
     /// Clients that report their requests to `observer`.
     pub fn observed(observer: Observer) -> Self {
-        Registries { clients: Mutex::default(), observer: Some(observer) }
+        Registries { observer: Some(observer), ..Registries::default() }
     }
 
     pub fn client(
@@ -39,11 +48,11 @@ impl Registries {
         registry: &str,
         access: &Access,
         insecure: bool,
-    ) -> Result<Arc<RegistryClient>, RegistryError> {
+    ) -> Result<Handle, RegistryError> {
         let key = Key { namespace: namespace.into(), registry: registry.into(), access: access.clone(), insecure };
         let mut clients = self.clients.lock().expect("registry cache poisoned");
-        if let Some(c) = clients.get(&key) {
-            return Ok(c.clone());
+        if let Some(h) = clients.get(&key) {
+            return Ok(h.clone());
         }
         let opts = TransportOptions {
             insecure,
@@ -53,11 +62,12 @@ impl Registries {
             ..TransportOptions::default()
         };
         let client = Arc::new(RegistryClient::new(registry, access.credentials.clone(), &opts)?);
+        let handle = Handle { client, id: self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed) };
         if clients.len() >= MAX_CLIENTS {
             clients.clear();
         }
-        clients.insert(key, client.clone());
-        Ok(client)
+        clients.insert(key, handle.clone());
+        Ok(handle)
     }
 
     pub fn len(&self) -> usize {
@@ -87,10 +97,14 @@ mod tests {
         };
         let a1 = r.client("ns1", "r.io", &alice, false).unwrap();
         let a1_again = r.client("ns1", "r.io", &alice, false).unwrap();
-        assert!(Arc::ptr_eq(&a1, &a1_again), "reused for the same credential");
+        assert!(Arc::ptr_eq(&a1.client, &a1_again.client) && a1.id == a1_again.id, "reused for the same credential");
         let b1 = r.client("ns1", "r.io", &bob, false).unwrap();
         let a2 = r.client("ns2", "r.io", &alice, false).unwrap();
-        assert!(!Arc::ptr_eq(&a1, &b1) && !Arc::ptr_eq(&a1, &a2), "never shared across credentials or namespaces");
+        assert!(
+            !Arc::ptr_eq(&a1.client, &b1.client) && !Arc::ptr_eq(&a1.client, &a2.client),
+            "never shared across credentials or namespaces"
+        );
+        assert!(a1.id != b1.id && a1.id != a2.id && b1.id != a2.id, "distinct ids");
         assert_eq!(r.len(), 3);
     }
 }
