@@ -129,8 +129,8 @@ async fn syncs_into_a_config_map_and_follows_the_tag() {
         (owner.kind.as_str(), owner.controller, Some(&owner.uid)),
         ("Artifact", Some(true), art.metadata.uid.as_ref())
     );
-    let st = e.status("app").await;
-    assert_eq!(st["digest"], v1.as_str());
+    // the ConfigMap is written first, the status after it
+    let st = e.until("the status", async || Some(e.status("app").await).filter(|s| s["digest"] == v1.as_str())).await;
     assert_eq!(st["revision"], format!("stable@{v1}"));
     assert_eq!(st["files"]["count"], 3);
     assert_eq!(e.condition("app", "Ready").await.unwrap().0, "True");
@@ -148,7 +148,7 @@ async fn syncs_into_a_config_map_and_follows_the_tag() {
         [("app.yaml".to_string(), "replicas: 2\n".to_string())]
     );
     assert!(cm.binary_data.as_ref().is_none_or(|b| b.is_empty()), "pruned: {:?}", cm.binary_data);
-    assert_eq!(e.status("app").await["digest"], v2.as_str());
+    e.until("the status", async || (e.status("app").await["digest"] == v2.as_str()).then_some(())).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
