@@ -1,15 +1,27 @@
 //! ocisync: sync OCI artifacts into Kubernetes.
 //!
-//! The path every driver follows: resolve a reference to a digest, fetch the
-//! manifest and layers by digest, unpack the selected files into a staging
-//! directory, and publish it atomically. The CLI (`ocisync pull`) and the
-//! controller are two drivers of the same [`fetch`] path.
+//! The path every driver follows, one module per step: `resolve` a spec or
+//! reference to a digest, (verify it,) `fetch` the manifest's layers by that
+//! digest into a staging tree, `publish` it to a target, and record the
+//! outcome in `status`. The CLI and the controller are two drivers of the
+//! same `pipeline`.
+//!
+//! The library's public surface is the CRD types (`api`) and the binary's
+//! entry point; everything else is internal.
+#![forbid(unsafe_code)]
 
 pub mod api;
-pub mod cli;
-pub mod controller;
-pub mod fetch;
-pub mod oci;
-pub mod publish;
-pub mod resolve;
-pub mod unpack;
+mod cli;
+mod controller;
+mod fetch;
+mod oci;
+mod pipeline;
+mod publish;
+mod resolve;
+mod status;
+mod unpack;
+
+/// The `ocisync` command line; `main` only sets up the process.
+pub fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -4,26 +4,62 @@
 mod output;
 mod progress;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use tracing_subscriber::EnvFilter;
 
-use crate::fetch::{self, FetchError, PullOptions, Reason};
+use crate::controller::plan::parse_duration;
+use crate::fetch::{self, PullOptions};
 use crate::oci::{Credentials, DockerConfig, Platform, Reference, RegistryClient, TransportOptions};
+use crate::pipeline::{self, PipelineError};
+use crate::resolve;
+use crate::status::Reason;
 use crate::unpack::limits::parse_size;
 use crate::unpack::{Limits, Selection};
 
+/// Set up the process (TLS provider, logs, runtime) and run the command.
+pub(crate) fn main() -> ExitCode {
+    // reqwest and kube must agree on one rustls provider; install it before
+    // anything builds a TLS config.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = Cli::parse();
+    let (default_level, json) = match &cli.command {
+        Command::Operator(a) => ("info", a.log_json),
+        _ => ("warn", false),
+    };
+    let filter = EnvFilter::try_from_env("OCISYNC_LOG").unwrap_or_else(|_| EnvFilter::new(default_level));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    if json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(run(cli)),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 #[derive(Parser, Debug)]
 #[command(name = "ocisync", version, about = "Sync OCI artifacts: resolve, verify, fetch and publish")]
-pub struct Cli {
+struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    command: Command,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
+enum Command {
     /// Fetch an artifact's files into a directory, replacing it atomically.
     Pull(PullArgs),
     /// Print the digest a reference resolves to (one HEAD request).
@@ -35,114 +71,137 @@ pub enum Command {
 }
 
 #[derive(Args, Debug)]
-pub struct OperatorArgs {
+struct OperatorArgs {
     /// Where fetches are staged before they are published.
     #[arg(long, default_value = "/tmp/ocisync")]
-    pub work_dir: PathBuf,
+    work_dir: PathBuf,
     /// Artifacts reconciled at once.
     #[arg(long, default_value_t = 8)]
-    pub concurrency: u16,
+    concurrency: u16,
     /// Log as JSON lines.
     #[arg(long)]
-    pub log_json: bool,
+    log_json: bool,
     /// Hold a Lease while reconciling, so that of several replicas only one
     /// writes. Off: run alone.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    pub leader_elect: bool,
+    leader_elect: bool,
     /// The Lease's namespace; default: $POD_NAMESPACE, else ocisync-system.
     #[arg(long)]
-    pub lease_namespace: Option<String>,
+    lease_namespace: Option<String>,
     #[arg(long, default_value = "ocisync-leader")]
-    pub lease_name: String,
-    /// How long a lease lasts without renewal, in seconds.
-    #[arg(long, default_value_t = 15)]
-    pub lease_duration: u64,
-    /// Serve /healthz, /readyz and /metrics on this address; empty: off.
-    #[arg(long, default_value = "0.0.0.0:8080")]
-    pub metrics_addr: String,
+    lease_name: String,
+    /// How long a lease lasts without renewal (a Go duration: 15s, 1m).
+    #[arg(long, default_value = "15s", value_parser = lease_duration)]
+    lease_duration: Duration,
+    /// Serve /healthz, /readyz and /metrics on this address; `0` turns them off.
+    #[arg(long, default_value = "0.0.0.0:8080", value_parser = listen_addr)]
+    metrics_addr: Listen,
+    /// Reconcile only Artifacts with these labels (a label selector, as
+    /// `kubectl -l` takes): several operators can split the Artifacts.
+    #[arg(long, value_name = "SELECTOR")]
+    watch_label_selector: Option<String>,
+}
+
+/// An optional listen address: `0` (or `off`) for none.
+#[derive(Clone, Copy, Debug)]
+struct Listen(Option<SocketAddr>);
+
+fn listen_addr(s: &str) -> Result<Listen, String> {
+    match s {
+        "0" | "off" => Ok(Listen(None)),
+        a => a.parse().map(|a| Listen(Some(a))).map_err(|e| format!("{e}: want host:port, or 0 for off")),
+    }
+}
+
+fn lease_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s) {
+        Some(d) if d >= Duration::from_secs(3) && d <= Duration::from_secs(3600) => Ok(d),
+        Some(_) => Err("must be between 3s and 1h".into()),
+        None => Err(format!("{s:?} is not a duration like 15s or 1m")),
+    }
 }
 
 #[derive(Args, Debug)]
-pub struct RegistryArgs {
+struct RegistryArgs {
     /// Use plain HTTP instead of HTTPS.
     #[arg(long)]
-    pub insecure: bool,
+    insecure: bool,
     /// Extra CA certificates (PEM) to trust for the registry.
     #[arg(long, value_name = "FILE")]
-    pub ca_file: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
     /// Docker config with credentials (`auths`); default: $DOCKER_CONFIG/config.json or ~/.docker/config.json.
     #[arg(long, value_name = "FILE")]
-    pub docker_config: Option<PathBuf>,
+    docker_config: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
-pub struct ResolveArgs {
+struct ResolveArgs {
     /// oci://host[:port]/repo[:tag][@sha256:…]
-    pub reference: String,
+    reference: String,
     #[command(flatten)]
-    pub registry: RegistryArgs,
+    registry: RegistryArgs,
 }
 
 #[derive(Args, Debug)]
-pub struct PullArgs {
+struct PullArgs {
     /// oci://host[:port]/repo[:tag][@sha256:…]
-    pub reference: String,
+    reference: String,
     /// Directory to write; replaced as a whole when the pull succeeds.
     #[arg(long, short)]
-    pub out: PathBuf,
+    out: PathBuf,
     /// Only files matching this glob (repeatable; `*` stays in one directory, `**` crosses).
     #[arg(long = "select", value_name = "GLOB")]
-    pub select: Vec<String>,
+    select: Vec<String>,
     /// Leave out files matching this glob (repeatable; wins over --select).
     #[arg(long = "exclude", value_name = "GLOB")]
-    pub exclude: Vec<String>,
+    exclude: Vec<String>,
     /// Only layers of this media type (repeatable).
     #[arg(long = "media-type", value_name = "TYPE")]
-    pub media_types: Vec<String>,
+    media_types: Vec<String>,
     /// Platform to take from an image index, os/arch[/variant]; default: this machine's.
     #[arg(long)]
-    pub platform: Option<String>,
+    platform: Option<String>,
     /// Largest layer to download (e.g. 512MiB).
     #[arg(long, value_parser = parse_size, default_value = "1GiB")]
-    pub max_layer_bytes: u64,
+    max_layer_bytes: u64,
     /// Most bytes to unpack over all layers, after decompression.
     #[arg(long, value_parser = parse_size, default_value = "4GiB")]
-    pub max_total_bytes: u64,
+    max_total_bytes: u64,
     /// Most files to unpack over all layers.
     #[arg(long, default_value_t = Limits::default().max_files)]
-    pub max_files: u64,
+    max_files: u64,
     #[arg(long, value_enum, default_value_t = Format::Text)]
-    pub output: Format,
+    output: Format,
     /// Never draw a progress bar.
     #[arg(long)]
-    pub no_progress: bool,
+    no_progress: bool,
     #[command(flatten)]
-    pub registry: RegistryArgs,
+    registry: RegistryArgs,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
+enum Format {
     Text,
     Json,
 }
 
 /// Exit codes a script can tell apart; documented in the README.
-pub fn exit_code(reason: Reason) -> u8 {
+fn exit_code(reason: Reason) -> u8 {
     match reason {
-        Reason::Internal => 1,
         Reason::NotFound => 3,
         Reason::Unauthorized => 4,
         Reason::DigestMismatch => 5,
         Reason::LimitExceeded => 6,
         Reason::UnsafeContent => 7,
-        Reason::Unreachable | Reason::RegistryError => 8,
+        Reason::Unreachable | Reason::RegistryError | Reason::Timeout => 8,
         Reason::Unsupported => 9,
+        _ => 1,
     }
 }
 
 const USAGE: u8 = 2;
 
-pub async fn run(cli: Cli) -> ExitCode {
+async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Resolve(args) => resolve(args).await,
         Command::Pull(args) => pull(args).await,
@@ -159,12 +218,12 @@ async fn resolve(args: ResolveArgs) -> ExitCode {
         Ok(x) => x,
         Err(msg) => return usage(&msg),
     };
-    match fetch::resolve_digest(&client, &reference).await {
+    match resolve::digest(&client, &reference).await {
         Ok(d) => {
             println!("{d}");
             ExitCode::SUCCESS
         }
-        Err(e) => failed(&e, Format::Text),
+        Err(e) => failed(&PipelineError::from(e), Format::Text),
     }
 }
 
@@ -195,17 +254,16 @@ async fn pull(args: PullArgs) -> ExitCode {
     };
     let client = Arc::new(client);
     let result = async {
-        let res = fetch::resolve(&client, &reference, &platform).await?;
-        let report = fetch::pull(client.clone(), &res, &opts, &args.out).await?;
-        Ok::<_, FetchError>((res, report))
+        let pinned = resolve::reference(&client, &reference).await?;
+        pipeline::run(client.clone(), &pinned, &platform, &opts, &args.out).await
     }
     .await;
     if let Some(b) = bar {
         b.finish();
     }
     match result {
-        Ok((res, report)) => {
-            output::pulled(args.output, &res, &report, &args.out);
+        Ok(pulled) => {
+            output::pulled(args.output, &pulled.resolution, &pulled.report, &args.out);
             ExitCode::SUCCESS
         }
         Err(e) => failed(&e, args.output),
@@ -222,23 +280,20 @@ async fn operator(args: OperatorArgs) -> ExitCode {
     };
     let namespace =
         args.lease_namespace.or_else(|| std::env::var("POD_NAMESPACE").ok()).unwrap_or_else(|| "ocisync-system".into());
+    // The pod's name (from the downward API) names this replica in the
+    // Lease and in the Events it reports.
     let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
     });
     let opts = crate::controller::Options {
         work_dir: args.work_dir,
-        concurrency: args.concurrency,
+        concurrency: args.concurrency.max(1),
         lease: args.leader_elect.then_some((namespace, args.lease_name)),
         identity,
-        lease_duration: std::time::Duration::from_secs(args.lease_duration),
-        metrics_addr: match args.metrics_addr.as_str() {
-            "" => None,
-            a => match a.parse() {
-                Ok(addr) => Some(addr),
-                Err(e) => return usage(&format!("--metrics-addr {a:?}: {e}")),
-            },
-        },
+        lease_duration: args.lease_duration,
+        metrics_addr: args.metrics_addr.0,
+        label_selector: args.watch_label_selector,
     };
     match crate::controller::run(client, opts).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -285,8 +340,8 @@ fn usage(msg: &str) -> ExitCode {
     ExitCode::from(USAGE)
 }
 
-fn failed(e: &FetchError, format: Format) -> ExitCode {
-    let reason = e.reason();
+fn failed(e: &PipelineError, format: Format) -> ExitCode {
+    let reason = Reason::from(e);
     eprintln!("error: {e}");
     if format == Format::Json {
         output::error_json(reason, e);

@@ -5,13 +5,16 @@ use std::path::Path;
 use serde_json::json;
 
 use super::Format;
-use crate::fetch::{FetchError, PullReport, Reason, Resolution};
+use crate::fetch::PullReport;
+use crate::pipeline::PipelineError;
+use crate::resolve::Resolution;
+use crate::status::Reason;
 use crate::unpack::Entry;
 
 /// A terminal gets the first files; all of them are in `--output json`.
 const LISTED: usize = 20;
 
-pub fn pulled(format: Format, res: &Resolution, report: &PullReport, out: &Path) {
+pub(super) fn pulled(format: Format, res: &Resolution, report: &PullReport, out: &Path) {
     match format {
         Format::Json => {
             let doc = json!({
@@ -53,11 +56,11 @@ pub fn pulled(format: Format, res: &Resolution, report: &PullReport, out: &Path)
     }
 }
 
-pub fn error_json(reason: Reason, e: &FetchError) {
+pub(super) fn error_json(reason: Reason, e: &PipelineError) {
     println!("{:#}", json!({ "error": { "reason": reason, "message": e.to_string() } }));
 }
 
-pub fn human_bytes(n: u64) -> String {
+pub(super) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut u = 0;

@@ -10,10 +10,10 @@ use crate::fetch::Progress;
 /// Below this a pull is over before a bar would be read.
 const MIN_BYTES: u64 = 8 << 20;
 
-pub struct Bar(ProgressBar);
+pub(super) struct Bar(ProgressBar);
 
 impl Bar {
-    pub fn for_terminal(disabled: bool) -> Option<Arc<Bar>> {
+    pub(super) fn for_terminal(disabled: bool) -> Option<Arc<Bar>> {
         if disabled || !std::io::stderr().is_terminal() {
             return None;
         }
@@ -25,7 +25,7 @@ impl Bar {
         Some(Arc::new(Bar(bar)))
     }
 
-    pub fn finish(&self) {
+    pub(super) fn finish(&self) {
         self.0.finish_and_clear();
     }
 }

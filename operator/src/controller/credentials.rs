@@ -1,91 +1,148 @@
 //! Registry access for one Artifact: credentials from its `secretRef` or
 //! its ServiceAccount's `imagePullSecrets`, CA and client certificate from
 //! `certSecretRef`. Secrets are read only in the Artifact's own namespace.
+//!
+//! Unchanged reconciles read nothing from the API server: ServiceAccounts
+//! come from a watch, and a Secret is read once and then served from a
+//! cache for as long as the metadata watch shows the same resourceVersion.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::api::ArtifactSpec;
 use crate::oci::{Credentials, DockerConfig};
 
+/// Secrets whose content is cached; past this the cache starts over.
+const MAX_CACHED: usize = 4096;
+/// The only fields ocisync reads from a Secret.
+const FIELDS: [&str; 4] = [".dockerconfigjson", "ca.crt", "tls.crt", "tls.key"];
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Access {
-    pub credentials: Credentials,
-    pub ca_pem: Option<Vec<u8>>,
-    pub identity_pem: Option<Vec<u8>>,
+pub(crate) struct Access {
+    pub(crate) credentials: Credentials,
+    pub(crate) ca_pem: Option<Vec<u8>>,
+    pub(crate) identity_pem: Option<Vec<u8>>,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum AccessError {
+pub(crate) enum AccessError {
     #[error("{kind} {namespace}/{name} not found")]
     NotFound { kind: &'static str, namespace: String, name: String },
     #[error("Secret {namespace}/{name}: {reason}")]
     BadSecret { namespace: String, name: String, reason: String },
-    #[error(transparent)]
+    #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
 }
 
-pub async fn load(
-    client: &kube::Client,
-    namespace: &str,
-    spec: &ArtifactSpec,
-    registry: &str,
-) -> Result<Access, AccessError> {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let mut access = Access::default();
-    let mut pull_secrets = Vec::new();
-    if let Some(r) = &spec.secret_ref {
-        pull_secrets.push(r.name.clone());
+type Fields = Arc<BTreeMap<String, Vec<u8>>>;
+
+pub(crate) struct CredentialSource {
+    client: kube::Client,
+    secrets: Store<PartialObjectMeta<Secret>>,
+    accounts: Store<ServiceAccount>,
+    /// (namespace, name) → (resourceVersion, the fields ocisync reads).
+    cache: Mutex<HashMap<(String, String), (String, Fields)>>,
+}
+
+impl CredentialSource {
+    pub(crate) fn new(
+        client: kube::Client,
+        secrets: Store<PartialObjectMeta<Secret>>,
+        accounts: Store<ServiceAccount>,
+    ) -> Self {
+        CredentialSource { client, secrets, accounts, cache: Mutex::default() }
     }
-    if let Some(sa) = &spec.service_account_name {
-        let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
-        let sa = sas.get_opt(sa).await?.ok_or_else(|| AccessError::NotFound {
-            kind: "ServiceAccount",
+
+    pub(crate) async fn load(
+        &self,
+        namespace: &str,
+        spec: &ArtifactSpec,
+        registry: &str,
+    ) -> Result<Access, AccessError> {
+        let mut access = Access::default();
+        let mut pull_secrets = Vec::new();
+        if let Some(r) = &spec.secret_ref {
+            pull_secrets.push(r.name.clone());
+        }
+        if let Some(sa) = &spec.service_account_name {
+            let account = self.accounts.get(&ObjectRef::new(sa).within(namespace)).ok_or_else(|| {
+                AccessError::NotFound { kind: "ServiceAccount", namespace: namespace.into(), name: sa.clone() }
+            })?;
+            pull_secrets.extend(account.image_pull_secrets.iter().flatten().map(|r| r.name.clone()));
+        }
+        // The first pull secret with an entry for this registry wins, as kubelet does.
+        for name in pull_secrets {
+            let fields = self.secret(namespace, &name).await?;
+            let bad =
+                |reason: String| AccessError::BadSecret { namespace: namespace.into(), name: name.clone(), reason };
+            let bytes = fields
+                .get(".dockerconfigjson")
+                .ok_or_else(|| bad("has no .dockerconfigjson (want type kubernetes.io/dockerconfigjson)".into()))?;
+            let cfg = DockerConfig::parse(bytes).map_err(|e| bad(e.to_string()))?;
+            let creds = cfg.credentials_for(registry);
+            if creds != Credentials::Anonymous {
+                access.credentials = creds;
+                break;
+            }
+        }
+        if let Some(r) = &spec.cert_secret_ref {
+            let fields = self.secret(namespace, &r.name).await?;
+            access.ca_pem = fields.get("ca.crt").cloned();
+            if let (Some(crt), Some(key)) = (fields.get("tls.crt"), fields.get("tls.key")) {
+                let mut pem = crt.clone();
+                pem.push(b'\n');
+                pem.extend(key);
+                access.identity_pem = Some(pem);
+            }
+            if access.ca_pem.is_none() && access.identity_pem.is_none() {
+                return Err(AccessError::BadSecret {
+                    namespace: namespace.into(),
+                    name: r.name.clone(),
+                    reason: "has neither ca.crt nor tls.crt and tls.key".into(),
+                });
+            }
+        }
+        Ok(access)
+    }
+
+    /// A Secret's fields: from the cache while the watch shows the version
+    /// that was read, else one GET.
+    async fn secret(&self, namespace: &str, name: &str) -> Result<Fields, AccessError> {
+        let key = (namespace.to_string(), name.to_string());
+        let watched =
+            self.secrets.get(&ObjectRef::new(name).within(namespace)).and_then(|m| m.metadata.resource_version.clone());
+        if let Some(rv) = &watched
+            && let Some((cached_rv, fields)) = self.cache.lock().expect("secret cache poisoned").get(&key)
+            && cached_rv == rv
+        {
+            return Ok(fields.clone());
+        }
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let secret = api.get_opt(name).await?.ok_or_else(|| AccessError::NotFound {
+            kind: "Secret",
             namespace: namespace.into(),
-            name: sa.clone(),
+            name: name.into(),
         })?;
-        pull_secrets.extend(sa.image_pull_secrets.unwrap_or_default().into_iter().map(|r| r.name));
-    }
-    // The first pull secret with an entry for this registry wins, as kubelet does.
-    for name in pull_secrets {
-        let secret = get(&secrets, namespace, &name).await?;
-        let bad = |reason: String| AccessError::BadSecret { namespace: namespace.into(), name: name.clone(), reason };
-        let bytes = field(&secret, ".dockerconfigjson")
-            .ok_or_else(|| bad("has no .dockerconfigjson (want type kubernetes.io/dockerconfigjson)".into()))?;
-        let cfg = DockerConfig::parse(&bytes).map_err(|e| bad(e.to_string()))?;
-        let creds = cfg.credentials_for(registry);
-        if creds != Credentials::Anonymous {
-            access.credentials = creds;
-            break;
+        let data = secret.data.unwrap_or_default();
+        let fields: Fields =
+            Arc::new(FIELDS.iter().filter_map(|f| data.get(*f).map(|v| (f.to_string(), v.0.clone()))).collect());
+        if let Some(rv) = secret.metadata.resource_version {
+            let mut cache = self.cache.lock().expect("secret cache poisoned");
+            if cache.len() >= MAX_CACHED {
+                cache.clear();
+            }
+            cache.insert(key, (rv, fields.clone()));
         }
+        Ok(fields)
     }
-    if let Some(r) = &spec.cert_secret_ref {
-        let secret = get(&secrets, namespace, &r.name).await?;
-        access.ca_pem = field(&secret, "ca.crt");
-        if let (Some(mut crt), Some(key)) = (field(&secret, "tls.crt"), field(&secret, "tls.key")) {
-            crt.push(b'\n');
-            crt.extend(key);
-            access.identity_pem = Some(crt);
-        }
-        if access.ca_pem.is_none() && access.identity_pem.is_none() {
-            return Err(AccessError::BadSecret {
-                namespace: namespace.into(),
-                name: r.name.clone(),
-                reason: "has neither ca.crt nor tls.crt and tls.key".into(),
-            });
-        }
-    }
-    Ok(access)
-}
 
-async fn get(secrets: &Api<Secret>, namespace: &str, name: &str) -> Result<Secret, AccessError> {
-    secrets.get_opt(name).await?.ok_or_else(|| AccessError::NotFound {
-        kind: "Secret",
-        namespace: namespace.into(),
-        name: name.into(),
-    })
-}
-
-fn field(secret: &Secret, key: &str) -> Option<Vec<u8>> {
-    secret.data.as_ref().and_then(|d| d.get(key)).map(|b| b.0.clone())
+    /// Forget a deleted Secret's content.
+    pub(crate) fn forget(&self, namespace: &str, name: &str) {
+        self.cache.lock().expect("secret cache poisoned").remove(&(namespace.to_string(), name.to_string()));
+    }
 }

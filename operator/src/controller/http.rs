@@ -13,14 +13,14 @@ use axum::routing::get;
 use super::metrics::Metrics;
 
 #[derive(Clone)]
-pub struct Probe {
-    pub metrics: Arc<Metrics>,
+pub(crate) struct Probe {
+    pub(crate) metrics: Arc<Metrics>,
     /// Set once the controller's watches run (leader or follower alike: a
     /// follower is ready to take over).
-    pub ready: Arc<AtomicBool>,
+    pub(crate) ready: Arc<AtomicBool>,
 }
 
-pub async fn serve(addr: SocketAddr, probe: Probe) -> std::io::Result<()> {
+pub(crate) async fn serve(addr: SocketAddr, probe: Probe) -> std::io::Result<()> {
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))

@@ -6,10 +6,12 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::oci::client::{Observe, RequestKind};
+use crate::status::Reason;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Outcome {
@@ -24,9 +26,10 @@ struct Request {
     status: String,
 }
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     reconciles: Family<Outcome, Counter>,
+    failing: Gauge,
     duration: Histogram,
     requests: Family<Request, Counter>,
     blob_bytes: Counter,
@@ -39,23 +42,29 @@ impl Default for Metrics {
         let duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let requests = Family::<Request, Counter>::default();
         let blob_bytes = Counter::default();
+        let failing = Gauge::default();
         registry.register("reconciles", "Reconciles by result and reason", reconciles.clone());
         registry.register("reconcile_duration_seconds", "Time one reconcile took", duration.clone());
         registry.register("registry_requests", "Registry requests by method, kind and HTTP status", requests.clone());
         registry.register("blob_bytes", "Blob bytes downloaded from registries", blob_bytes.clone());
-        Metrics { registry, reconciles, duration, requests, blob_bytes }
+        registry.register("artifacts_failing", "Artifacts whose last sync failed", failing.clone());
+        Metrics { registry, reconciles, failing, duration, requests, blob_bytes }
     }
 }
 
 impl Metrics {
     /// `reason` is `Synced` for a success, the condition reason otherwise.
-    pub fn reconciled(&self, ok: bool, reason: &str, took: Duration) {
-        let result = if ok { "success" } else { "error" }.to_string();
-        self.reconciles.get_or_create(&Outcome { result, reason: reason.to_string() }).inc();
+    pub(crate) fn reconciled(&self, reason: Reason, took: Duration) {
+        let result = if reason == Reason::Synced { "success" } else { "error" }.to_string();
+        self.reconciles.get_or_create(&Outcome { result, reason: reason.metric_label().to_string() }).inc();
         self.duration.observe(took.as_secs_f64());
     }
 
-    pub fn render(&self) -> String {
+    pub(crate) fn set_failing(&self, n: usize) {
+        self.failing.set(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("metrics encode to a String");
         out
@@ -81,8 +90,9 @@ mod tests {
     #[test]
     fn renders_what_was_counted() {
         let m = Metrics::default();
-        m.reconciled(true, "Synced", Duration::from_millis(20));
-        m.reconciled(false, "Unreachable", Duration::from_millis(5));
+        m.reconciled(Reason::Synced, Duration::from_millis(20));
+        m.reconciled(Reason::Unreachable, Duration::from_millis(5));
+        m.set_failing(3);
         m.request("HEAD", RequestKind::Manifest, Some(200));
         m.request("GET", RequestKind::Blob, None);
         m.blob_bytes(1234);
@@ -94,6 +104,7 @@ mod tests {
             r#"ocisync_registry_requests_total{method="GET",kind="blob",status="error"} 1"#,
             "ocisync_blob_bytes_total 1234",
             "ocisync_reconcile_duration_seconds_count 2",
+            "ocisync_artifacts_failing 3",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");
         }

@@ -1,34 +1,47 @@
 //! The Artifact controller: watches Artifacts, the ConfigMaps they own, and
 //! the Secrets and ServiceAccounts they name, and reconciles each Artifact
-//! (see `reconcile`) into its ConfigMap.
+//! (see `reconcile`) into its target.
+//!
+//! The triggers are built by hand around kube-runtime's `applier` so that
+//! each watch says exactly which changes reconcile: a new generation or
+//! `requested-at` of an Artifact (not our own status writes, which would
+//! defeat backoff), any change of a ConfigMap it owns, and a change of a
+//! Secret or ServiceAccount only for the Artifacts that read it.
 
-pub mod conditions;
-pub mod credentials;
-pub mod http;
-pub mod metrics;
-pub mod plan;
-pub mod reconcile;
-pub mod registries;
-pub mod resolutions;
+pub(crate) mod credentials;
+mod decide;
+mod http;
+mod metrics;
+pub(crate) mod plan;
+mod reconcile;
+mod registries;
+mod resolutions;
+mod triggers;
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt, TryStreamExt as _};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
 use kube::core::PartialObjectMeta;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::{self, Action, ReconcileRequest};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
-use crate::api::Artifact;
+use crate::api::{Artifact, REQUESTED_AT_ANNOTATION};
+use crate::publish::{Targets, configmap};
+use credentials::CredentialSource;
+use decide::{Failure, Inputs};
 
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
     #[error("leader election: {0}")]
@@ -37,59 +50,101 @@ pub enum Error {
     LostLeadership,
 }
 
-pub struct Context {
-    pub client: kube::Client,
-    pub registries: registries::Registries,
-    pub recorder: Recorder,
-    /// Metadata of the ConfigMaps ocisync manages, from a watch: checking
-    /// that a target is current costs no request, and holds no content.
-    pub config_maps: Store<PartialObjectMeta<ConfigMap>>,
-    /// Where fetches are staged before publishing.
-    pub work_dir: PathBuf,
-    /// Consecutive failures per Artifact uid, for backoff.
-    pub failures: Mutex<HashMap<String, u32>>,
-    pub metrics: Arc<metrics::Metrics>,
-    /// Tag → digest and repository → tags, shared by Artifacts following the same ones.
-    pub digests: resolutions::Shared<crate::oci::Digest>,
-    pub tag_lists: resolutions::Shared<Arc<Vec<String>>>,
+/// What the controller remembers of one Artifact between reconciles.
+#[derive(Default)]
+struct Memory {
+    /// Consecutive failures, for backoff.
+    failures: u32,
+    /// The inputs a sync stalled on, and how: not fetched again until one
+    /// of them changes.
+    stalled: Option<(Inputs, Failure)>,
 }
 
-pub struct Options {
-    pub work_dir: PathBuf,
+pub(crate) struct Context {
+    client: kube::Client,
+    registries: registries::Registries,
+    credentials: CredentialSource,
+    targets: Targets,
+    recorder: Recorder,
+    /// Where fetches are staged before publishing, one directory per Artifact.
+    work_dir: PathBuf,
+    /// By Artifact uid; an entry goes when its Artifact is deleted.
+    memory: Mutex<HashMap<String, Memory>>,
+    metrics: Arc<metrics::Metrics>,
+    /// Tag → digest and repository → tags, shared by Artifacts following the same ones.
+    digests: resolutions::Shared<crate::oci::Digest>,
+    tag_lists: resolutions::Shared<Arc<Vec<String>>>,
+}
+
+impl Context {
+    fn stalled_on(&self, uid: &str) -> Option<(Inputs, Failure)> {
+        self.memory.lock().expect("memory poisoned").get(uid).and_then(|m| m.stalled.clone())
+    }
+
+    /// Record how a sync ended; returns the consecutive failures so far.
+    fn remember(&self, uid: &str, failure: Option<&Failure>, inputs: Option<Inputs>) -> u32 {
+        let mut memory = self.memory.lock().expect("memory poisoned");
+        let failures = match failure {
+            None => {
+                memory.remove(uid);
+                0
+            }
+            Some(f) => {
+                let m = memory.entry(uid.to_string()).or_default();
+                m.failures = m.failures.saturating_add(1);
+                m.stalled = match inputs {
+                    Some(i) if decide::remember(f) => Some((i, f.clone())),
+                    _ => None,
+                };
+                m.failures
+            }
+        };
+        self.metrics.set_failing(memory.len());
+        failures
+    }
+
+    fn forget(&self, uid: &str) {
+        let mut memory = self.memory.lock().expect("memory poisoned");
+        memory.remove(uid);
+        self.metrics.set_failing(memory.len());
+    }
+}
+
+pub(crate) struct Options {
+    pub(crate) work_dir: PathBuf,
     /// Reconciles running at once.
-    pub concurrency: u16,
+    pub(crate) concurrency: u16,
     /// Hold this Lease (namespace, name) while reconciling; `None` runs
     /// without leader election (one replica only).
-    pub lease: Option<(String, String)>,
-    /// This replica's name in the Lease.
-    pub identity: String,
-    pub lease_duration: Duration,
+    pub(crate) lease: Option<(String, String)>,
+    /// This replica's name: in the Lease, and as the Events' reporter.
+    pub(crate) identity: String,
+    pub(crate) lease_duration: Duration,
     /// Serve /healthz, /readyz and /metrics here.
-    pub metrics_addr: Option<std::net::SocketAddr>,
-}
-
-/// 5 s, 10 s, 20 s … up to 5 minutes.
-pub fn backoff(failures: u32) -> Duration {
-    Duration::from_secs(5).saturating_mul(1 << failures.saturating_sub(1).min(6)).min(Duration::from_secs(300))
+    pub(crate) metrics_addr: Option<std::net::SocketAddr>,
+    /// Only Artifacts with these labels (a label selector), so that several
+    /// deployments can split the Artifacts between them.
+    pub(crate) label_selector: Option<String>,
 }
 
 fn error_policy(artifact: Arc<Artifact>, error: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(artifact = %artifact.name_any(), %error, "reconcile failed");
+    let uid = artifact.uid().unwrap_or_default();
     let n = {
-        let mut failures = ctx.failures.lock().expect("failures poisoned");
-        let n = failures.entry(artifact.uid().unwrap_or_default()).or_insert(0);
-        *n += 1;
-        *n
+        let mut memory = ctx.memory.lock().expect("memory poisoned");
+        let m = memory.entry(uid).or_default();
+        m.failures = m.failures.saturating_add(1);
+        m.failures
     };
-    Action::requeue(backoff(n))
+    Action::requeue(decide::backoff(n))
 }
 
 /// Run the controller until SIGTERM/SIGINT. With a lease, wait to become
 /// the leader first, and stop (with an error) when the lease is lost: only
 /// the leader ever writes.
-pub async fn run(client: kube::Client, opts: Options) -> Result<(), Error> {
+pub(crate) async fn run(client: kube::Client, opts: Options) -> Result<(), Error> {
     let metrics = Arc::new(metrics::Metrics::default());
-    let ready = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ready = Arc::new(AtomicBool::new(false));
     if let Some(addr) = opts.metrics_addr {
         let probe = http::Probe { metrics: metrics.clone(), ready: ready.clone() };
         tokio::spawn(async move {
@@ -99,7 +154,7 @@ pub async fn run(client: kube::Client, opts: Options) -> Result<(), Error> {
         });
     }
     let Some((namespace, name)) = opts.lease.clone() else {
-        ready.store(true, std::sync::atomic::Ordering::Relaxed);
+        ready.store(true, Ordering::Relaxed);
         return run_controller(client, opts, metrics, shutdown_signal()).await;
     };
     let secs = opts.lease_duration.as_secs().max(3);
@@ -112,18 +167,18 @@ pub async fn run(client: kube::Client, opts: Options) -> Result<(), Error> {
         .await?;
     let (mut leader, lease_task) = manager.watch().await;
     // A follower is healthy and ready: it is there to take over.
-    ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    ready.store(true, Ordering::Relaxed);
     tracing::info!(lease = %format!("{namespace}/{name}"), identity = %opts.identity, "waiting to become the leader");
     tokio::select! {
         r = leader.wait_for(|held| *held) => { r.map_err(|_| Error::LostLeadership)?; }
         _ = shutdown_signal() => return Ok(()),
     }
     tracing::info!(identity = %opts.identity, "became the leader");
-    let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let lost = Arc::new(AtomicBool::new(false));
     let flag = lost.clone();
     let stop = async move {
         tokio::select! {
-            _ = leader.wait_for(|held| !*held) => flag.store(true, std::sync::atomic::Ordering::SeqCst),
+            _ = leader.wait_for(|held| !*held) => flag.store(true, Ordering::SeqCst),
             _ = shutdown_signal() => {}
         }
         // closing the channel ends the lease task, which releases the lease
@@ -133,7 +188,7 @@ pub async fn run(client: kube::Client, opts: Options) -> Result<(), Error> {
     if let Ok(Ok(manager)) = lease_task.await {
         let _ = manager.release().await;
     }
-    if lost.load(std::sync::atomic::Ordering::SeqCst) {
+    if lost.load(Ordering::SeqCst) {
         return Err(Error::LostLeadership);
     }
     Ok(())
@@ -141,87 +196,153 @@ pub async fn run(client: kube::Client, opts: Options) -> Result<(), Error> {
 
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
+
+/// Reconcile on a new generation or a new `requested-at`; a status write
+/// (ours) changes neither.
+fn artifact_changed(a: &Artifact) -> Option<u64> {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (a.metadata.generation, a.annotations().get(REQUESTED_AT_ANNOTATION)).hash(&mut h);
+    Some(h.finish())
+}
+
+type Requests = std::pin::Pin<Box<dyn Stream<Item = Result<ReconcileRequest<Artifact>, watcher::Error>> + Send>>;
 
 async fn run_controller(
     client: kube::Client,
     opts: Options,
     metrics: Arc<metrics::Metrics>,
-    stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
-    std::fs::create_dir_all(&opts.work_dir).ok();
-    let managed = format!("{}={}", reconcile::MANAGED_BY.0, reconcile::MANAGED_BY.1);
-    let (config_maps, writer) = reflector::store();
-    let cm_meta =
-        watcher(Api::<PartialObjectMeta<ConfigMap>>::all(client.clone()), watcher::Config::default().labels(&managed));
-    let cm_store = tokio::spawn(reflector::reflector(writer, cm_meta.default_backoff()).for_each(|_| async {}));
-    let controller = Controller::new(Api::<Artifact>::all(client.clone()), watcher::Config::default())
-        .with_config(kube::runtime::controller::Config::default().concurrency(opts.concurrency));
-    let artifacts = controller.store();
-    let for_secret = artifacts.clone();
-    // Metadata only: a change of a Secret must trigger a reconcile, but its
-    // data has no business in the operator's memory.
-    let secrets = Api::<PartialObjectMeta<Secret>>::all(client.clone());
-    let accounts = Api::<PartialObjectMeta<ServiceAccount>>::all(client.clone());
-    let cms = Api::<ConfigMap>::all(client.clone());
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter { controller: "ocisync".into(), instance: std::env::var("POD_NAME").ok() },
-    );
+    sweep(&opts.work_dir).await;
+    let managed = format!("{}={}", configmap::MANAGED_BY.0, configmap::MANAGED_BY.1);
+    let (config_maps, cm_writer) = reflector::store();
+    let (secrets, secret_writer) = reflector::store();
+    let (accounts, account_writer) = reflector::store::<ServiceAccount>();
+    let (artifacts, artifact_writer) = reflector::store::<Artifact>();
     let ctx = Arc::new(Context {
-        client,
+        client: client.clone(),
         registries: registries::Registries::observed(crate::oci::client::Observer(metrics.clone())),
-        recorder,
-        config_maps,
+        credentials: CredentialSource::new(client.clone(), secrets, accounts.clone()),
+        targets: Targets::new(client.clone(), config_maps),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter { controller: "ocisync".into(), instance: Some(opts.identity) },
+        ),
         work_dir: opts.work_dir,
-        failures: Mutex::default(),
+        memory: Mutex::default(),
         metrics,
         digests: resolutions::Shared::default(),
         tag_lists: resolutions::Shared::default(),
     });
-    controller
-        .owns(cms, watcher::Config::default().labels(&managed))
-        .watches(secrets, watcher::Config::default(), move |s| {
-            referencing(&for_secret, &s.namespace().unwrap_or_default(), |a| {
-                let name = s.name_any();
-                a.spec.secret_ref.as_ref().is_some_and(|r| r.name == name)
-                || a.spec.cert_secret_ref.as_ref().is_some_and(|r| r.name == name)
-                // the Secret may be one of its ServiceAccount's pull secrets
-                || a.spec.service_account_name.is_some()
+
+    let mut selected = watcher::Config::default();
+    if let Some(s) = &opts.label_selector {
+        selected = selected.labels(s);
+    }
+    let forget = ctx.clone();
+    let own: Requests = Box::pin(controller::trigger_self(
+        watcher(Api::<Artifact>::all(client.clone()), selected)
+            .default_backoff()
+            .reflect(artifact_writer)
+            .inspect_ok(move |e| {
+                if let watcher::Event::Delete(a) = e {
+                    forget.forget(&a.uid().unwrap_or_default());
+                }
             })
-        })
-        .watches(accounts, watcher::Config::default(), move |sa| {
-            referencing(&artifacts, &sa.namespace().unwrap_or_default(), |a| {
-                a.spec.service_account_name.as_deref() == Some(sa.name_any().as_str())
+            .touched_objects()
+            .predicate_filter(artifact_changed, PredicateConfig::default()),
+        (),
+    ));
+    // Metadata only: ownership and the digest annotation are all a
+    // reconcile needs to know, and ConfigMaps can be large.
+    let owned: Requests = Box::pin(controller::trigger_owners::<Artifact, _>(
+        watcher(Api::<PartialObjectMeta<ConfigMap>>::all(client.clone()), watcher::Config::default().labels(&managed))
+            .default_backoff()
+            .reflect(cm_writer)
+            .touched_objects(),
+        (),
+        (),
+    ));
+    let (store, creds) = (artifacts.clone(), ctx.clone());
+    let account_store = accounts.clone();
+    // Metadata only: a Secret's data has no business in the operator's
+    // memory until an Artifact needs it.
+    let secret_events: Requests = Box::pin(controller::trigger_with(
+        watcher(Api::<PartialObjectMeta<Secret>>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .reflect(secret_writer)
+            .inspect_ok(move |e| {
+                if let watcher::Event::Delete(s) = e {
+                    creds.credentials.forget(&s.namespace().unwrap_or_default(), &s.name_any());
+                }
             })
-        })
-        .graceful_shutdown_on(stop)
-        .run(reconcile::reconcile, error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "controller event");
-            }
-        })
-        .await;
-    cm_store.abort();
+            .touched_objects(),
+        move |s| {
+            let namespace = s.namespace().unwrap_or_default();
+            let state = store.state();
+            let account = |n: &str| account_store.get(&ObjectRef::new(n).within(&namespace));
+            triggers::secret_users(state.iter().map(|a| &**a), account, &namespace, &s.name_any())
+                .into_iter()
+                .map(ObjectRef::from_obj)
+                .collect::<Vec<_>>()
+        },
+    ));
+    let store = artifacts.clone();
+    let account_events: Requests = Box::pin(controller::trigger_with(
+        watcher(Api::<ServiceAccount>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .reflect(account_writer)
+            .touched_objects(),
+        move |sa| {
+            let state = store.state();
+            triggers::account_users(state.iter().map(|a| &**a), &sa.namespace().unwrap_or_default(), &sa.name_any())
+                .into_iter()
+                .map(ObjectRef::from_obj)
+                .collect::<Vec<_>>()
+        },
+    ));
+    // When `stop` fires the queue ends; the applier finishes what is in
+    // flight and returns.
+    let queue = futures::stream::select_all([own, owned, secret_events, account_events]).take_until(stop);
+    let config = controller::Config::default().concurrency(opts.concurrency);
+    let reconciler = |a, c| Box::pin(reconcile::reconcile(a, c));
+    let mut applied = pin!(controller::applier(reconciler, error_policy, ctx, artifacts, queue, config));
+    while let Some(r) = applied.next().await {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "controller event");
+        }
+    }
     Ok(())
 }
 
-/// The Artifacts in `namespace` for which `refers` holds.
-fn referencing(
-    store: &Store<Artifact>,
-    namespace: &str,
-    refers: impl Fn(&Artifact) -> bool,
-) -> Vec<ObjectRef<Artifact>> {
-    store
-        .state()
-        .into_iter()
-        .filter(|a| a.namespace().as_deref() == Some(namespace) && refers(a))
-        .map(|a| ObjectRef::from_obj(&*a))
-        .collect()
+/// Nothing in the work dir survives a restart: a crash or a kill may have
+/// left staging trees of any size behind.
+async fn sweep(dir: &std::path::Path) {
+    let dir = dir.to_path_buf();
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                let p = e.path();
+                let _ = if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+            }
+        }
+        std::fs::create_dir_all(&dir)
+    })
+    .await;
 }

@@ -3,44 +3,41 @@
 
 use std::time::Duration;
 
-use crate::api::{ArtifactSpec, KeyStyle};
+use crate::api::ArtifactSpec;
 use crate::oci::{Digest, Platform, Reference};
+use crate::publish::{Target, configmap};
+use crate::resolve::Version;
 use crate::resolve::semver::Range;
 use crate::unpack::limits::parse_size;
 use crate::unpack::{Limits, Selection};
 
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// What to follow. A pin always wins; a tag or range beside it is only
-/// watched, for drift.
-#[derive(Debug, Clone)]
-pub enum Version {
-    Tag(String),
-    Semver { range: Range, text: String },
-}
+pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Registry and repository, no tag or digest.
-    pub repository: Reference,
-    pub follow: Option<Version>,
-    pub pin: Option<Digest>,
-    pub interval: Duration,
-    pub timeout: Duration,
-    pub platform: Platform,
-    pub insecure: bool,
-    pub selection: Selection,
-    pub limits: Limits,
-    pub config_map: String,
-    pub keys: KeyStyle,
+    pub(crate) repository: Reference,
+    pub(crate) follow: Option<Version>,
+    pub(crate) pin: Option<Digest>,
+    pub(crate) interval: Duration,
+    pub(crate) timeout: Duration,
+    pub(crate) platform: Platform,
+    pub(crate) insecure: bool,
+    pub(crate) selection: Selection,
+    /// The spec's limits, the total clamped to what the target can hold.
+    pub(crate) limits: Limits,
+    /// The total was clamped by the target: going over it means the content
+    /// does not fit the target, not that a limit the user set was hit.
+    pub(crate) clamped: bool,
+    pub(crate) target: Target,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("spec.{field}: {message}")]
-pub struct SpecError {
-    pub field: &'static str,
-    pub message: String,
+pub(crate) struct SpecError {
+    pub(crate) field: &'static str,
+    pub(crate) message: String,
 }
 
 fn bad(field: &'static str, message: impl ToString) -> SpecError {
@@ -48,7 +45,7 @@ fn bad(field: &'static str, message: impl ToString) -> SpecError {
 }
 
 impl Plan {
-    pub fn new(name: &str, spec: &ArtifactSpec) -> Result<Plan, SpecError> {
+    pub(crate) fn new(name: &str, spec: &ArtifactSpec) -> Result<Plan, SpecError> {
         let repository = Reference::parse(&spec.url).map_err(|e| bad("url", e))?;
         if repository.tag.is_some() || repository.digest.is_some() {
             return Err(bad("url", "names the repository only; put a tag or digest in spec.ref"));
@@ -75,12 +72,23 @@ impl Plan {
         let defaults = Limits::default();
         let l = spec.limits.clone().unwrap_or_default();
         let size = |field, v: &Option<String>, d| v.as_deref().map_or(Ok(d), parse_size).map_err(|e| bad(field, e));
-        let limits = Limits {
+        let mut limits = Limits {
             max_layer_bytes: size("limits.maxLayerBytes", &l.max_layer_bytes, defaults.max_layer_bytes)?,
             max_total_bytes: size("limits.maxTotalBytes", &l.max_total_bytes, defaults.max_total_bytes)?,
             max_files: l.max_files.unwrap_or(defaults.max_files),
         };
         let cm = spec.target.config_map.clone().unwrap_or_default();
+        let target = Target::ConfigMap(configmap::Spec {
+            name: cm.name.unwrap_or_else(|| name.to_string()),
+            artifact: name.to_string(),
+            keys: cm.keys,
+            labels: cm.labels,
+            annotations: cm.annotations,
+        });
+        let clamped = target.capacity().is_some_and(|c| c < limits.max_total_bytes);
+        if let Some(c) = target.capacity() {
+            limits.max_total_bytes = limits.max_total_bytes.min(c);
+        }
         Ok(Plan {
             repository,
             follow,
@@ -94,8 +102,8 @@ impl Plan {
             insecure: spec.insecure,
             selection,
             limits,
-            config_map: cm.name.unwrap_or_else(|| name.to_string()),
-            keys: cm.keys,
+            clamped,
+            target,
         })
     }
 }
@@ -111,7 +119,7 @@ fn duration(field: &'static str, v: Option<&str>, default: Duration) -> Result<D
 
 /// Go's duration syntax, the one Kubernetes users write: `1h30m`, `90s`,
 /// `500ms`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
+pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
     let mut rest = s.trim();
     if rest.is_empty() {
         return None;
@@ -137,7 +145,7 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 
 /// The interval, stretched by up to 10 % so that Artifacts created together
 /// do not poll together. `seed` spreads them (a hash of the object's uid).
-pub fn jittered(interval: Duration, seed: u64) -> Duration {
+pub(crate) fn jittered(interval: Duration, seed: u64) -> Duration {
     let tenth = interval.as_millis() as u64 / 10;
     if tenth == 0 {
         return interval;
@@ -148,6 +156,7 @@ pub fn jittered(interval: Duration, seed: u64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::KeyStyle;
     use serde_json::json;
 
     fn plan(spec: serde_json::Value) -> Result<Plan, SpecError> {
@@ -158,9 +167,18 @@ mod tests {
     fn defaults() {
         let p = plan(json!({"url": "oci://r.io/team/app"})).unwrap();
         assert!(matches!(p.follow, Some(Version::Tag(ref t)) if t == "latest"));
-        assert_eq!((p.interval, p.timeout, p.config_map.as_str()), (DEFAULT_INTERVAL, DEFAULT_TIMEOUT, "app"));
+        assert_eq!((p.interval, p.timeout), (DEFAULT_INTERVAL, DEFAULT_TIMEOUT));
         assert_eq!(p.platform.to_string(), "linux/amd64");
-        assert_eq!(p.keys, KeyStyle::Path);
+        let Target::ConfigMap(cm) = &p.target;
+        assert_eq!((cm.name.as_str(), cm.keys), ("app", KeyStyle::Path));
+    }
+
+    #[test]
+    fn a_config_map_target_clamps_what_is_unpacked() {
+        let p = plan(json!({"url": "oci://r.io/app"})).unwrap();
+        assert_eq!((p.limits.max_total_bytes, p.clamped), (configmap::MAX_CONFIGMAP_BYTES, true));
+        let p = plan(json!({"url": "oci://r.io/app", "limits": {"maxTotalBytes": "64KiB"}})).unwrap();
+        assert_eq!((p.limits.max_total_bytes, p.clamped), (64 * 1024, false), "a smaller limit of the user's stands");
     }
 
     #[test]

@@ -1,355 +1,283 @@
-//! One reconcile of one Artifact: resolve → fetch → publish → status, each
-//! step ending in a condition. When the digest, the spec and the ConfigMap
-//! are unchanged, a reconcile is one HEAD request and no writes. On any
-//! failure the last good ConfigMap stays exactly as it was.
+//! One reconcile of one Artifact, as ordered steps that each own a
+//! condition: resolve → (decide) → check the target → fetch → publish →
+//! status. When the digest, the spec and the target are unchanged, a
+//! reconcile is at most one HEAD and no writes. On any failure the last
+//! good content stays exactly as it was.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
-use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
-use super::conditions::{self, Outcome, Step};
-use super::plan::{Plan, Version, jittered};
-use super::{Context, Error, credentials};
-use crate::api::{Artifact, ArtifactStatus, Drift, FileStatus, FilesSummary, REQUESTED_AT_ANNOTATION};
-use crate::fetch::{self, FetchError, PullOptions, Reason};
-use crate::oci::{Digest, RegistryClient};
-use crate::publish::configmap::{self, RenderError};
-use crate::unpack::Entry;
+use super::decide::{self, Decision, Failure, Inputs, Observed};
+use super::plan::Plan;
+use super::registries::Handle;
+use super::{Context, Error};
+use crate::api::{Artifact, REQUESTED_AT_ANNOTATION};
+use crate::fetch::{FetchError, PullOptions};
+use crate::oci::{Digest, Reference};
+use crate::pipeline::{self, PipelineError};
+use crate::publish::Owner;
+use crate::resolve::{self, Pinned, ResolveError, Version};
+use crate::status::conditions::{self, Outcome, Step};
+use crate::status::{Reason, Served, next_status};
+use crate::unpack::UnpackError;
+use crate::unpack::limits::TOTAL_BYTES;
 
-pub const FIELD_MANAGER: &str = "ocisync";
-pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "ocisync");
-pub const ARTIFACT_LABEL: &str = "ocisync.dev/artifact";
-pub const DIGEST_ANNOTATION: &str = "ocisync.dev/digest";
-const LISTED_FILES: usize = 50;
+const FIELD_MANAGER: &str = "ocisync";
 
-/// What a successful sync serves.
-struct Served {
-    tag: Option<String>,
-    digest: Digest,
-    drift: Option<Drift>,
-    /// `None` when nothing had to be fetched or published.
-    published: Option<FilesSummary>,
+/// Where a reconcile is, so that a timeout can say which step it cut
+/// short, and what it had decided on, so that a stall can be remembered.
+#[derive(Default)]
+struct Progress {
+    step: AtomicU8,
+    passed: AtomicU8,
+    inputs: Mutex<Option<Inputs>>,
 }
 
-/// A failed step, with what the status should say.
-struct Failure {
-    step: Step,
-    reason: String,
-    message: String,
-    stalled: bool,
-}
-
-impl Failure {
-    fn new(step: Step, reason: impl Into<String>, message: impl ToString, stalled: bool) -> Self {
-        Failure { step, reason: reason.into(), message: message.to_string(), stalled }
+impl Progress {
+    fn enter(&self, step: Step) {
+        self.step.store(step as u8, Ordering::Relaxed);
     }
 
-    fn fetch(step: Step, e: &FetchError) -> Self {
-        let reason = e.reason();
-        // Retrying cannot make hostile or oversized content acceptable; a new
-        // version of the artifact or a spec change will trigger a new try.
-        let stalled = matches!(reason, Reason::UnsafeContent | Reason::LimitExceeded | Reason::Unsupported);
-        Failure::new(step, format!("{reason:?}"), e, stalled)
+    fn pass(&self, step: Step) {
+        self.passed.fetch_or(1 << step as u8, Ordering::Relaxed);
+    }
+
+    fn step(&self) -> Step {
+        let n = self.step.load(Ordering::Relaxed);
+        Step::ALL.into_iter().find(|s| *s as u8 == n).unwrap_or(Step::Resolve)
+    }
+
+    fn passed(&self) -> Vec<Step> {
+        let bits = self.passed.load(Ordering::Relaxed);
+        Step::ALL.into_iter().filter(|s| bits & (1 << *s as u8) != 0).collect()
     }
 }
 
-pub async fn reconcile(artifact: Arc<Artifact>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let name = artifact.name_any();
-    tracing::debug!(artifact = %name, namespace = ?artifact.namespace(), "reconcile started");
-    let started = std::time::Instant::now();
+pub(super) async fn reconcile(artifact: Arc<Artifact>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
     if artifact.spec.suspend {
         return Ok(Action::await_change());
     }
+    let name = artifact.name_any();
+    let uid = artifact.uid().unwrap_or_default();
     let plan = match Plan::new(&name, &artifact.spec) {
         Ok(p) => p,
         Err(e) => {
-            finish(&artifact, &ctx, Outcome::InvalidSpec { message: e.to_string() }, None).await?;
+            ctx.metrics.reconciled(Reason::InvalidSpec, started.elapsed());
+            report(&artifact, &ctx, Outcome::InvalidSpec { message: e.to_string() }, None).await?;
             return Ok(Action::await_change());
         }
     };
-    let seed = artifact.uid().map_or(0, |u| u.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64)));
-    let requested = artifact.annotations().get(REQUESTED_AT_ANNOTATION).cloned();
-    let handled = artifact.status.as_ref().and_then(|s| s.last_handled_requested_at.clone());
+    let requested = artifact.annotations().get(REQUESTED_AT_ANNOTATION);
+    let handled = artifact.status.as_ref().and_then(|s| s.last_handled_requested_at.as_ref());
     let forced = requested.is_some() && requested != handled;
-    let result = match tokio::time::timeout(plan.timeout, sync(&artifact, &ctx, &plan, forced)).await {
+    let progress = Progress::default();
+    let work = ctx.work_dir.join(if uid.is_empty() { name.clone() } else { uid.clone() });
+    let result = match tokio::time::timeout(plan.timeout, sync(&artifact, &ctx, &plan, forced, &progress, &work)).await
+    {
         Ok(r) => r,
         Err(_) => {
-            Err(Failure::new(Step::Fetch, "Timeout", format!("the sync took longer than {:?}", plan.timeout), false))
+            let step = progress.step();
+            let message = format!("{} did not finish within spec.timeout ({:?})", step.doing(), plan.timeout);
+            Err(Failure { step, reason: Reason::Timeout, message })
         }
     };
-    let key = artifact.uid().unwrap_or_default();
-    let reason = match &result {
-        Ok(_) => "Synced".to_string(),
-        Err(f) => f.reason.clone(),
-    };
-    ctx.metrics.reconciled(result.is_ok(), &reason, started.elapsed());
+    // Whatever happened, nothing of this attempt stays on disk; a timeout
+    // may have left a staging tree behind.
+    remove_dir(work).await;
+
+    let failures = ctx.remember(&uid, result.as_ref().err(), progress.inputs.lock().expect("poisoned").take());
+    let reason = result.as_ref().map_or_else(|f| f.reason, |_| Reason::Synced);
+    ctx.metrics.reconciled(reason, started.elapsed());
+    let requeue =
+        decide::requeue(result.as_ref().map(|_| ()).map_err(|f| f.reason), plan.interval, failures, seed(&uid));
     match result {
         Ok(served) => {
-            ctx.failures.lock().expect("failures poisoned").remove(&key);
-            let message = describe(&served, artifact.status.as_ref());
-            finish(&artifact, &ctx, Outcome::Synced { message }, Some(served)).await?;
-            Ok(Action::requeue(jittered(plan.interval, seed)))
+            let message = served.describe(&artifact.status.clone().unwrap_or_default());
+            report(&artifact, &ctx, Outcome::Synced { message }, Some(&served)).await?;
         }
         Err(f) => {
-            let stalled = f.stalled;
-            let outcome = Outcome::Failed { step: f.step, reason: f.reason, message: f.message, stalled };
-            finish(&artifact, &ctx, outcome, None).await?;
-            if stalled {
-                return Ok(Action::requeue(plan.interval));
-            }
-            let n = {
-                let mut failures = ctx.failures.lock().expect("failures poisoned");
-                let n = failures.entry(key).or_insert(0);
-                *n += 1;
-                *n
-            };
-            // Not capped by the interval: with a short interval, failing
-            // Artifacts would retry in a hot loop and starve the healthy ones.
-            Ok(Action::requeue(super::backoff(n)))
+            tracing::debug!(artifact = %name, step = ?f.step, reason = %f.reason, "sync failed");
+            let outcome =
+                Outcome::Failed { step: f.step, reason: f.reason, message: f.message, passed: progress.passed() };
+            report(&artifact, &ctx, outcome, None).await?;
         }
     }
+    Ok(Action::requeue(requeue))
+}
+
+/// Spreads Artifacts created together over the interval.
+fn seed(uid: &str) -> u64 {
+    uid.bytes().fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64))
 }
 
 /// `forced`: a sync was asked for; resolve afresh instead of sharing.
-async fn sync(artifact: &Artifact, ctx: &Context, plan: &Plan, forced: bool) -> Result<Served, Failure> {
-    let ns = artifact.namespace().unwrap_or_default();
-    let registry = &plan.repository.registry;
-    let access = credentials::load(&ctx.client, &ns, &artifact.spec, registry)
-        .await
-        .map_err(|e| Failure::new(Step::Resolve, "CredentialsUnavailable", e, false))?;
-    let handle = ctx
-        .registries
-        .client(&ns, registry, &access, plan.insecure)
-        .map_err(|e| Failure::new(Step::Resolve, "InvalidCredentials", e, true))?;
-    let client = handle.client;
-
-    // Resolve: what the tag or range names now, and what is to be served.
-    // What one client (namespace, registry, credential) resolved is shared
-    // with the Artifacts that use the same client.
-    let scope = format!("{}/{}", handle.id, plan.repository.repository);
-    let followed = match &plan.follow {
-        None => None,
-        Some(v) => Some(resolve_followed(ctx, &client, &scope, plan, v, forced).await),
-    };
-    let (tag, digest, drift) = match (&plan.pin, followed) {
-        (Some(pin), Some(Ok((tag, latest)))) => {
-            let drift = (latest != *pin).then(|| Drift {
-                pinned: pin.to_string(),
-                latest: latest.to_string(),
-                tag: tag.clone(),
-            });
-            (tag, pin.clone(), drift)
-        }
-        // A pin is served even when the tag beside it cannot be resolved.
-        (Some(pin), _) => (None, pin.clone(), None),
-        (None, Some(Ok((tag, d)))) => (tag, d, None),
-        (None, Some(Err(e))) => return Err(Failure::fetch(Step::Resolve, &e)),
-        (None, None) => unreachable!("a plan without a pin follows a tag"),
-    };
-
-    let status = artifact.status.clone().unwrap_or_default();
-    let unchanged = status.last_synced_digest.as_deref() == Some(&digest.to_string())
-        && status.observed_generation == artifact.metadata.generation
-        && conditions::is_ready(&status.conditions)
-        && config_map_serves(ctx, artifact, &ns, &plan.config_map, &digest);
-    if unchanged {
-        return Ok(Served { tag, digest, drift, published: None });
-    }
-
-    // Fetch into a private directory, then publish from it.
-    let reference = plan.repository.with_digest(digest.clone());
-    let res = fetch::resolve(&client, &reference, &plan.platform).await.map_err(|e| Failure::fetch(Step::Fetch, &e))?;
-    let dir = ctx.work_dir.join(artifact.uid().unwrap_or_else(|| format!("{ns}-{}", artifact.name_any())));
-    let opts = PullOptions { selection: plan.selection.clone(), limits: plan.limits, ..PullOptions::default() };
-    let out = dir.join("files");
-    let report = fetch::pull(client.clone(), &res, &opts, &out).await.map_err(|e| Failure::fetch(Step::Fetch, &e))?;
-    let published = publish(artifact, ctx, plan, &ns, &digest, &out, &report.files).await;
-    let _ = tokio::fs::remove_dir_all(&dir).await;
-    let files = published?;
-    tracing::info!(artifact = %artifact.name_any(), %ns, %digest, files = files.count, "published");
-    Ok(Served { tag, digest, drift, published: Some(files) })
-}
-
-async fn resolve_followed(
-    ctx: &Context,
-    client: &RegistryClient,
-    scope: &str,
-    plan: &Plan,
-    v: &Version,
-    forced: bool,
-) -> Result<(Option<String>, Digest), FetchError> {
-    // Fresh for one interval: one HEAD per tag per interval for all followers.
-    let max_age = if forced { Duration::ZERO } else { plan.interval };
-    let tag = match v {
-        Version::Tag(t) => t.clone(),
-        Version::Semver { range, text } => {
-            let tags = ctx
-                .tag_lists
-                .get(&format!("{scope}/tags"), max_age, || async {
-                    client.tags(&plan.repository.repository).await.map(Arc::new)
-                })
-                .await?;
-            match crate::resolve::semver::highest(tags.iter().map(String::as_str), range) {
-                Some((t, _)) => t.to_string(),
-                None => {
-                    return Err(crate::oci::RegistryError::NotFound {
-                        what: format!("a tag of {} in range {text:?}", plan.repository),
-                    }
-                    .into());
-                }
-            }
-        }
-    };
-    let reference = crate::oci::Reference { tag: Some(tag.clone()), ..plan.repository.clone() };
-    let digest =
-        ctx.digests.get(&format!("{scope}:{tag}"), max_age, || fetch::resolve_digest(client, &reference)).await?;
-    Ok((Some(tag), digest))
-}
-
-/// Does the ConfigMap we own already hold this digest? Answered from the
-/// watch cache: no API request.
-fn config_map_serves(ctx: &Context, artifact: &Artifact, ns: &str, name: &str, digest: &Digest) -> bool {
-    let Some(cm) = ctx.config_maps.get(&ObjectRef::new(name).within(ns)) else { return false };
-    owned_by(&*cm, artifact) && cm.annotations().get(DIGEST_ANNOTATION) == Some(&digest.to_string())
-}
-
-fn owned_by(cm: &impl Resource, artifact: &Artifact) -> bool {
-    cm.owner_references().iter().any(|o| o.controller == Some(true) && Some(&o.uid) == artifact.metadata.uid.as_ref())
-}
-
-async fn publish(
+async fn sync(
     artifact: &Artifact,
     ctx: &Context,
     plan: &Plan,
-    ns: &str,
-    digest: &Digest,
-    out: &std::path::Path,
-    files: &[fetch::FileReport],
-) -> Result<FilesSummary, Failure> {
-    let mut contents = Vec::new();
-    for f in files {
-        let bytes =
-            tokio::fs::read(out.join(&f.path)).await.map_err(|e| Failure::new(Step::Publish, "Internal", e, false))?;
-        contents.push((f.path.clone(), bytes));
-    }
-    let rendered = configmap::render(contents, plan.keys).map_err(|e| {
-        let reason = match e {
-            RenderError::TooLarge { .. } => "ContentTooLarge",
-            RenderError::KeyCollision { .. } => "KeyCollision",
-            RenderError::BadKey { .. } => "InvalidKey",
-        };
-        Failure::new(Step::Publish, reason, e, true)
-    })?;
-    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
-    // Never take over a ConfigMap someone else made.
-    if let Some(existing) =
-        api.get_opt(&plan.config_map).await.map_err(|e| Failure::new(Step::Publish, "ApiError", e, false))?
-        && !owned_by(&existing, artifact)
-    {
-        let message = format!("ConfigMap {ns}/{} exists and is not owned by this Artifact", plan.config_map);
-        return Err(Failure::new(Step::Publish, "ConfigMapNotOwned", message, true));
-    }
-    let cm_spec = artifact.spec.target.config_map.clone().unwrap_or_default();
-    let mut labels = cm_spec.labels.clone();
-    labels.insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
-    labels.insert(ARTIFACT_LABEL.into(), artifact.name_any());
-    let mut annotations = cm_spec.annotations.clone();
-    annotations.insert(DIGEST_ANNOTATION.into(), digest.to_string());
-    let body = json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": plan.config_map,
-            "namespace": ns,
-            "labels": labels,
-            "annotations": annotations,
-            "ownerReferences": [artifact.controller_owner_ref(&()).expect("an Artifact has a uid")],
-        },
-        "data": rendered.data,
-        "binaryData": rendered.binary_data,
-    });
-    api.patch(&plan.config_map, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body))
+    forced: bool,
+    progress: &Progress,
+    work: &Path,
+) -> Result<Served, Failure> {
+    let namespace = artifact.namespace().unwrap_or_default();
+    let uid = artifact.uid().unwrap_or_default();
+
+    // Resolve: credentials, the client for them, then what to serve.
+    progress.enter(Step::Resolve);
+    let registry = &plan.repository.registry;
+    let access = ctx
+        .credentials
+        .load(&namespace, &artifact.spec, registry)
         .await
-        .map_err(|e| Failure::new(Step::Publish, "ApiError", e, false))?;
-    let mut list: Vec<FileStatus> = Vec::new();
-    let (mut count, mut bytes) = (0u64, 0u64);
-    for f in files {
-        if let Entry::File { size, sha256, .. } = &f.entry {
-            count += 1;
-            bytes += size;
-            if list.len() < LISTED_FILES {
-                list.push(FileStatus { path: f.path.clone(), size: *size, sha256: sha256.to_string() });
-            }
-        }
+        .map_err(|e| Failure::new(Step::Resolve, &e))?;
+    let handle =
+        ctx.registries.client(registry, &access, plan.insecure).map_err(|e| Failure::new(Step::Resolve, &e))?;
+    let followed = match &plan.follow {
+        None => None,
+        Some(v) => Some(follow(ctx, &handle, plan, v, forced).await),
+    };
+    let chosen = resolve::choose(plan.pin.as_ref(), followed).map_err(|e| match e {
+        Some(e) => Failure::new(Step::Resolve, &e),
+        None => Failure { step: Step::Resolve, reason: Reason::InvalidSpec, message: "nothing to follow".into() },
+    })?;
+    progress.pass(Step::Resolve);
+
+    // Decide: is there anything to do at all?
+    let owner = Owner {
+        namespace: namespace.clone(),
+        uid: uid.clone(),
+        reference: artifact.controller_owner_ref(&()).ok_or_else(|| Failure {
+            step: Step::Publish,
+            reason: Reason::Internal,
+            message: "the Artifact has no uid yet".into(),
+        })?,
+    };
+    let inputs = Inputs { digest: chosen.digest.clone(), generation: artifact.metadata.generation, trust: None };
+    *progress.inputs.lock().expect("poisoned") = Some(inputs.clone());
+    let status = artifact.status.clone().unwrap_or_default();
+    let stalled = ctx.stalled_on(&uid);
+    let seen = Observed {
+        last_synced_digest: status.last_synced_digest.as_deref(),
+        observed_generation: status.observed_generation,
+        ready: conditions::is_ready(&status.conditions),
+        target_current: ctx.targets.is_current(&plan.target, &owner, &chosen.digest),
+        trust: None,
+        stalled: stalled.as_ref(),
+    };
+    let served = |published| Served {
+        tag: chosen.tag.clone(),
+        digest: chosen.digest.clone(),
+        drift: chosen.drift.clone(),
+        published,
+    };
+    match decide::decide(&inputs, &seen) {
+        Decision::UpToDate => return Ok(served(None)),
+        Decision::StillStalled(f) => return Err(f),
+        Decision::Sync => {}
     }
-    Ok(FilesSummary { count, bytes, truncated: count as usize > list.len(), list })
+
+    // A target that cannot be written is found before anything is fetched.
+    progress.enter(Step::Publish);
+    ctx.targets.check(&plan.target, &owner).await.map_err(|e| Failure::new(Step::Publish, &e))?;
+
+    // Fetch into this Artifact's own work dir, then publish from it.
+    progress.enter(Step::Fetch);
+    remove_dir(work.to_path_buf()).await;
+    let pinned = Pinned::known(plan.repository.with_digest(chosen.digest.clone()), chosen.digest.clone());
+    let opts = PullOptions { selection: plan.selection.clone(), limits: plan.limits, ..PullOptions::default() };
+    let out = work.join("files");
+    let pulled = pipeline::run(handle.client.clone(), &pinned, &plan.platform, &opts, &out)
+        .await
+        .map_err(|e| fetch_failure(plan, &e))?;
+    progress.pass(Step::Fetch);
+
+    progress.enter(Step::Publish);
+    let files = ctx
+        .targets
+        .publish(&plan.target, &owner, &chosen.digest, &out, &pulled.report.files)
+        .await
+        .map_err(|e| Failure::new(Step::Publish, &e))?;
+    tracing::info!(artifact = %artifact.name_any(), %namespace, digest = %chosen.digest, files = files.count, "published");
+    Ok(served(Some(files)))
 }
 
-fn describe(served: &Served, previous: Option<&ArtifactStatus>) -> String {
-    let files = served.published.as_ref().or_else(|| previous.and_then(|s| s.files.as_ref()));
-    let n = files.map_or(0, |f| f.count);
-    let what = match &served.tag {
-        Some(t) => format!("{t}@{}", served.digest),
-        None => served.digest.to_string(),
-    };
-    let mut m = format!("{n} files from {what}");
-    if let Some(d) = &served.drift {
-        m += &format!("; pinned, while {} is now {}", d.tag.as_deref().unwrap_or("the range"), d.latest);
+/// Going over a total the target clamped is the content not fitting the
+/// target, which is what the user needs to hear.
+fn fetch_failure(plan: &Plan, e: &PipelineError) -> Failure {
+    if plan.clamped
+        && let PipelineError::Fetch(FetchError::Unpack(UnpackError::LimitExceeded { limit: TOTAL_BYTES, max })) = e
+    {
+        let message =
+            format!("the files unpack to more than {max} bytes, the most a ConfigMap holds; select fewer files");
+        return Failure { step: Step::Publish, reason: Reason::ContentTooLarge, message };
     }
-    m
+    Failure::new(Step::Fetch, e)
+}
+
+/// The tag a version names now and its digest, shared for one interval by
+/// every Artifact that uses the same client.
+async fn follow(
+    ctx: &Context,
+    handle: &Handle,
+    plan: &Plan,
+    version: &Version,
+    forced: bool,
+) -> Result<(String, Digest), ResolveError> {
+    let max_age = if forced { Duration::ZERO } else { plan.interval };
+    let client = &handle.client;
+    let repository = &plan.repository.repository;
+    let scope = format!("{}/{repository}", handle.id);
+    let tags = match version {
+        Version::Tag(_) => Arc::new(Vec::new()),
+        Version::Semver { .. } => {
+            ctx.tag_lists
+                .get(&format!("{scope}/tags"), max_age, || async {
+                    client.tags(repository).await.map(Arc::new).map_err(ResolveError::from)
+                })
+                .await?
+        }
+    };
+    let tag = resolve::pick_tag(version, &plan.repository.to_string(), &tags)?;
+    let reference = Reference { tag: Some(tag.clone()), ..plan.repository.clone() };
+    let digest = ctx.digests.get(&format!("{scope}:{tag}"), max_age, || resolve::digest(client, &reference)).await?;
+    Ok((tag, digest))
+}
+
+async fn remove_dir(dir: PathBuf) {
+    let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
 }
 
 /// Write the status (only if it changed) and an Event for what happened.
-async fn finish(artifact: &Artifact, ctx: &Context, outcome: Outcome, served: Option<Served>) -> Result<(), Error> {
+async fn report(artifact: &Artifact, ctx: &Context, outcome: Outcome, served: Option<&Served>) -> Result<(), Error> {
     let old = artifact.status.clone().unwrap_or_default();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let generation = artifact.metadata.generation;
-    let mut new = ArtifactStatus {
-        observed_generation: generation,
-        last_handled_requested_at: artifact.annotations().get(REQUESTED_AT_ANNOTATION).cloned(),
-        conditions: conditions::next(&old.conditions, &outcome, generation, &now),
-        ..old.clone()
-    };
-    if let Some(s) = &served {
-        new.tag = s.tag.clone();
-        new.digest = Some(s.digest.to_string());
-        new.revision = Some(match &s.tag {
-            Some(t) => format!("{t}@{}", s.digest),
-            None => s.digest.to_string(),
-        });
-        new.drift = s.drift.clone();
-        let message = s.drift.as_ref().map(|d| {
-            format!("pinned to {}, while {} names {}", d.pinned, d.tag.as_deref().unwrap_or("the range"), d.latest)
-        });
-        new.conditions = conditions::with_drift(new.conditions, message.as_deref(), generation, &now);
-        if let Some(files) = &s.published {
-            new.files = Some(files.clone());
-            new.last_synced_digest = Some(s.digest.to_string());
-            new.last_synced_at = Some(now.clone());
-        }
-    }
+    let requested = artifact.annotations().get(REQUESTED_AT_ANNOTATION).map(String::as_str);
+    let new = next_status(&old, &outcome, served, artifact.metadata.generation, requested, &now);
     if new == old {
         return Ok(());
     }
     let api: Api<Artifact> = Api::namespaced(ctx.client.clone(), &artifact.namespace().unwrap_or_default());
     let body = json!({ "apiVersion": "ocisync.dev/v1alpha1", "kind": "Artifact", "status": new });
     api.patch_status(&artifact.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await?;
-    let event = match (&outcome, served.as_ref().and_then(|s| s.published.as_ref())) {
-        (Outcome::Synced { message }, Some(_)) => Some((EventType::Normal, "Synced", message.clone())),
-        (Outcome::Failed { reason, message, .. }, _) => Some((EventType::Warning, reason.as_str(), message.clone())),
-        (Outcome::InvalidSpec { message }, _) => Some((EventType::Warning, "InvalidSpec", message.clone())),
+    let event = match (&outcome, served.and_then(|s| s.published.as_ref())) {
+        (Outcome::Synced { message }, Some(_)) => Some((EventType::Normal, Reason::Synced, message.clone())),
+        (Outcome::Failed { reason, message, .. }, _) => Some((EventType::Warning, *reason, message.clone())),
+        (Outcome::InvalidSpec { message }, _) => Some((EventType::Warning, Reason::InvalidSpec, message.clone())),
         _ => None,
     };
     if let Some((type_, reason, note)) = event {
-        let ev = Event { type_, reason: reason.into(), note: Some(note), action: "Sync".into(), secondary: None };
+        let ev =
+            Event { type_, reason: reason.as_str().into(), note: Some(note), action: "Sync".into(), secondary: None };
         if let Err(e) = ctx.recorder.publish(&ev, &artifact.object_ref(&())).await {
             tracing::warn!(error = %e, "could not publish an event");
         }

@@ -1,6 +1,9 @@
-//! Registry clients, one per namespace, registry, credential and transport:
-//! a client never serves two credentials or two namespaces, so one
-//! namespace's pull secret cannot be used for another's Artifact.
+//! Registry clients, one per registry, credential and transport. A client
+//! holds exactly one credential and never serves another: Artifacts share
+//! a client only when their credentials are equal by content (or both
+//! anonymous), whatever their namespaces. What one of them may pull, the
+//! others may too, so sharing the client (its tokens, and the resolutions
+//! keyed by its id) gives no namespace anything it could not read itself.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,7 +18,6 @@ const MAX_CLIENTS: usize = 4096;
 
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct Key {
-    namespace: String,
     registry: String,
     access: Access,
     insecure: bool,
@@ -24,13 +26,13 @@ struct Key {
 /// A cached client and its id: ids are never reused, so what is shared by
 /// id (resolutions) is shared only by users of this very client.
 #[derive(Clone)]
-pub struct Handle {
-    pub client: Arc<RegistryClient>,
-    pub id: u64,
+pub(crate) struct Handle {
+    pub(crate) client: Arc<RegistryClient>,
+    pub(crate) id: u64,
 }
 
 #[derive(Default)]
-pub struct Registries {
+pub(crate) struct Registries {
     clients: Mutex<HashMap<Key, Handle>>,
     next_id: std::sync::atomic::AtomicU64,
     observer: Option<Observer>,
@@ -38,18 +40,12 @@ pub struct Registries {
 
 impl Registries {
     /// Clients that report their requests to `observer`.
-    pub fn observed(observer: Observer) -> Self {
+    pub(crate) fn observed(observer: Observer) -> Self {
         Registries { observer: Some(observer), ..Registries::default() }
     }
 
-    pub fn client(
-        &self,
-        namespace: &str,
-        registry: &str,
-        access: &Access,
-        insecure: bool,
-    ) -> Result<Handle, RegistryError> {
-        let key = Key { namespace: namespace.into(), registry: registry.into(), access: access.clone(), insecure };
+    pub(crate) fn client(&self, registry: &str, access: &Access, insecure: bool) -> Result<Handle, RegistryError> {
+        let key = Key { registry: registry.into(), access: access.clone(), insecure };
         let mut clients = self.clients.lock().expect("registry cache poisoned");
         if let Some(h) = clients.get(&key) {
             return Ok(h.clone());
@@ -69,14 +65,6 @@ impl Registries {
         clients.insert(key, handle.clone());
         Ok(handle)
     }
-
-    pub fn len(&self) -> usize {
-        self.clients.lock().expect("registry cache poisoned").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]
@@ -85,7 +73,7 @@ mod tests {
     use crate::oci::Credentials;
 
     #[test]
-    fn one_client_per_namespace_and_credential() {
+    fn one_client_per_credential_by_content() {
         let r = Registries::default();
         let alice = Access {
             credentials: Credentials::Basic { username: "alice".into(), password: "a".into() },
@@ -95,16 +83,17 @@ mod tests {
             credentials: Credentials::Basic { username: "bob".into(), password: "b".into() },
             ..Access::default()
         };
-        let a1 = r.client("ns1", "r.io", &alice, false).unwrap();
-        let a1_again = r.client("ns1", "r.io", &alice, false).unwrap();
-        assert!(Arc::ptr_eq(&a1.client, &a1_again.client) && a1.id == a1_again.id, "reused for the same credential");
-        let b1 = r.client("ns1", "r.io", &bob, false).unwrap();
-        let a2 = r.client("ns2", "r.io", &alice, false).unwrap();
+        let a1 = r.client("r.io", &alice, false).unwrap();
+        // the same credential read from another namespace's Secret
+        let a1_again = r.client("r.io", &alice.clone(), false).unwrap();
+        assert!(Arc::ptr_eq(&a1.client, &a1_again.client) && a1.id == a1_again.id, "reused for an equal credential");
+        let b1 = r.client("r.io", &bob, false).unwrap();
+        let plain = r.client("r.io", &alice, true).unwrap();
+        let anon = r.client("r.io", &Access::default(), false).unwrap();
+        let ids = [a1.id, b1.id, plain.id, anon.id];
         assert!(
-            !Arc::ptr_eq(&a1.client, &b1.client) && !Arc::ptr_eq(&a1.client, &a2.client),
-            "never shared across credentials or namespaces"
+            ids.iter().enumerate().all(|(i, x)| ids[i + 1..].iter().all(|y| x != y)),
+            "never shared across credentials or transports: {ids:?}"
         );
-        assert!(a1.id != b1.id && a1.id != a2.id && b1.id != a2.id, "distinct ids");
-        assert_eq!(r.len(), 3);
     }
 }

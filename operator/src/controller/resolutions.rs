@@ -4,9 +4,10 @@
 //! Artifacts follow it. Single-flight: while one resolves, the others wait
 //! for its answer instead of asking too.
 //!
-//! Keyed by the registry client (namespace, registry, credential) as well as
-//! repository and tag: what one credential may see is never answered to
-//! another.
+//! Keyed by the registry client (registry, credential by content,
+//! transport) as well as repository and tag: what one credential may see is
+//! never answered to another, while Artifacts in different namespaces with
+//! the same credential (or none) share.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -20,7 +21,7 @@ const IDLE: Duration = Duration::from_secs(3600);
 
 type Slot<T> = Arc<AsyncMutex<Option<(T, Instant)>>>;
 
-pub struct Shared<T> {
+pub(crate) struct Shared<T> {
     slots: Mutex<HashMap<String, (Slot<T>, Instant)>>,
 }
 
@@ -33,7 +34,7 @@ impl<T> Default for Shared<T> {
 impl<T: Clone> Shared<T> {
     /// The value for `key` if it was fetched less than `max_age` ago, else
     /// what `fetch` returns (errors are not remembered).
-    pub async fn get<E, F: Future<Output = Result<T, E>>>(
+    pub(crate) async fn get<E, F: Future<Output = Result<T, E>>>(
         &self,
         key: &str,
         max_age: Duration,

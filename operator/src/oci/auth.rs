@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Deserialize;
 
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
-pub enum Credentials {
+pub(crate) enum Credentials {
     #[default]
     Anonymous,
     Basic {
@@ -29,7 +29,7 @@ impl fmt::Debug for Credentials {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub(crate) enum ConfigError {
     #[error("docker config is not valid JSON: {0}")]
     Json(#[from] serde_json::Error),
     #[error("docker config entry for {registry:?}: {reason}")]
@@ -38,7 +38,7 @@ pub enum ConfigError {
 
 /// The `auths` section of a docker config, keyed by normalised host.
 #[derive(Debug, Default, Clone)]
-pub struct DockerConfig {
+pub(crate) struct DockerConfig {
     auths: BTreeMap<String, Credentials>,
 }
 
@@ -58,7 +58,7 @@ struct RawEntry {
 const DOCKER_HUB_KEY: &str = "index.docker.io";
 
 impl DockerConfig {
-    pub fn parse(bytes: &[u8]) -> Result<Self, ConfigError> {
+    pub(crate) fn parse(bytes: &[u8]) -> Result<Self, ConfigError> {
         let raw: RawConfig = serde_json::from_slice(bytes)?;
         let mut auths = BTreeMap::new();
         for (key, entry) in raw.auths {
@@ -82,12 +82,8 @@ impl DockerConfig {
 
     /// Credentials for a registry host, matched as docker matches: the key's
     /// scheme and path are dropped, and Docker Hub's aliases are one host.
-    pub fn credentials_for(&self, registry: &str) -> Credentials {
+    pub(crate) fn credentials_for(&self, registry: &str) -> Credentials {
         self.auths.get(&normalise_host(registry)).cloned().unwrap_or_default()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.auths.is_empty()
     }
 }
 
@@ -103,13 +99,13 @@ fn normalise_host(key: &str) -> String {
 
 /// A parsed `WWW-Authenticate` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Challenge {
+pub(crate) enum Challenge {
     Basic,
     Bearer { realm: String, service: Option<String>, scope: Option<String> },
 }
 
 impl Challenge {
-    pub fn parse(header: &str) -> Option<Self> {
+    pub(crate) fn parse(header: &str) -> Option<Self> {
         let (scheme, rest) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
         if scheme.eq_ignore_ascii_case("basic") {
             return Some(Challenge::Basic);

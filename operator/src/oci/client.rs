@@ -22,20 +22,20 @@ use super::retry::{Outcome, RetryPolicy, parse_retry_after};
 
 /// Manifests larger than this are refused, as containerd does: a manifest is
 /// read whole into memory, so a hostile registry must not choose its size.
-pub const MAX_MANIFEST_BYTES: usize = 4 << 20;
+pub(crate) const MAX_MANIFEST_BYTES: usize = 4 << 20;
 /// Tags read from one repository before giving up.
-pub const MAX_TAGS: usize = 100_000;
+pub(crate) const MAX_TAGS: usize = 100_000;
 
 /// Told about every registry request: the seam through which a driver
 /// counts requests without the client knowing about metrics.
-pub trait Observe: Send + Sync {
+pub(crate) trait Observe: Send + Sync {
     /// `status` is `None` when no response came.
     fn request(&self, method: &str, kind: RequestKind, status: Option<u16>);
     fn blob_bytes(&self, n: u64);
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RequestKind {
+pub(crate) enum RequestKind {
     Manifest,
     Blob,
     Tags,
@@ -43,7 +43,7 @@ pub enum RequestKind {
 }
 
 #[derive(Clone)]
-pub struct Observer(pub std::sync::Arc<dyn Observe>);
+pub(crate) struct Observer(pub std::sync::Arc<dyn Observe>);
 
 impl std::fmt::Debug for Observer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -52,21 +52,21 @@ impl std::fmt::Debug for Observer {
 }
 
 #[derive(Clone, Debug, Default)]
-pub struct TransportOptions {
+pub(crate) struct TransportOptions {
     /// Plain HTTP. Without it every request is HTTPS and redirects to
     /// `http://` are refused.
-    pub insecure: bool,
+    pub(crate) insecure: bool,
     /// Extra trusted CA certificates (PEM), added to the system roots.
-    pub ca_pem: Option<Vec<u8>>,
+    pub(crate) ca_pem: Option<Vec<u8>>,
     /// Client certificate and key (PEM) for registries that require mTLS.
-    pub identity_pem: Option<Vec<u8>>,
-    pub retry: RetryPolicy,
-    pub connect_timeout: Option<Duration>,
-    pub read_timeout: Option<Duration>,
-    pub observer: Option<Observer>,
+    pub(crate) identity_pem: Option<Vec<u8>>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) read_timeout: Option<Duration>,
+    pub(crate) observer: Option<Observer>,
 }
 
-pub struct RegistryClient {
+pub(crate) struct RegistryClient {
     http: reqwest::Client,
     registry: String,
     base: String,
@@ -82,16 +82,12 @@ struct AuthState {
     tokens: HashMap<String, (String, Instant)>,
 }
 
-/// The digest a reference resolves to; when the registry sent no
-/// `Docker-Content-Digest`, the manifest had to be fetched to compute it, and
-/// is kept so it need not be fetched again.
-pub struct Resolved {
-    pub digest: Digest,
-    pub manifest: Option<(Bytes, Option<String>)>,
-}
-
 impl RegistryClient {
-    pub fn new(registry: &str, credentials: Credentials, opts: &TransportOptions) -> Result<Self, RegistryError> {
+    pub(crate) fn new(
+        registry: &str,
+        credentials: Credentials,
+        opts: &TransportOptions,
+    ) -> Result<Self, RegistryError> {
         let mut b = reqwest::Client::builder()
             .user_agent(concat!("ocisync/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(opts.connect_timeout.unwrap_or(Duration::from_secs(10)))
@@ -123,12 +119,8 @@ impl RegistryClient {
         })
     }
 
-    pub fn registry(&self) -> &str {
-        &self.registry
-    }
-
     /// Count downloaded blob bytes (the caller streams the body).
-    pub fn observe_blob_bytes(&self, n: u64) {
+    pub(crate) fn observe_blob_bytes(&self, n: u64) {
         if let Some(o) = &self.observer {
             o.0.blob_bytes(n);
         }
@@ -140,21 +132,32 @@ impl RegistryClient {
         }
     }
 
-    /// Tag or digest → manifest digest, with one HEAD when the registry
-    /// cooperates.
-    pub async fn resolve(&self, repository: &str, reference: &str) -> Result<Resolved, RegistryError> {
+    /// The digest the registry names for a tag or digest, by one HEAD;
+    /// `None` when it sent no `Docker-Content-Digest` (the caller then GETs).
+    pub(crate) async fn head_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<Digest>, RegistryError> {
         let url = format!("{}/v2/{repository}/manifests/{reference}", self.base);
         let what = || format!("manifest {repository}:{reference}");
         let head = self.send(Method::HEAD, RequestKind::Manifest, &url, repository, what).await?;
-        if let Some(d) = header_digest(&head)? {
-            return Ok(Resolved { digest: d, manifest: None });
-        }
-        let (body, content_type) = self.get_manifest(&url, repository, what).await?;
-        Ok(Resolved { digest: Digest::of(&body), manifest: Some((body, content_type)) })
+        header_digest(&head)
+    }
+
+    /// A manifest's bytes by tag or digest, bounded, unchecked: the caller
+    /// knows what digest they must have.
+    pub(crate) async fn manifest_bytes(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<(Bytes, Option<String>), RegistryError> {
+        let url = format!("{}/v2/{repository}/manifests/{reference}", self.base);
+        self.get_manifest(&url, repository, || format!("manifest {repository}:{reference}")).await
     }
 
     /// The manifest with this digest, checked against it.
-    pub async fn manifest(&self, repository: &str, digest: &Digest) -> Result<(Manifest, Bytes), RegistryError> {
+    pub(crate) async fn manifest(&self, repository: &str, digest: &Digest) -> Result<(Manifest, Bytes), RegistryError> {
         let url = format!("{}/v2/{repository}/manifests/{digest}", self.base);
         let what = || format!("manifest {repository}@{digest}");
         let (body, content_type) = self.get_manifest(&url, repository, what).await?;
@@ -177,7 +180,7 @@ impl RegistryClient {
 
     /// Every tag of a repository, following `Link` pagination; at most
     /// `MAX_TAGS`, so a registry cannot make the list unbounded.
-    pub async fn tags(&self, repository: &str) -> Result<Vec<String>, RegistryError> {
+    pub(crate) async fn tags(&self, repository: &str) -> Result<Vec<String>, RegistryError> {
         #[derive(serde::Deserialize)]
         struct TagList {
             #[serde(default)]
@@ -209,7 +212,7 @@ impl RegistryClient {
     }
 
     /// Starts a blob download; the caller streams and checks the body.
-    pub async fn blob(&self, repository: &str, desc: &Descriptor) -> Result<Response, RegistryError> {
+    pub(crate) async fn blob(&self, repository: &str, desc: &Descriptor) -> Result<Response, RegistryError> {
         let url = format!("{}/v2/{repository}/blobs/{}", self.base, desc.digest);
         self.send(Method::GET, RequestKind::Blob, &url, repository, || format!("blob {repository}@{}", desc.digest))
             .await
@@ -401,7 +404,11 @@ fn header_digest(res: &Response) -> Result<Option<Digest>, RegistryError> {
 }
 
 /// Checks bytes against the digest they were fetched by, then parses them.
-pub fn verify_manifest(digest: &Digest, body: &[u8], content_type: Option<&str>) -> Result<Manifest, RegistryError> {
+pub(crate) fn verify_manifest(
+    digest: &Digest,
+    body: &[u8],
+    content_type: Option<&str>,
+) -> Result<Manifest, RegistryError> {
     let actual = Digest::of(body);
     if &actual != digest {
         return Err(RegistryError::DigestMismatch { what: "manifest".into(), expected: digest.clone(), actual });

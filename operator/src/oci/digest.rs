@@ -8,12 +8,12 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest as _, Sha256};
 
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Digest {
+pub(crate) struct Digest {
     hex: String,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum DigestError {
+pub(crate) enum DigestError {
     #[error("{0:?} is not a digest: expected sha256:<64 hex digits>")]
     Malformed(String),
     #[error("unsupported digest algorithm {0:?}: only sha256 is supported")]
@@ -21,7 +21,7 @@ pub enum DigestError {
 }
 
 impl Digest {
-    pub fn parse(s: &str) -> Result<Self, DigestError> {
+    pub(crate) fn parse(s: &str) -> Result<Self, DigestError> {
         let (alg, hex) = s.split_once(':').ok_or_else(|| DigestError::Malformed(s.to_string()))?;
         if alg != "sha256" {
             return Err(DigestError::Algorithm(alg.to_string()));
@@ -32,16 +32,12 @@ impl Digest {
         Ok(Digest { hex: hex.to_string() })
     }
 
-    pub fn of(bytes: &[u8]) -> Self {
+    pub(crate) fn of(bytes: &[u8]) -> Self {
         Self::from_hasher(Sha256::new_with_prefix(bytes))
     }
 
-    pub fn from_hasher(h: Sha256) -> Self {
+    pub(crate) fn from_hasher(h: Sha256) -> Self {
         Digest { hex: hex::encode(h.finalize()) }
-    }
-
-    pub fn hex(&self) -> &str {
-        &self.hex
     }
 }
 

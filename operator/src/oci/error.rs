@@ -2,7 +2,7 @@ use super::digest::Digest;
 use super::manifest::ManifestError;
 
 #[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
+pub(crate) enum RegistryError {
     #[error("{what} not found")]
     NotFound { what: String },
     #[error("registry {registry} refused authentication: {detail}")]

@@ -8,50 +8,50 @@ use serde::{Deserialize, Serialize};
 
 use super::digest::Digest;
 
-pub mod media {
-    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-    pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub(crate) mod media {
+    pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    pub(crate) const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    pub(crate) const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
     /// Every manifest kind we can read, for `Accept`.
-    pub const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+    pub(crate) const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 }
 
-pub const TITLE_ANNOTATION: &str = "org.opencontainers.image.title";
+pub(crate) const TITLE_ANNOTATION: &str = "org.opencontainers.image.title";
 /// ORAS marks a layer it made from a directory with this annotation.
-pub const ORAS_UNPACK_ANNOTATION: &str = "io.deis.oras.content.unpack";
+pub(crate) const ORAS_UNPACK_ANNOTATION: &str = "io.deis.oras.content.unpack";
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct Descriptor {
-    pub media_type: String,
-    pub digest: Digest,
-    pub size: u64,
+pub(crate) struct Descriptor {
+    pub(crate) media_type: String,
+    pub(crate) digest: Digest,
+    pub(crate) size: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<Platform>,
+    pub(crate) platform: Option<Platform>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub artifact_type: Option<String>,
+    pub(crate) artifact_type: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
+    pub(crate) annotations: BTreeMap<String, String>,
 }
 
 impl Descriptor {
-    pub fn title(&self) -> Option<&str> {
+    pub(crate) fn title(&self) -> Option<&str> {
         self.annotations.get(TITLE_ANNOTATION).map(String::as_str)
     }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-pub struct Platform {
-    pub os: String,
-    pub architecture: String,
+pub(crate) struct Platform {
+    pub(crate) os: String,
+    pub(crate) architecture: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub variant: Option<String>,
+    pub(crate) variant: Option<String>,
 }
 
 impl Platform {
     /// `os/arch[/variant]`
-    pub fn parse(s: &str) -> Result<Self, ManifestError> {
+    pub(crate) fn parse(s: &str) -> Result<Self, ManifestError> {
         let parts: Vec<&str> = s.split('/').collect();
         match parts.as_slice() {
             [os, arch] | [os, arch, _] if !os.is_empty() && !arch.is_empty() => Ok(Platform {
@@ -64,7 +64,7 @@ impl Platform {
     }
 
     /// The platform this binary runs on, in OCI's names.
-    pub fn current() -> Self {
+    pub(crate) fn current() -> Self {
         let architecture = match std::env::consts::ARCH {
             "x86_64" => "amd64",
             "aarch64" => "arm64",
@@ -101,37 +101,37 @@ impl fmt::Display for Platform {
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct ImageManifest {
+pub(crate) struct ImageManifest {
     #[serde(default)]
-    pub media_type: Option<String>,
+    pub(crate) media_type: Option<String>,
     #[serde(default)]
-    pub artifact_type: Option<String>,
-    pub config: Descriptor,
+    pub(crate) artifact_type: Option<String>,
+    pub(crate) config: Descriptor,
     #[serde(default)]
-    pub layers: Vec<Descriptor>,
+    pub(crate) layers: Vec<Descriptor>,
     #[serde(default)]
-    pub subject: Option<Descriptor>,
+    pub(crate) subject: Option<Descriptor>,
     #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
+    pub(crate) annotations: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
-pub struct ImageIndex {
+pub(crate) struct ImageIndex {
     #[serde(default)]
-    pub media_type: Option<String>,
+    pub(crate) media_type: Option<String>,
     #[serde(default)]
-    pub manifests: Vec<Descriptor>,
+    pub(crate) manifests: Vec<Descriptor>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
-pub enum Manifest {
+pub(crate) enum Manifest {
     Image(Box<ImageManifest>),
     Index(ImageIndex),
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
-pub enum ManifestError {
+pub(crate) enum ManifestError {
     #[error("unsupported manifest media type {0:?}")]
     UnsupportedMediaType(String),
     #[error("manifest is not valid JSON for {kind}: {message}")]
@@ -146,7 +146,7 @@ impl Manifest {
     /// Parse by the manifest's own `mediaType`, falling back to the
     /// `Content-Type` the registry sent (Docker manifests may omit neither,
     /// older OCI ones may omit the field).
-    pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Self, ManifestError> {
+    pub(crate) fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Self, ManifestError> {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Probe {
@@ -177,7 +177,7 @@ impl Manifest {
 
 impl ImageIndex {
     /// The entry for `wanted`; the first match wins, as in containerd.
-    pub fn select(&self, wanted: &Platform) -> Result<&Descriptor, ManifestError> {
+    pub(crate) fn select(&self, wanted: &Platform) -> Result<&Descriptor, ManifestError> {
         self.manifests.iter().find(|d| d.platform.as_ref().is_some_and(|p| wanted.accepts(p))).ok_or_else(|| {
             ManifestError::NoPlatform {
                 wanted: wanted.clone(),

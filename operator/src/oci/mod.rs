@@ -1,17 +1,17 @@
 //! The registry side: references, digests, manifests, credentials and the
 //! HTTP client. Knows nothing about Kubernetes or what happens to the bytes.
 
-pub mod auth;
-pub mod client;
-pub mod digest;
-pub mod error;
-pub mod manifest;
-pub mod reference;
-pub mod retry;
+pub(crate) mod auth;
+pub(crate) mod client;
+pub(crate) mod digest;
+pub(crate) mod error;
+pub(crate) mod manifest;
+pub(crate) mod reference;
+pub(crate) mod retry;
 
-pub use auth::{Credentials, DockerConfig};
-pub use client::{RegistryClient, TransportOptions};
-pub use digest::Digest;
-pub use error::RegistryError;
-pub use manifest::{Descriptor, ImageIndex, ImageManifest, Manifest, Platform};
-pub use reference::Reference;
+pub(crate) use auth::{Credentials, DockerConfig};
+pub(crate) use client::{RegistryClient, TransportOptions};
+pub(crate) use digest::Digest;
+pub(crate) use error::RegistryError;
+pub(crate) use manifest::{ImageManifest, Manifest, Platform};
+pub(crate) use reference::Reference;

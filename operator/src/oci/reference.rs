@@ -8,16 +8,16 @@ use std::fmt;
 use super::digest::{Digest, DigestError};
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct Reference {
+pub(crate) struct Reference {
     /// `host` or `host:port`, as written (lower-cased).
-    pub registry: String,
-    pub repository: String,
-    pub tag: Option<String>,
-    pub digest: Option<Digest>,
+    pub(crate) registry: String,
+    pub(crate) repository: String,
+    pub(crate) tag: Option<String>,
+    pub(crate) digest: Option<Digest>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ParseError {
+pub(crate) enum ParseError {
     #[error("reference is empty")]
     Empty,
     #[error("reference {0:?} has no registry host: write it as host[:port]/repository[:tag]")]
@@ -39,7 +39,7 @@ pub enum ParseError {
 }
 
 impl Reference {
-    pub fn parse(input: &str) -> Result<Self, ParseError> {
+    pub(crate) fn parse(input: &str) -> Result<Self, ParseError> {
         let s = input.trim();
         if s.is_empty() {
             return Err(ParseError::Empty);
@@ -81,7 +81,7 @@ impl Reference {
 
     /// The manifest reference to ask the registry for: a digest pins, else the
     /// tag, else `latest`.
-    pub fn manifest_ref(&self) -> String {
+    pub(crate) fn manifest_ref(&self) -> String {
         match (&self.digest, &self.tag) {
             (Some(d), _) => d.to_string(),
             (None, Some(t)) => t.clone(),
@@ -89,7 +89,7 @@ impl Reference {
         }
     }
 
-    pub fn with_digest(&self, digest: Digest) -> Reference {
+    pub(crate) fn with_digest(&self, digest: Digest) -> Reference {
         Reference { digest: Some(digest), ..self.clone() }
     }
 }

@@ -4,14 +4,14 @@
 use std::time::{Duration, SystemTime};
 
 #[derive(Clone, Debug)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     /// Total attempts, the first included.
-    pub attempts: u32,
-    pub base: Duration,
-    pub max_delay: Duration,
+    pub(crate) attempts: u32,
+    pub(crate) base: Duration,
+    pub(crate) max_delay: Duration,
     /// A `Retry-After` longer than this is not waited for: the request fails
     /// and the caller (a reconcile with its own backoff) tries later.
-    pub max_retry_after: Duration,
+    pub(crate) max_retry_after: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -27,7 +27,7 @@ impl Default for RetryPolicy {
 
 /// What went wrong with one attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Status(u16),
     /// Could not connect, or the connection broke before a response.
     Transport,
@@ -36,7 +36,7 @@ pub enum Outcome {
 impl RetryPolicy {
     /// The delay before attempt `attempt + 1` (attempts count from 1), or
     /// `None` when the outcome is final or the attempts are spent.
-    pub fn delay(&self, attempt: u32, outcome: Outcome, retry_after: Option<Duration>) -> Option<Duration> {
+    pub(crate) fn delay(&self, attempt: u32, outcome: Outcome, retry_after: Option<Duration>) -> Option<Duration> {
         let retryable = match outcome {
             Outcome::Transport => true,
             Outcome::Status(s) => s == 429 || s == 408 || (500..600).contains(&s) && s != 501 && s != 505,
@@ -54,7 +54,7 @@ impl RetryPolicy {
 }
 
 /// `Retry-After` is either delta-seconds or an HTTP date.
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let v = value.trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));

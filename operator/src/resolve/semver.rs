@@ -10,17 +10,17 @@ use semver::{Version, VersionReq};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid semver range {range:?}: {message}")]
-pub struct RangeError {
-    pub range: String,
-    pub message: String,
+pub(crate) struct RangeError {
+    pub(crate) range: String,
+    pub(crate) message: String,
 }
 
 /// A parsed range: any one of the alternatives matches.
 #[derive(Debug, Clone)]
-pub struct Range(Vec<VersionReq>);
+pub(crate) struct Range(Vec<VersionReq>);
 
 impl Range {
-    pub fn parse(range: &str) -> Result<Self, RangeError> {
+    pub(crate) fn parse(range: &str) -> Result<Self, RangeError> {
         let err = |message: String| RangeError { range: range.to_string(), message };
         let mut alternatives = Vec::new();
         for alt in range.split("||") {
@@ -30,21 +30,21 @@ impl Range {
         Ok(Range(alternatives))
     }
 
-    pub fn matches(&self, v: &Version) -> bool {
+    pub(crate) fn matches(&self, v: &Version) -> bool {
         self.0.iter().any(|r| r.matches(v))
     }
 }
 
 /// A tag as a version: `1.2.3`, `v1.2.3`, `1.2.3-rc.1`. Tags with fewer
 /// parts (`1.2`) or anything else (`latest`, `sha256-….sig`) are not versions.
-pub fn tag_version(tag: &str) -> Option<Version> {
+pub(crate) fn tag_version(tag: &str) -> Option<Version> {
     Version::parse(tag.strip_prefix('v').unwrap_or(tag)).ok()
 }
 
 /// The tag with the highest version in the range. When two tags are the
 /// same version (`1.0.0` and `v1.0.0`), the one without `v` wins, so the
 /// choice does not depend on listing order.
-pub fn highest<'a>(tags: impl IntoIterator<Item = &'a str>, range: &Range) -> Option<(&'a str, Version)> {
+pub(crate) fn highest<'a>(tags: impl IntoIterator<Item = &'a str>, range: &Range) -> Option<(&'a str, Version)> {
     tags.into_iter()
         .filter_map(|t| tag_version(t).map(|v| (t, v)))
         .filter(|(_, v)| range.matches(v))

@@ -19,7 +19,7 @@ const OPAQUE: &str = ".wh..wh..opq";
 const ZSTD_WINDOW_LOG_MAX: u32 = 23;
 
 /// Unpack one layer from `reader` (the raw blob bytes) into `dir`.
-pub fn unpack_layer(
+pub(crate) fn unpack_layer(
     kind: &LayerKind,
     digest: &Digest,
     reader: impl Read,

@@ -8,14 +8,14 @@ use super::path::sanitize;
 use super::select::Selection;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
+pub(crate) enum Compression {
     None,
     Gzip,
     Zstd,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LayerKind {
+pub(crate) enum LayerKind {
     /// ORAS-style: the blob is one file, named by its title annotation.
     File { path: String },
     /// A tar archive whose entries are the files.
@@ -24,16 +24,16 @@ pub enum LayerKind {
 
 /// One layer to fetch, in manifest order.
 #[derive(Debug, Clone)]
-pub struct LayerPlan {
-    pub index: usize,
-    pub descriptor: Descriptor,
-    pub kind: LayerKind,
+pub(crate) struct LayerPlan {
+    pub(crate) index: usize,
+    pub(crate) descriptor: Descriptor,
+    pub(crate) kind: LayerKind,
 }
 
 /// ORAS names a file by its title and marks the layers it tarred from a
 /// directory for unpacking; a layer without a title (images, crane, hand-made
 /// artifacts) is a tar by its media type.
-pub fn classify(desc: &Descriptor) -> Result<LayerKind, UnpackError> {
+pub(crate) fn classify(desc: &Descriptor) -> Result<LayerKind, UnpackError> {
     let unpack = desc.annotations.get(ORAS_UNPACK_ANNOTATION).is_some_and(|v| v == "true");
     if let (Some(title), false) = (desc.title(), unpack) {
         let path = sanitize(title.as_bytes())
@@ -68,7 +68,7 @@ fn tar_compression(media_type: &str) -> Option<Compression> {
 
 /// The layers worth downloading: those the media-type filter keeps, minus
 /// single-file layers whose one path is not selected.
-pub fn plan(layers: &[Descriptor], selection: &Selection) -> Result<Vec<LayerPlan>, UnpackError> {
+pub(crate) fn plan(layers: &[Descriptor], selection: &Selection) -> Result<Vec<LayerPlan>, UnpackError> {
     let mut out = Vec::new();
     for (index, d) in layers.iter().enumerate() {
         if !selection.wants_layer(&d.media_type) {

@@ -5,13 +5,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::UnpackError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     /// Bytes of one layer as stored in the registry (compressed).
-    pub max_layer_bytes: u64,
+    pub(crate) max_layer_bytes: u64,
     /// Bytes after decompression, over all layers: the bound on a bomb.
-    pub max_total_bytes: u64,
+    pub(crate) max_total_bytes: u64,
     /// Files, links included, over all layers.
-    pub max_files: u64,
+    pub(crate) max_files: u64,
 }
 
 impl Default for Limits {
@@ -20,35 +20,38 @@ impl Default for Limits {
     }
 }
 
+/// The name of the limit on bytes unpacked over all layers, as errors carry it.
+pub(crate) const TOTAL_BYTES: &str = "total unpacked bytes";
+
 /// What has been spent so far; shared by layers unpacked in parallel.
 #[derive(Debug)]
-pub struct Budget {
-    pub limits: Limits,
+pub(crate) struct Budget {
+    pub(crate) limits: Limits,
     bytes: AtomicU64,
     files: AtomicU64,
 }
 
 impl Budget {
-    pub fn new(limits: Limits) -> Self {
+    pub(crate) fn new(limits: Limits) -> Self {
         Budget { limits, bytes: AtomicU64::new(0), files: AtomicU64::new(0) }
     }
 
-    pub fn charge_bytes(&self, n: u64) -> Result<(), UnpackError> {
+    pub(crate) fn charge_bytes(&self, n: u64) -> Result<(), UnpackError> {
         let total = self.bytes.fetch_add(n, Ordering::Relaxed) + n;
         if total > self.limits.max_total_bytes {
-            return Err(UnpackError::LimitExceeded { limit: "total unpacked bytes", max: self.limits.max_total_bytes });
+            return Err(UnpackError::LimitExceeded { limit: TOTAL_BYTES, max: self.limits.max_total_bytes });
         }
         Ok(())
     }
 
-    pub fn charge_file(&self) -> Result<(), UnpackError> {
+    pub(crate) fn charge_file(&self) -> Result<(), UnpackError> {
         if self.files.fetch_add(1, Ordering::Relaxed) + 1 > self.limits.max_files {
             return Err(UnpackError::LimitExceeded { limit: "file count", max: self.limits.max_files });
         }
         Ok(())
     }
 
-    pub fn check_layer_size(&self, size: u64) -> Result<(), UnpackError> {
+    pub(crate) fn check_layer_size(&self, size: u64) -> Result<(), UnpackError> {
         if size > self.limits.max_layer_bytes {
             return Err(UnpackError::LimitExceeded { limit: "layer bytes", max: self.limits.max_layer_bytes });
         }
@@ -57,7 +60,7 @@ impl Budget {
 }
 
 /// `1048576`, `512KiB`, `64MiB`, `2GiB`, `1G` (units are powers of 1024).
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);

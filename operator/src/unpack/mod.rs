@@ -3,10 +3,10 @@
 //! Reads byte streams; knows nothing of registries.
 
 mod extract;
-pub mod layer;
-pub mod limits;
-pub mod path;
-pub mod select;
+pub(crate) mod layer;
+pub(crate) mod limits;
+pub(crate) mod path;
+pub(crate) mod select;
 mod tree;
 
 use std::collections::BTreeMap;
@@ -16,14 +16,14 @@ use serde::Serialize;
 
 use crate::oci::Digest;
 
-pub use extract::unpack_layer;
-pub use layer::{Compression, LayerKind, LayerPlan};
-pub use limits::{Budget, Limits};
-pub use select::Selection;
-pub use tree::Staging;
+pub(crate) use extract::unpack_layer;
+pub(crate) use layer::LayerPlan;
+pub(crate) use limits::{Budget, Limits};
+pub(crate) use select::Selection;
+pub(crate) use tree::Staging;
 
 #[derive(Debug, thiserror::Error)]
-pub enum UnpackError {
+pub(crate) enum UnpackError {
     #[error("unsafe path {path:?} in the artifact: {reason}")]
     UnsafePath { path: String, reason: String },
     #[error("link {path:?} points outside the output ({target:?})")]
@@ -52,7 +52,7 @@ impl UnpackError {
 /// One unpacked thing, by its path in the output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
-pub enum Entry {
+pub(crate) enum Entry {
     File { size: u64, sha256: Digest, executable: bool },
     Symlink { target: String },
 }
@@ -60,14 +60,14 @@ pub enum Entry {
 /// An OCI whiteout (`.wh.name`, `.wh..wh..opq`): a later layer deleting what
 /// an earlier one wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Whiteout {
+pub(crate) enum Whiteout {
     Path(String),
     /// Everything below this directory ("" for the root).
     Opaque(String),
 }
 
 #[derive(Debug, Default)]
-pub struct LayerReport {
-    pub entries: BTreeMap<String, Entry>,
-    pub whiteouts: Vec<Whiteout>,
+pub(crate) struct LayerReport {
+    pub(crate) entries: BTreeMap<String, Entry>,
+    pub(crate) whiteouts: Vec<Whiteout>,
 }

@@ -4,7 +4,7 @@
 
 /// Why an entry's path was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PathError {
+pub(crate) enum PathError {
     #[error("absolute path")]
     Absolute,
     #[error("`..` component")]
@@ -19,7 +19,7 @@ pub enum PathError {
 
 /// A normalised relative path: `/`-separated, no `.`, `..`, or empty
 /// components. `None` for the archive root itself (`.` or `./`).
-pub fn sanitize(raw: &[u8]) -> Result<Option<String>, PathError> {
+pub(crate) fn sanitize(raw: &[u8]) -> Result<Option<String>, PathError> {
     let s = std::str::from_utf8(raw).map_err(|_| PathError::NotUtf8)?;
     if s.is_empty() {
         return Err(PathError::Empty);
@@ -44,7 +44,7 @@ pub fn sanitize(raw: &[u8]) -> Result<Option<String>, PathError> {
 
 /// Where a relative symlink target lands, as a path from the root, or
 /// `None` when it climbs out. `link` is the sanitised path of the link.
-pub fn resolve_link_target(link: &str, target: &str) -> Option<String> {
+pub(crate) fn resolve_link_target(link: &str, target: &str) -> Option<String> {
     if target.starts_with('/') || target.is_empty() || target.contains('\0') {
         return None;
     }
@@ -63,7 +63,7 @@ pub fn resolve_link_target(link: &str, target: &str) -> Option<String> {
 }
 
 /// Parent directories of a path, outermost first: `a/b/c` → `a`, `a/b`.
-pub fn parents(path: &str) -> impl Iterator<Item = &str> {
+pub(crate) fn parents(path: &str) -> impl Iterator<Item = &str> {
     path.match_indices('/').map(move |(i, _)| &path[..i])
 }
 

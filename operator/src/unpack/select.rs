@@ -6,7 +6,7 @@ use globset::{Glob, GlobBuilder, GlobSet, GlobSetBuilder};
 /// media types. `*` stays within one path component, `**` crosses them.
 /// No include means everything; an exclude always wins.
 #[derive(Clone, Debug, Default)]
-pub struct Selection {
+pub(crate) struct Selection {
     include: Option<GlobSet>,
     exclude: Option<GlobSet>,
     media_types: Vec<String>,
@@ -14,13 +14,13 @@ pub struct Selection {
 
 #[derive(Debug, thiserror::Error)]
 #[error("invalid glob {pattern:?}: {message}")]
-pub struct GlobError {
-    pub pattern: String,
-    pub message: String,
+pub(crate) struct GlobError {
+    pub(crate) pattern: String,
+    pub(crate) message: String,
 }
 
 impl Selection {
-    pub fn new<S: AsRef<str>>(include: &[S], exclude: &[S], media_types: &[S]) -> Result<Self, GlobError> {
+    pub(crate) fn new<S: AsRef<str>>(include: &[S], exclude: &[S], media_types: &[S]) -> Result<Self, GlobError> {
         Ok(Selection {
             include: build(include)?,
             exclude: build(exclude)?,
@@ -28,16 +28,16 @@ impl Selection {
         })
     }
 
-    pub fn all() -> Self {
+    pub(crate) fn all() -> Self {
         Selection::default()
     }
 
-    pub fn wants_path(&self, path: &str) -> bool {
+    pub(crate) fn wants_path(&self, path: &str) -> bool {
         self.include.as_ref().is_none_or(|g| g.is_match(path))
             && !self.exclude.as_ref().is_some_and(|g| g.is_match(path))
     }
 
-    pub fn wants_layer(&self, media_type: &str) -> bool {
+    pub(crate) fn wants_layer(&self, media_type: &str) -> bool {
         self.media_types.is_empty() || self.media_types.iter().any(|m| m == media_type)
     }
 }

@@ -3,9 +3,7 @@
 //! destination in one rename. Until then the destination is not touched.
 
 use std::collections::BTreeMap;
-use std::ffi::CString;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::path::parents;
@@ -13,13 +11,13 @@ use super::{Entry, LayerReport, UnpackError, Whiteout};
 
 /// A staging directory beside the destination (same filesystem, so the final
 /// rename is atomic). Removed on drop unless committed.
-pub struct Staging {
+pub(crate) struct Staging {
     dir: PathBuf,
     dest: PathBuf,
 }
 
 impl Staging {
-    pub fn new(dest: &Path) -> Result<Self, UnpackError> {
+    pub(crate) fn new(dest: &Path) -> Result<Self, UnpackError> {
         let name = dest.file_name().ok_or_else(|| UnpackError::UnsafePath {
             path: dest.display().to_string(),
             reason: "output needs a directory name".into(),
@@ -35,7 +33,7 @@ impl Staging {
         Ok(Staging { dir, dest: dest.to_path_buf() })
     }
 
-    pub fn layer_dir(&self, index: usize) -> PathBuf {
+    pub(crate) fn layer_dir(&self, index: usize) -> PathBuf {
         self.dir.join("layers").join(index.to_string())
     }
 
@@ -45,7 +43,7 @@ impl Staging {
 
     /// Merge the layers' trees (given in manifest order) into one and check
     /// it. Returns what the output holds.
-    pub fn merge(&self, layers: Vec<(usize, LayerReport)>) -> Result<BTreeMap<String, Entry>, UnpackError> {
+    pub(crate) fn merge(&self, layers: Vec<(usize, LayerReport)>) -> Result<BTreeMap<String, Entry>, UnpackError> {
         let root = self.root();
         let mut merged = BTreeMap::new();
         let mut layers = layers.into_iter();
@@ -83,7 +81,7 @@ impl Staging {
     /// Put the merged tree at the destination: an atomic exchange when it
     /// exists, a rename when it does not. The old content goes with the
     /// staging directory.
-    pub fn commit(self) -> Result<(), UnpackError> {
+    pub(crate) fn commit(self) -> Result<(), UnpackError> {
         let root = self.root();
         match fs::symlink_metadata(&self.dest) {
             Ok(m) if m.is_dir() => exchange(&root, &self.dest)?,
@@ -188,23 +186,16 @@ fn check_links(root: &Path, merged: &BTreeMap<String, Entry>) -> Result<(), Unpa
 /// renameat2(RENAME_EXCHANGE): readers see the old tree or the new one,
 /// never a mix or nothing.
 fn exchange(a: &Path, b: &Path) -> Result<(), UnpackError> {
-    let ca = CString::new(a.as_os_str().as_bytes())
-        .map_err(|_| UnpackError::UnsafePath { path: a.display().to_string(), reason: "NUL in path".into() })?;
-    let cb = CString::new(b.as_os_str().as_bytes())
-        .map_err(|_| UnpackError::UnsafePath { path: b.display().to_string(), reason: "NUL in path".into() })?;
-    // SAFETY: both pointers are valid NUL-terminated strings for the call.
-    let rc =
-        unsafe { libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), libc::RENAME_EXCHANGE) };
-    if rc == 0 {
-        return Ok(());
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    match renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE) {
+        Ok(()) => Ok(()),
+        // Filesystems without RENAME_EXCHANGE: two renames, a brief gap.
+        Err(rustix::io::Errno::INVAL) => {
+            let aside = a.with_extension("old");
+            fs::rename(b, &aside).map_err(UnpackError::io(b))?;
+            fs::rename(a, b).map_err(UnpackError::io(b))?;
+            fs::rename(&aside, a).map_err(UnpackError::io(a))
+        }
+        Err(e) => Err(UnpackError::Io { path: b.to_path_buf(), source: e.into() }),
     }
-    let err = std::io::Error::last_os_error();
-    if err.raw_os_error() != Some(libc::EINVAL) {
-        return Err(UnpackError::Io { path: b.to_path_buf(), source: err });
-    }
-    // Filesystems without RENAME_EXCHANGE: two renames, a brief gap.
-    let aside = a.with_extension("old");
-    fs::rename(b, &aside).map_err(UnpackError::io(b))?;
-    fs::rename(a, b).map_err(UnpackError::io(b))?;
-    fs::rename(&aside, a).map_err(UnpackError::io(a))
 }

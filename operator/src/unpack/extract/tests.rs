@@ -47,12 +47,11 @@ fn writes_files_with_hash_mode_and_later_wins() {
 }
 
 fn crate_umask() -> u32 {
-    // SAFETY: umask is process-wide; read it and put it back at once.
-    unsafe {
-        let m = libc::umask(0o022);
-        libc::umask(m);
-        m
-    }
+    // umask is process-wide: read it and put it back at once.
+    use rustix::fs::Mode;
+    let m = rustix::process::umask(Mode::from_raw_mode(0o022));
+    rustix::process::umask(m);
+    m.bits()
 }
 
 #[test]

@@ -5,25 +5,36 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-pub const READY: &str = "Ready";
-pub const RECONCILING: &str = "Reconciling";
-pub const STALLED: &str = "Stalled";
+use super::Reason;
+
+pub(crate) const READY: &str = "Ready";
+pub(crate) const RECONCILING: &str = "Reconciling";
+pub(crate) const STALLED: &str = "Stalled";
 /// k8s-openapi writes an empty message as `null`, which the API server
 /// refuses: every condition says something.
 const SUCCEEDED: &str = "step succeeded";
 
 /// The steps of a reconcile, in order; each owns a detail condition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     Resolve,
     Fetch,
     Publish,
 }
 
 impl Step {
-    pub const ALL: [Step; 3] = [Step::Resolve, Step::Fetch, Step::Publish];
+    pub(crate) const ALL: [Step; 3] = [Step::Resolve, Step::Fetch, Step::Publish];
 
-    pub fn condition(self) -> &'static str {
+    /// What a timeout says was going on.
+    pub(crate) fn doing(self) -> &'static str {
+        match self {
+            Step::Resolve => "resolving",
+            Step::Fetch => "fetching",
+            Step::Publish => "publishing",
+        }
+    }
+
+    pub(crate) fn condition(self) -> &'static str {
         match self {
             Step::Resolve => "Resolved",
             Step::Fetch => "Fetched",
@@ -34,57 +45,53 @@ impl Step {
 
 /// How a reconcile ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Every step succeeded; `message` says what is served.
     Synced { message: String },
-    /// A step failed. `stalled` when retrying cannot help until the spec, a
-    /// Secret or the artifact changes.
-    Failed { step: Step, reason: String, message: String, stalled: bool },
+    /// A step failed; the reason says whether retrying can help. `passed`:
+    /// the steps this attempt completed; the others keep their last word.
+    Failed { step: Step, reason: Reason, message: String, passed: Vec<Step> },
     /// The spec itself is wrong; nothing was attempted.
     InvalidSpec { message: String },
 }
 
-struct Want {
+struct Want<'a> {
     type_: &'static str,
     status: bool,
-    reason: String,
-    message: String,
+    reason: Reason,
+    message: &'a str,
 }
 
 /// The conditions after `outcome`, from the `existing` ones: a condition
 /// whose status did not change keeps its `lastTransitionTime`; `Reconciling`
 /// and `Stalled` are removed when false, as kstatus expects.
-pub fn next(existing: &[Condition], outcome: &Outcome, generation: Option<i64>, now: &Time) -> Vec<Condition> {
-    let w = |type_, status, reason: &str, message: &str| Want {
-        type_,
-        status,
-        reason: reason.into(),
-        message: message.into(),
-    };
+pub(crate) fn next(existing: &[Condition], outcome: &Outcome, generation: Option<i64>, now: &Time) -> Vec<Condition> {
+    let w = |type_, status, reason, message| Want { type_, status, reason, message };
     let mut wants = Vec::new();
     match outcome {
         Outcome::Synced { message } => {
-            wants.push(w(READY, true, "Synced", message));
+            wants.push(w(READY, true, Reason::Synced, message));
             for s in Step::ALL {
-                wants.push(w(s.condition(), true, "Succeeded", SUCCEEDED));
+                wants.push(w(s.condition(), true, Reason::Succeeded, SUCCEEDED));
             }
         }
-        Outcome::Failed { step, reason, message, stalled } => {
-            wants.push(w(READY, false, reason, message));
-            let flag = if *stalled { STALLED } else { RECONCILING };
-            let flag_reason = if *stalled { reason.as_str() } else { "RetryingAfterError" };
+        Outcome::Failed { step, reason, message, passed } => {
+            let stalled = reason.is_stalled();
+            wants.push(w(READY, false, *reason, message));
+            let flag = if stalled { STALLED } else { RECONCILING };
+            let flag_reason = if stalled { *reason } else { Reason::RetryingAfterError };
             wants.push(w(flag, true, flag_reason, message));
             for s in Step::ALL {
                 if s == *step {
-                    wants.push(w(s.condition(), false, reason, message));
-                    break;
+                    wants.push(w(s.condition(), false, *reason, message));
+                } else if passed.contains(&s) {
+                    wants.push(w(s.condition(), true, Reason::Succeeded, SUCCEEDED));
                 }
-                wants.push(w(s.condition(), true, "Succeeded", SUCCEEDED));
             }
         }
         Outcome::InvalidSpec { message } => {
-            wants.push(w(READY, false, "InvalidSpec", message));
-            wants.push(w(STALLED, true, "InvalidSpec", message));
+            wants.push(w(READY, false, Reason::InvalidSpec, message));
+            wants.push(w(STALLED, true, Reason::InvalidSpec, message));
         }
     }
     let mut out: Vec<Condition> = Vec::new();
@@ -97,8 +104,8 @@ pub fn next(existing: &[Condition], outcome: &Outcome, generation: Option<i64>, 
         out.push(Condition {
             type_: want.type_.to_string(),
             status,
-            reason: want.reason,
-            message: want.message,
+            reason: want.reason.as_str().to_string(),
+            message: want.message.to_string(),
             observed_generation: generation,
             last_transition_time: since,
         });
@@ -112,11 +119,11 @@ pub fn next(existing: &[Condition], outcome: &Outcome, generation: Option<i64>, 
     out
 }
 
-pub const DRIFTED: &str = "Drifted";
+pub(crate) const DRIFTED: &str = "Drifted";
 
 /// Set `Drifted` (a pinned digest while the tag or range names another)
 /// when `drift` says so, and drop it when it no longer does.
-pub fn with_drift(
+pub(crate) fn with_drift(
     mut conditions: Vec<Condition>,
     drift: Option<&str>,
     generation: Option<i64>,
@@ -133,7 +140,7 @@ pub fn with_drift(
             let c = Condition {
                 type_: DRIFTED.into(),
                 status: "True".into(),
-                reason: "TagMoved".into(),
+                reason: Reason::TagMoved.as_str().into(),
                 message: message.into(),
                 observed_generation: generation,
                 last_transition_time: since,
@@ -147,7 +154,7 @@ pub fn with_drift(
     conditions
 }
 
-pub fn is_ready(conditions: &[Condition]) -> bool {
+pub(crate) fn is_ready(conditions: &[Condition]) -> bool {
     conditions.iter().any(|c| c.type_ == READY && c.status == "True")
 }
 
@@ -175,9 +182,9 @@ mod tests {
 
         let down = Outcome::Failed {
             step: Step::Resolve,
-            reason: "Unreachable".into(),
+            reason: Reason::Unreachable,
             message: "cannot reach".into(),
-            stalled: false,
+            passed: vec![],
         };
         let b = next(&a, &down, Some(1), &t(200));
         assert!(!is_ready(&b));
@@ -206,15 +213,25 @@ mod tests {
     fn stalled_and_invalid() {
         let unsafe_ = Outcome::Failed {
             step: Step::Fetch,
-            reason: "UnsafeContent".into(),
+            reason: Reason::UnsafeContent,
             message: "../x".into(),
-            stalled: true,
+            passed: vec![Step::Resolve],
         };
         let a = next(&[], &unsafe_, Some(1), &t(1));
         assert_eq!(get(&a, STALLED).unwrap().reason, "UnsafeContent");
         assert!(get(&a, RECONCILING).is_none());
         assert_eq!(get(&a, "Resolved").unwrap().status, "True");
         assert!(get(&a, "Published").is_none(), "not reached");
+        // a target in the way, found before fetching: Fetched keeps its last word
+        let taken = Outcome::Failed {
+            step: Step::Publish,
+            reason: Reason::ConfigMapNotOwned,
+            message: "taken".into(),
+            passed: vec![Step::Resolve],
+        };
+        let c = next(&a, &taken, Some(1), &t(1));
+        assert_eq!(get(&c, "Fetched").unwrap().reason, "UnsafeContent", "not fetched this time");
+        assert_eq!(get(&c, "Published").unwrap().status, "False");
         let b = next(&a, &Outcome::InvalidSpec { message: "spec.url: …".into() }, Some(2), &t(2));
         assert_eq!(get(&b, READY).unwrap().reason, "InvalidSpec");
         assert_eq!(get(&b, STALLED).unwrap().last_transition_time, t(1), "still stalled");

@@ -1,0 +1,88 @@
+//! Which Artifacts a change of another object concerns. Pure: the caller
+//! passes what the watches hold.
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::ResourceExt;
+
+use crate::api::Artifact;
+
+/// The Artifacts in `namespace` that read Secret `name`: by `secretRef` or
+/// `certSecretRef`, or as a pull secret of their ServiceAccount.
+pub(crate) fn secret_users<'a>(
+    artifacts: impl IntoIterator<Item = &'a Artifact>,
+    account: impl Fn(&str) -> Option<std::sync::Arc<ServiceAccount>>,
+    namespace: &str,
+    name: &str,
+) -> Vec<&'a Artifact> {
+    artifacts
+        .into_iter()
+        .filter(|a| a.namespace().as_deref() == Some(namespace))
+        .filter(|a| {
+            let s = &a.spec;
+            s.secret_ref.as_ref().is_some_and(|r| r.name == name)
+                || s.cert_secret_ref.as_ref().is_some_and(|r| r.name == name)
+                || s.service_account_name
+                    .as_deref()
+                    .and_then(&account)
+                    .is_some_and(|sa| sa.image_pull_secrets.iter().flatten().any(|r| r.name == name))
+        })
+        .collect()
+}
+
+/// The Artifacts in `namespace` that use ServiceAccount `name`.
+pub(crate) fn account_users<'a>(
+    artifacts: impl IntoIterator<Item = &'a Artifact>,
+    namespace: &str,
+    name: &str,
+) -> Vec<&'a Artifact> {
+    artifacts
+        .into_iter()
+        .filter(|a| a.namespace().as_deref() == Some(namespace) && a.spec.service_account_name.as_deref() == Some(name))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::sync::Arc;
+
+    fn artifact(ns: &str, name: &str, spec: serde_json::Value) -> Artifact {
+        let mut spec = spec;
+        spec["url"] = json!("oci://r.io/app");
+        serde_json::from_value(json!({
+            "apiVersion": "ocisync.dev/v1alpha1", "kind": "Artifact",
+            "metadata": {"name": name, "namespace": ns}, "spec": spec
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_secret_concerns_only_its_users() {
+        let arts = [
+            artifact("a", "direct", json!({"secretRef": {"name": "pull"}})),
+            artifact("a", "cert", json!({"certSecretRef": {"name": "ca"}})),
+            artifact("a", "via-sa", json!({"serviceAccountName": "puller"})),
+            artifact("a", "other-sa", json!({"serviceAccountName": "nobody"})),
+            artifact("a", "anonymous", json!({})),
+            artifact("b", "elsewhere", json!({"secretRef": {"name": "pull"}})),
+        ];
+        let puller: ServiceAccount =
+            serde_json::from_value(json!({"metadata": {"name": "puller"}, "imagePullSecrets": [{"name": "sa-pull"}]}))
+                .unwrap();
+        let puller = Arc::new(puller);
+        let account = |n: &str| (n == "puller").then(|| puller.clone());
+        let names = |v: Vec<&Artifact>| v.into_iter().map(|a| a.name_any()).collect::<Vec<_>>();
+        let cases = [
+            ("a", "pull", vec!["direct"]),
+            ("a", "ca", vec!["cert"]),
+            ("a", "sa-pull", vec!["via-sa"]),
+            ("a", "unrelated", vec![]),
+            ("b", "pull", vec!["elsewhere"]),
+        ];
+        for (ns, secret, want) in cases {
+            assert_eq!(names(secret_users(&arts, account, ns, secret)), want, "{ns}/{secret}");
+        }
+        assert_eq!(names(account_users(&arts, "a", "puller")), ["via-sa"]);
+    }
+}

@@ -1,0 +1,159 @@
+//! The streaming engine: an image manifest's selected layers, fetched by
+//! digest, unpacked into a staging tree, and committed. It does not know
+//! where the digest came from (see `resolve`) or where the files go next
+//! (see `publish`).
+//!
+//! Each layer is one pass: the download task hashes the bytes and hands them
+//! through a small bounded channel to a blocking thread that decompresses
+//! and writes. Nothing holds a whole layer in memory, and nothing is
+//! committed until every digest, size and limit has checked out.
+
+mod job;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::oci::{RegistryClient, RegistryError};
+use crate::resolve::Resolution;
+use crate::unpack::{self, Budget, Entry, Limits, Selection, Staging, UnpackError};
+use job::LayerJob;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FetchError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Unpack(#[from] UnpackError),
+    #[error("internal task failed: {0}")]
+    Task(String),
+    #[error("cancelled because another layer failed")]
+    Cancelled,
+}
+
+/// Told how many bytes a pull will download, and as they arrive.
+pub(crate) trait Progress: Send + Sync {
+    fn start(&self, total_bytes: u64);
+    fn advance(&self, bytes: u64);
+}
+
+#[derive(Clone)]
+pub(crate) struct PullOptions {
+    pub(crate) selection: Selection,
+    pub(crate) limits: Limits,
+    /// Layers fetched at once.
+    pub(crate) concurrency: usize,
+    pub(crate) progress: Option<Arc<dyn Progress>>,
+}
+
+impl Default for PullOptions {
+    fn default() -> Self {
+        // Four layers at once keep two cores busy to the end of a pull
+        // while costing well under a MiB each.
+        PullOptions { selection: Selection::all(), limits: Limits::default(), concurrency: 4, progress: None }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct FileReport {
+    pub(crate) path: String,
+    #[serde(flatten)]
+    pub(crate) entry: Entry,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct PullReport {
+    pub(crate) files: Vec<FileReport>,
+    /// Bytes of file content in the output.
+    pub(crate) bytes: u64,
+    pub(crate) layers_fetched: usize,
+    pub(crate) layers_skipped: usize,
+}
+
+/// Fetch the resolved manifest's selected files into `out`, replacing it
+/// whole and atomically; on any error `out` is as it was.
+pub(crate) async fn pull(
+    client: Arc<RegistryClient>,
+    res: &Resolution,
+    opts: &PullOptions,
+    out: &Path,
+) -> Result<PullReport, FetchError> {
+    let plans = unpack::layer::plan(&res.manifest.layers, &opts.selection)?;
+    let budget = Arc::new(Budget::new(opts.limits));
+    for p in &plans {
+        budget.check_layer_size(p.descriptor.size)?;
+    }
+    if let Some(pr) = &opts.progress {
+        pr.start(plans.iter().map(|p| p.descriptor.size).sum());
+    }
+    let staging = {
+        let out = out.to_path_buf();
+        tokio::task::spawn_blocking(move || Staging::new(&out)).await.map_err(task)??
+    };
+    let layers_fetched = plans.len();
+    let layers_skipped = res.manifest.layers.len() - layers_fetched;
+
+    let cancel = Arc::new(AtomicBool::new(false));
+    let permits = Arc::new(Semaphore::new(opts.concurrency.max(1)));
+    let selection = Arc::new(opts.selection.clone());
+    let mut tasks = JoinSet::new();
+    for plan in plans {
+        let layer = LayerJob {
+            client: client.clone(),
+            repository: res.reference.repository.clone(),
+            dir: staging.layer_dir(plan.index),
+            plan,
+            selection: selection.clone(),
+            budget: budget.clone(),
+            progress: opts.progress.clone(),
+            cancel: cancel.clone(),
+        };
+        let permits = permits.clone();
+        tasks.spawn(async move {
+            let _permit = permits.acquire_owned().await.map_err(task)?;
+            layer.run().await
+        });
+    }
+    let mut reports = Vec::new();
+    let mut failure: Option<FetchError> = None;
+    while let Some(joined) = tasks.join_next().await {
+        match joined.map_err(task).and_then(|r| r) {
+            Ok(r) => reports.push(r),
+            Err(e) => {
+                cancel.store(true, Ordering::Relaxed);
+                // The first real error explains the failure; the others
+                // were only cancelled because of it.
+                if failure.as_ref().is_none_or(|f| matches!(f, FetchError::Cancelled)) {
+                    failure = Some(e);
+                }
+            }
+        }
+    }
+    if let Some(e) = failure {
+        // Removing a large staging tree is blocking work; keep it off the
+        // runtime's threads.
+        let _ = tokio::task::spawn_blocking(move || drop(staging)).await;
+        return Err(e);
+    }
+    reports.sort_by_key(|(i, _)| *i);
+    let merged = tokio::task::spawn_blocking(move || -> Result<_, UnpackError> {
+        let merged = staging.merge(reports)?;
+        staging.commit()?;
+        Ok(merged)
+    })
+    .await
+    .map_err(task)??;
+
+    let files: Vec<FileReport> = merged.into_iter().map(|(path, entry)| FileReport { path, entry }).collect();
+    let bytes = files.iter().map(|f| if let Entry::File { size, .. } = f.entry { size } else { 0 }).sum();
+    Ok(PullReport { files, bytes, layers_fetched, layers_skipped })
+}
+
+pub(super) fn task(e: impl std::fmt::Display) -> FetchError {
+    FetchError::Task(e.to_string())
+}

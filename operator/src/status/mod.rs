@@ -1,0 +1,226 @@
+//! What the status says: one reason type for every way a reconcile can end,
+//! shared by conditions, Events, metrics and the CLI's exit codes, and the
+//! pure step from the last status and an outcome to the next one.
+
+pub(crate) mod conditions;
+mod next;
+
+pub(crate) use next::{Served, next_status};
+
+use serde::Serialize;
+
+use crate::controller::credentials::AccessError;
+use crate::controller::plan::SpecError;
+use crate::fetch::FetchError;
+use crate::oci::RegistryError;
+use crate::publish::PublishError;
+use crate::resolve::ResolveError;
+use crate::unpack::UnpackError;
+
+/// Every condition reason ocisync writes. The names are an API: users
+/// match on them in alerts and scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub(crate) enum Reason {
+    // success and bookkeeping
+    Synced,
+    Succeeded,
+    RetryingAfterError,
+    TagMoved,
+    // the registry
+    NotFound,
+    Unauthorized,
+    Unreachable,
+    RegistryError,
+    DigestMismatch,
+    // the content
+    LimitExceeded,
+    UnsafeContent,
+    Unsupported,
+    // credentials and spec
+    CredentialsUnavailable,
+    InvalidCredentials,
+    InvalidSpec,
+    // the target
+    ContentTooLarge,
+    KeyCollision,
+    InvalidKey,
+    ConfigMapNotOwned,
+    // the operator itself
+    Timeout,
+    ApiError,
+    Internal,
+}
+
+impl Reason {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Reason::Synced => "Synced",
+            Reason::Succeeded => "Succeeded",
+            Reason::RetryingAfterError => "RetryingAfterError",
+            Reason::TagMoved => "TagMoved",
+            Reason::NotFound => "NotFound",
+            Reason::Unauthorized => "Unauthorized",
+            Reason::Unreachable => "Unreachable",
+            Reason::RegistryError => "RegistryError",
+            Reason::DigestMismatch => "DigestMismatch",
+            Reason::LimitExceeded => "LimitExceeded",
+            Reason::UnsafeContent => "UnsafeContent",
+            Reason::Unsupported => "Unsupported",
+            Reason::CredentialsUnavailable => "CredentialsUnavailable",
+            Reason::InvalidCredentials => "InvalidCredentials",
+            Reason::InvalidSpec => "InvalidSpec",
+            Reason::ContentTooLarge => "ContentTooLarge",
+            Reason::KeyCollision => "KeyCollision",
+            Reason::InvalidKey => "InvalidKey",
+            Reason::ConfigMapNotOwned => "ConfigMapNotOwned",
+            Reason::Timeout => "Timeout",
+            Reason::ApiError => "ApiError",
+            Reason::Internal => "Internal",
+        }
+    }
+
+    /// Only a change by the user (the spec, a Secret, the artifact, a
+    /// ConfigMap in the way) can help: retrying the same thing cannot.
+    pub(crate) fn is_stalled(self) -> bool {
+        matches!(
+            self,
+            Reason::LimitExceeded
+                | Reason::UnsafeContent
+                | Reason::Unsupported
+                | Reason::InvalidCredentials
+                | Reason::InvalidSpec
+                | Reason::ContentTooLarge
+                | Reason::KeyCollision
+                | Reason::InvalidKey
+                | Reason::ConfigMapNotOwned
+        )
+    }
+
+    /// The `reason` label of `ocisync_reconciles_total`: a closed set, so
+    /// the metric's cardinality is bounded.
+    pub(crate) fn metric_label(self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&RegistryError> for Reason {
+    fn from(e: &RegistryError) -> Self {
+        use RegistryError as R;
+        match e {
+            R::NotFound { .. } => Reason::NotFound,
+            R::Unauthorized { .. } | R::Denied { .. } => Reason::Unauthorized,
+            R::Unreachable { .. } | R::Interrupted { .. } => Reason::Unreachable,
+            R::DigestMismatch { .. } | R::SizeMismatch { .. } => Reason::DigestMismatch,
+            R::TooLarge { .. } => Reason::LimitExceeded,
+            R::Manifest(_) => Reason::Unsupported,
+            R::Status { .. } | R::Protocol(_) => Reason::RegistryError,
+            R::Config(_) => Reason::InvalidCredentials,
+        }
+    }
+}
+
+impl From<&UnpackError> for Reason {
+    fn from(e: &UnpackError) -> Self {
+        use UnpackError as U;
+        match e {
+            U::UnsafePath { .. } | U::LinkEscapes { .. } | U::UnsupportedEntry { .. } => Reason::UnsafeContent,
+            U::LimitExceeded { .. } => Reason::LimitExceeded,
+            U::UnsupportedLayer { .. } | U::Corrupt { .. } => Reason::Unsupported,
+            U::Io { .. } => Reason::Internal,
+        }
+    }
+}
+
+impl From<&ResolveError> for Reason {
+    fn from(e: &ResolveError) -> Self {
+        match e {
+            ResolveError::Registry(e) => e.into(),
+            ResolveError::NoMatchingTag { .. } => Reason::NotFound,
+            ResolveError::NestedIndex(_) => Reason::Unsupported,
+        }
+    }
+}
+
+impl From<&FetchError> for Reason {
+    fn from(e: &FetchError) -> Self {
+        match e {
+            FetchError::Registry(e) => e.into(),
+            FetchError::Unpack(e) => e.into(),
+            FetchError::Task(_) | FetchError::Cancelled => Reason::Internal,
+        }
+    }
+}
+
+impl From<&PublishError> for Reason {
+    fn from(e: &PublishError) -> Self {
+        match e {
+            PublishError::TooLarge { .. } => Reason::ContentTooLarge,
+            PublishError::KeyCollision { .. } => Reason::KeyCollision,
+            PublishError::BadKey { .. } => Reason::InvalidKey,
+            PublishError::NotOwned { .. } | PublishError::Conflict { .. } => Reason::ConfigMapNotOwned,
+            PublishError::Api(_) => Reason::ApiError,
+            PublishError::Io { .. } => Reason::Internal,
+        }
+    }
+}
+
+impl From<&AccessError> for Reason {
+    fn from(e: &AccessError) -> Self {
+        match e {
+            AccessError::NotFound { .. } => Reason::CredentialsUnavailable,
+            AccessError::BadSecret { .. } => Reason::InvalidCredentials,
+            AccessError::Kube(_) => Reason::ApiError,
+        }
+    }
+}
+
+impl From<&SpecError> for Reason {
+    fn from(_: &SpecError) -> Self {
+        Reason::InvalidSpec
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stalled_reasons_are_the_ones_only_a_user_can_fix() {
+        let cases = [
+            (Reason::Unreachable, false),
+            (Reason::NotFound, false),
+            (Reason::Unauthorized, false),
+            (Reason::CredentialsUnavailable, false),
+            (Reason::Timeout, false),
+            (Reason::ApiError, false),
+            (Reason::DigestMismatch, false),
+            (Reason::UnsafeContent, true),
+            (Reason::LimitExceeded, true),
+            (Reason::ContentTooLarge, true),
+            (Reason::ConfigMapNotOwned, true),
+            (Reason::InvalidSpec, true),
+            (Reason::InvalidCredentials, true),
+        ];
+        for (reason, stalled) in cases {
+            assert_eq!(reason.is_stalled(), stalled, "{reason}");
+        }
+    }
+
+    #[test]
+    fn errors_map_to_reasons() {
+        let e = RegistryError::NotFound { what: "x".into() };
+        assert_eq!(Reason::from(&FetchError::Registry(e)), Reason::NotFound);
+        let e = UnpackError::LinkEscapes { path: "a".into(), target: "/".into() };
+        assert_eq!(Reason::from(&FetchError::Unpack(e)), Reason::UnsafeContent);
+        let e = ResolveError::NoMatchingTag { repository: "r".into(), range: "^9".into() };
+        assert_eq!(Reason::from(&e), Reason::NotFound);
+        assert_eq!(Reason::from(&PublishError::TooLarge { bytes: 2 }), Reason::ContentTooLarge);
+        assert_eq!(serde_json::to_value(Reason::KeyCollision).unwrap(), "KeyCollision");
+    }
+}
