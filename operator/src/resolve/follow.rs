@@ -69,8 +69,9 @@ mod tests {
     #[test]
     fn pins_follows_and_drift() {
         type Followed = Option<Result<(String, Digest), &'static str>>;
+        type Want = Result<(Option<&'static str>, Digest, bool), Option<&'static str>>;
         let ok = |t: &str, c| -> Followed { Some(Ok((t.to_string(), d(c)))) };
-        let cases: Vec<(Option<Digest>, Followed, Result<(Option<&str>, Digest, bool), Option<&str>>)> = vec![
+        let cases: Vec<(Option<Digest>, Followed, Want)> = vec![
             (None, ok("v1", 'a'), Ok((Some("v1"), d('a'), false))),
             (Some(d('a')), ok("v1", 'a'), Ok((Some("v1"), d('a'), false))),
             (Some(d('a')), ok("v1", 'b'), Ok((Some("v1"), d('a'), true))),

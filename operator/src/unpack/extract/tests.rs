@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use super::*;
 use crate::unpack::{Limits, Staging};
 
-#[path = "../../../tests/support/tarball.rs"]
+#[path = "../../../tests/it/support/tarball.rs"]
 mod tarball;
 use tarball::{Item::*, gzip, tar};
 

@@ -1,23 +1,12 @@
-//! The test harness: real components on loopback, each stopped by its own
-//! pid (or task) when dropped.
-//!
-//! - `Distribution`: Debian's docker-registry (CNCF distribution 2.8), a child
-//!   process with filesystem storage, optionally behind htpasswd or TLS.
-//! - `Ferro`: the in-process ferro-oci-server, with hooks in front of it to
-//!   play a registry that rate-limits or wants bearer tokens.
-//! - `oras`, `crane`: the real tools, installed by e2e/setup/install-tools.sh
-//!   on first use.
-#![allow(dead_code)]
+//! Registries on loopback: Debian's docker-registry (distribution 2.8) as a
+//! child process, and ferro-oci-server in this process with hooks that play
+//! a registry misbehaving in the ways a test needs.
 
-pub mod control_plane;
-pub mod operator;
-pub mod tarball;
-
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -25,57 +14,13 @@ use axum::http::{Request, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
+use super::{Proc, free_port, push_files, run, tool};
 
-/// The directory with the real tools, installing them once if missing.
-pub fn tools_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let prefix =
-            std::env::var_os("OCISYNC_TOOLS").map(PathBuf::from).unwrap_or_else(|| "/var/tmp/ocisync/tools".into());
-        let bin = prefix.join("bin");
-        if !["oras", "crane", "docker-registry"].iter().all(|t| bin.join(t).exists()) {
-            let script = repo_root().join("e2e/setup/install-tools.sh");
-            let st = Command::new(&script)
-                .env("OCISYNC_TOOLS", &prefix)
-                .stdout(Stdio::null())
-                .status()
-                .expect("run install-tools.sh");
-            assert!(st.success(), "{} failed", script.display());
-        }
-        bin
-    })
-}
-
-pub fn tool(name: &str) -> PathBuf {
-    tools_bin().join(name)
-}
-
-/// Run a command, panic with its output if it fails.
-pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn wait_for_port(port: u16, child: &mut Child, log: &Path) {
+fn wait_for_port(port: u16, proc: &mut Proc) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Ok(Some(st)) = child.try_wait() {
-            panic!("registry exited ({st}):\n{}", std::fs::read_to_string(log).unwrap_or_default());
-        }
-        assert!(Instant::now() < deadline, "registry did not listen on {port}");
+        assert!(proc.alive(), "{} exited:\n{}", proc.name, proc.logs());
+        assert!(Instant::now() < deadline, "{} did not listen on {port}", proc.name);
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -91,7 +36,7 @@ pub struct DistributionOptions {
 pub struct Distribution {
     pub port: u16,
     pub dir: tempfile::TempDir,
-    child: Child,
+    proc: Option<Proc>,
 }
 
 impl Distribution {
@@ -119,34 +64,28 @@ impl Distribution {
             root = dir.path().join("data").display()
         );
         std::fs::write(dir.path().join("config.yml"), config).unwrap();
-        let child = Self::spawn(dir.path(), port);
-        Distribution { port, dir, child }
+        let proc = Some(Self::spawn(dir.path(), port));
+        Distribution { port, dir, proc }
     }
 
-    fn spawn(dir: &Path, port: u16) -> Child {
+    fn spawn(dir: &Path, port: u16) -> Proc {
+        // the access log goes to stdout, the rest to stderr
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("registry.log")).unwrap();
-        let err = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("registry.err")).unwrap();
-        let mut child = Command::new(tool("docker-registry"))
-            .arg("serve")
-            .arg(dir.join("config.yml"))
-            .stdout(log)
-            .stderr(err)
-            .spawn()
-            .expect("start docker-registry");
-        wait_for_port(port, &mut child, &dir.join("registry.err"));
-        child
+        let mut cmd = Command::new(tool("docker-registry"));
+        cmd.arg("serve").arg(dir.join("config.yml")).stdout(log);
+        let mut proc = Proc::spawn("docker-registry", &mut cmd, dir.join("registry.err"));
+        wait_for_port(port, &mut proc);
+        proc
     }
 
     /// Take the registry down; `restart` brings it back on the same port
     /// with the same content.
     pub fn stop(&mut self) {
-        // SAFETY: signalling our own child by its pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
+        self.proc = None;
     }
 
     pub fn restart(&mut self) {
-        self.child = Self::spawn(self.dir.path(), self.port);
+        self.proc = Some(Self::spawn(self.dir.path(), self.port));
     }
 
     pub fn host(&self) -> String {
@@ -166,34 +105,20 @@ impl Distribution {
     }
 }
 
-impl Drop for Distribution {
-    fn drop(&mut self) {
-        // SAFETY: signalling our own child by its pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let _ = self.child.wait();
-    }
-}
-
-/// A registry that wants alice's password, holding `private:v1` (one file).
-pub fn private_registry() -> Distribution {
+/// A registry that wants alice's password, holding `private:v1` (one file
+/// `f.txt`); and that manifest's digest.
+pub fn private_registry() -> (Distribution, String) {
     let reg = Distribution::start_with(DistributionOptions {
         htpasswd: Some(("alice".into(), "wonderland".into())),
         ..Default::default()
     });
-    let src = tempfile::tempdir().unwrap();
-    std::fs::write(src.path().join("f.txt"), "private").unwrap();
-    let target = format!("{}/private:v1", reg.host());
-    run(std::process::Command::new(tool("oras")).current_dir(src.path()).args([
-        "push",
-        "--plain-http",
-        "-u",
-        "alice",
-        "-p",
-        "wonderland",
-        &target,
-        "f.txt",
-    ]));
-    reg
+    let digest = push_files(
+        &reg.host(),
+        "private:v1",
+        &[("f.txt", b"private")],
+        &["--plain-http", "-u", "alice", "-p", "wonderland"],
+    );
+    (reg, digest)
 }
 
 /// A CA and a server certificate for 127.0.0.1, made by openssl.
@@ -241,6 +166,13 @@ pub struct Hooks {
     /// registries and proxies do.
     pub strip_digest: AtomicBool,
     pub manifest_gets: AtomicUsize,
+    /// Hold manifest (or blob) requests for a minute before answering, as
+    /// a registry that hangs does.
+    pub stall_manifests: AtomicBool,
+    pub stall_blobs: AtomicBool,
+    /// Answer manifest requests with a 500 whose body changes every time.
+    pub fail_manifests: AtomicBool,
+    pub manifest_requests: AtomicUsize,
 }
 
 pub const BEARER_USER: (&str, &str) = ("robot", "s3cret");
@@ -313,12 +245,22 @@ async fn hook(hooks: Arc<Hooks>, addr: SocketAddr, req: Request<Body>, next: Nex
         }
     }
     if path.contains("/manifests/") {
+        let n = hooks.manifest_requests.fetch_add(1, Ordering::SeqCst);
+        if hooks.fail_manifests.load(Ordering::SeqCst) {
+            return (StatusCode::INTERNAL_SERVER_ERROR, format!("failure number {n}")).into_response();
+        }
+        if hooks.stall_manifests.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+        }
         let left = hooks.throttle.load(Ordering::SeqCst);
         if left > 0 {
             hooks.throttle.store(left - 1, Ordering::SeqCst);
             let secs = hooks.retry_after_secs.load(Ordering::SeqCst).to_string();
             return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, secs)], "slow down").into_response();
         }
+    }
+    if path.contains("/blobs/") && hooks.stall_blobs.load(Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_secs(60)).await;
     }
     let head_manifest = req.method() == axum::http::Method::HEAD && path.contains("/manifests/");
     if req.method() == axum::http::Method::GET && path.contains("/manifests/") {
@@ -329,99 +271,4 @@ async fn hook(hooks: Arc<Hooks>, addr: SocketAddr, req: Request<Body>, next: Nex
         res.headers_mut().remove("docker-content-digest");
     }
     res
-}
-
-/// `oras` against a plain-HTTP registry, run in `dir`.
-pub fn oras(dir: &Path, args: &[&str]) -> Output {
-    run(Command::new(tool("oras")).current_dir(dir).args(args).arg("--plain-http"))
-}
-
-pub fn crane(args: &[&str]) -> Output {
-    run(Command::new(tool("crane")).args(args).arg("--insecure"))
-}
-
-/// The digest oras or crane printed for a push.
-pub fn pushed_digest(out: &Output) -> String {
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    let i = text.rfind("sha256:").expect("a digest in the tool's output");
-    text[i..i + 71].to_string()
-}
-
-/// Push hand-made layers (no title annotation) as one OCI manifest, with
-/// oras: `layers` are (media type, bytes).
-pub fn push_layers(registry: &str, reference: &str, layers: &[(&str, Vec<u8>)]) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = reference.split(':').next().unwrap();
-    let mut descs = Vec::new();
-    let config = b"{}".to_vec();
-    for (i, (media_type, bytes)) in
-        layers.iter().chain(std::iter::once(&("application/vnd.oci.empty.v1+json", config))).enumerate()
-    {
-        let f = dir.path().join(format!("blob{i}"));
-        std::fs::write(&f, bytes).unwrap();
-        oras(dir.path(), &["blob", "push", &format!("{registry}/{repo}"), f.to_str().unwrap()]);
-        descs.push(serde_json::json!({
-            "mediaType": media_type,
-            "digest": ocisync::oci::Digest::of(bytes).to_string(),
-            "size": bytes.len(),
-        }));
-    }
-    let config = descs.pop().unwrap();
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": config,
-        "layers": descs,
-    });
-    let m = dir.path().join("manifest.json");
-    std::fs::write(&m, serde_json::to_vec(&manifest).unwrap()).unwrap();
-    oras(dir.path(), &["manifest", "push", &format!("{registry}/{reference}"), m.to_str().unwrap()]);
-    ocisync::oci::Digest::of(&std::fs::read(&m).unwrap()).to_string()
-}
-
-/// The ocisync binary under test; async so in-process registries keep serving.
-pub async fn ocisync(args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_ocisync"))
-        .args(args)
-        .env("HOME", "/nonexistent") // no stray ~/.docker/config.json
-        .env_remove("DOCKER_CONFIG")
-        .output()
-        .await
-        .unwrap()
-}
-
-/// `ocisync pull REF --out OUT --insecure EXTRA…`: a pull from a plain-HTTP
-/// test registry.
-pub async fn pull(reference: &str, out: &Path, extra: &[&str]) -> Output {
-    let mut args = vec!["pull", reference, "--out", out.to_str().unwrap(), "--insecure"];
-    args.extend_from_slice(extra);
-    ocisync(&args).await
-}
-
-pub fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-pub fn json(o: &Output) -> serde_json::Value {
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}{}", String::from_utf8_lossy(&o.stdout), stderr(o)))
-}
-
-/// Every file under `dir`, as `path -> contents`.
-pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    fn walk(base: &Path, d: &Path, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
-        for e in std::fs::read_dir(d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(base, &p, out);
-            } else {
-                out.insert(p.strip_prefix(base).unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    let mut out = std::collections::BTreeMap::new();
-    if dir.exists() {
-        walk(dir, dir, &mut out);
-    }
-    out
 }

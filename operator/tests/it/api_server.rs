@@ -1,17 +1,15 @@
 //! The Artifact CRD on a real kube-apiserver (1.20, etcd, no kubelet).
 
-mod support;
-
+use crate::support::cluster::ControlPlane;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use ocisync::api::{Artifact, ArtifactSpec, ArtifactStatus};
 use serde_json::json;
-use support::control_plane::ControlPlane;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_committed_crd_is_served_with_status_and_columns() {
     let cp = ControlPlane::shared();
     let client = cp.admin().await;
-    cp.install_crd(&client).await;
+    cp.crd_established(&client).await;
     cp.namespace(&client, "crd-test").await;
     let api: Api<Artifact> = Api::namespaced(client.clone(), "crd-test");
     let spec: ArtifactSpec = serde_json::from_value(json!({

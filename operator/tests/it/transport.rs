@@ -1,14 +1,11 @@
 //! Auth and transport: htpasswd and TLS on the real distribution; bearer
 //! tokens and rate limits in front of ferro-oci-server.
 
-mod support;
-
 use std::fs;
-use std::process::Command;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 fn docker_config(dir: &std::path::Path, registry: &str, entry: serde_json::Value) -> String {
     let p = dir.join(format!("config-{}.json", fs::read_dir(dir).unwrap().count()));
@@ -18,7 +15,7 @@ fn docker_config(dir: &std::path::Path, registry: &str, entry: serde_json::Value
 
 #[tokio::test(flavor = "multi_thread")]
 async fn basic_auth_from_docker_config() {
-    let reg = private_registry();
+    let (reg, _) = private_registry();
     let r = format!("{}/private:v1", reg.host());
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("out");
@@ -57,16 +54,8 @@ async fn tls_with_a_private_ca() {
     let pki = Pki::new();
     let tls = Some((pki.server_cert.clone(), pki.server_key.clone()));
     let reg = Distribution::start_with(DistributionOptions { tls, ..Default::default() });
-    let src = tempfile::tempdir().unwrap();
-    fs::write(src.path().join("f.txt"), "over tls").unwrap();
+    push_files(&reg.host(), "tls:v1", &[("f.txt", b"over tls")], &["--ca-file", pki.ca_cert.to_str().unwrap()]);
     let r = format!("{}/tls:v1", reg.host());
-    run(Command::new(tool("oras")).current_dir(src.path()).args([
-        "push",
-        "--ca-file",
-        pki.ca_cert.to_str().unwrap(),
-        &r,
-        "f.txt",
-    ]));
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("out");
     let o = ocisync(&["pull", &r, "--out", out.to_str().unwrap()]).await;
@@ -82,13 +71,14 @@ async fn tls_with_a_private_ca() {
 
 async fn ferro_with_file(content: &str) -> (Ferro, String) {
     let reg = Ferro::start().await;
-    let src = tempfile::tempdir().unwrap();
-    fs::write(src.path().join("f.txt"), content).unwrap();
-    let r = format!("{}/app:v1", reg.host());
-    let dir = src.path().to_path_buf();
-    let r2 = r.clone();
+    let (host, content) = (reg.host(), content.to_string());
     // oras blocks; the in-process registry must keep serving meanwhile
-    tokio::task::spawn_blocking(move || oras(&dir, &["push", &r2, "f.txt"])).await.unwrap();
+    tokio::task::spawn_blocking(move || {
+        push_files(&host, "app:v1", &[("f.txt", content.as_bytes())], &["--plain-http"])
+    })
+    .await
+    .unwrap();
+    let r = format!("{}/app:v1", reg.host());
     (reg, r)
 }
 

@@ -1,0 +1,50 @@
+//! Two operator replicas against one real API server: only the holder of
+//! the Lease reconciles, and the other takes over when the leader dies.
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::Api;
+
+use crate::support::cluster::{ControlPlane, Env, Operator, Spec};
+use crate::support::tarball::{Item::*, TAR, tar};
+use crate::support::*;
+
+const LEASE: &str = "ocisync-test-ha";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_leader_reconciles_and_a_follower_takes_over() {
+    let cp = ControlPlane::shared();
+    let e = Env::dedicated("ha", "ha").await;
+    let leases: Api<Lease> = Api::namespaced(e.admin.clone(), "ocisync-system");
+    let holder = async || -> Option<String> { leases.get_opt(LEASE).await.ok()??.spec?.holder_identity };
+    let args = ["--leader-elect=true", "--lease-name", LEASE, "--lease-duration", "4s"];
+    let replica = |name: &str| {
+        let selector = format!("{}=ha", crate::support::cluster::OPERATOR_LABEL);
+        let mut all = vec!["--watch-label-selector", selector.as_str()];
+        all.extend_from_slice(&args);
+        Operator::start(cp, name, &all)
+    };
+    let mut a = replica("replica-a");
+    eventually("replica-a to hold the Lease", 30, async || (holder().await? == "replica-a").then_some(())).await;
+    let b = replica("replica-b");
+    eventually("replica-b to be up", 30, async || {
+        reqwest::get(format!("http://{}/readyz", b.metrics)).await.ok().filter(|r| r.status() == 200)
+    })
+    .await;
+
+    let reg = Distribution::start();
+    let v1 = push_layers(&reg.host(), "app:v1", &[(TAR, tar(&[File("a", b"1")]))]);
+    e.apply("ha", &Spec::new(&reg.host(), "app").tag("v1")).await;
+    e.synced("ha", &v1).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(a.reconciles().await >= 1.0, "the leader reconciles");
+    assert_eq!(b.reconciles().await, 0.0, "the follower does not");
+    assert_eq!(holder().await.as_deref(), Some("replica-a"));
+
+    // the leader dies without releasing the lease: the follower waits out
+    // the lease, takes over, and syncs what changed meanwhile
+    a.proc.as_mut().unwrap().kill();
+    let v2 = push_layers(&reg.host(), "app:v1", &[(TAR, tar(&[File("a", b"2")]))]);
+    eventually("replica-b to hold the Lease", 30, async || (holder().await? == "replica-b").then_some(())).await;
+    e.synced("ha", &v2).await;
+    assert!(b.reconciles().await >= 1.0);
+}

@@ -1,0 +1,10 @@
+//! Every integration test, in one binary: one harness compiled once, one
+//! control plane and one shared operator for all the tests that need them.
+
+mod api_server;
+mod controller;
+mod defects;
+mod leader;
+mod pull;
+mod support;
+mod transport;
