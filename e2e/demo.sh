@@ -57,7 +57,7 @@ export KUBECONFIG=$("$ROOT/e2e/setup/start-control-plane.sh" "$WORK/cp" 2>/dev/n
 "$ROOT/e2e/setup/operator-access.sh" "$WORK/operator.kubeconfig"
 
 say "ocisync operator, with the ServiceAccount token of config/rbac (not admin)"
-KUBECONFIG="$WORK/operator.kubeconfig" "$OCISYNC" operator --work-dir "$WORK/work" --metrics-addr "" 2>"$WORK/operator.log" &
+KUBECONFIG="$WORK/operator.kubeconfig" "$OCISYNC" operator --work-dir "$WORK/work" --metrics-addr 0 2>"$WORK/operator.log" &
 OP_PID=$!
 
 say "kubectl apply -f artifact.yaml"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Scale benchmark of the operator on a real control plane: N Artifacts
 # (default 1000) following TAGS tags (default 10) of one artifact in a local
-# distribution 2.8 registry, each into its own ConfigMap.
+# distribution 2.8 registry, spread over NAMESPACES namespaces (default 1),
+# every namespace following every tag, each Artifact into its own ConfigMap.
 #
 #   e2e/bench/scale.sh           # prints a markdown table (README "Performance")
 #
@@ -10,12 +11,12 @@
 # registry HEADs per interval, over a window of WINDOW intervals after all are
 # Ready (from /proc and the operator's /metrics).
 #
-# Env: N, TAGS, INTERVAL (default 30s), WINDOW (default 3), CARGO_TARGET_DIR,
+# Env: N, TAGS, NAMESPACES, INTERVAL (default 30s), WINDOW (default 3), CARGO_TARGET_DIR,
 # OCISYNC_TOOLS, CONTROL_PLANE_PREFIX.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-N=${N:-1000} TAGS=${TAGS:-10} INTERVAL=${INTERVAL:-30} WINDOW=${WINDOW:-3}
+N=${N:-1000} TAGS=${TAGS:-10} NAMESPACES=${NAMESPACES:-1} INTERVAL=${INTERVAL:-30} WINDOW=${WINDOW:-3}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/ocisync-target}
 export OCISYNC_TOOLS=${OCISYNC_TOOLS:-/var/tmp/ocisync/tools}
 export PATH=$OCISYNC_TOOLS/bin:$PATH
@@ -41,7 +42,7 @@ done
 
 export KUBECONFIG=$("$ROOT/e2e/setup/start-control-plane.sh" "$WORK/cp" 2>/dev/null)
 "$ROOT/e2e/setup/operator-access.sh" "$WORK/operator.kubeconfig"
-kubectl create namespace scale >/dev/null
+for n in $(seq "$NAMESPACES"); do kubectl create namespace "scale-$n" >/dev/null; done
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 KUBECONFIG="$WORK/operator.kubeconfig" OCISYNC_LOG=warn "$OCISYNC" operator --work-dir "$WORK/work" \
   --metrics-addr "127.0.0.1:$port" 2>"$WORK/operator.log" &
@@ -53,7 +54,7 @@ for i in $(seq "$N"); do
 ---
 apiVersion: ocisync.dev/v1alpha1
 kind: Artifact
-metadata: {name: a$i, namespace: scale}
+metadata: {name: a$i, namespace: scale-$(( (i / TAGS) % NAMESPACES + 1 ))}
 spec: {url: "oci://$REG/scale/app", ref: {tag: "t$(( (i % TAGS) + 1 ))"}, insecure: true, interval: ${INTERVAL}s}
 YAML
 done > "$WORK/artifacts.yaml"
@@ -61,7 +62,7 @@ done > "$WORK/artifacts.yaml"
 log "creating $N Artifacts"
 t0=$(date +%s.%N)
 kubectl create -f "$WORK/artifacts.yaml" >/dev/null
-ready() { kubectl get artifacts -n scale -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True || true; }
+ready() { kubectl get artifacts -A -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True || true; }
 while (( $(ready) < N )); do
   kill -0 "$OP_PID" || { tail -20 "$WORK/operator.log" >&2; exit 1; }
   sleep 1
@@ -86,7 +87,7 @@ gets=$(echo "$g1 - $g0" | bc)
 
 echo "| measure | result | target |"
 echo "| --- | --- | --- |"
-printf '| %s Artifacts, %s tags: created → all Ready | %.1f s | ≤ 120 s |\n' "$N" "$TAGS" "$all_ready"
+printf '| %s Artifacts, %s tags, %s namespace(s): created → all Ready | %.1f s | ≤ 120 s |\n' "$N" "$TAGS" "$NAMESPACES" "$all_ready"
 echo "| operator peak RSS | $(( rss / 1024 )) MiB | < 64 MiB |"
 printf '| CPU per steady-state reconcile | %.2f ms (%s reconciles in %s intervals) | |\n' "$(echo "$cpu_per * 1000" | bc)" "$reconciles" "$WINDOW"
 echo "| registry HEADs per ${INTERVAL}s interval | $heads_per ($TAGS distinct tags) | ≤ $TAGS |"

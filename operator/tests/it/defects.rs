@@ -74,8 +74,7 @@ async fn stalled_content_is_not_downloaded_again() {
 async fn status_writes_do_not_defeat_backoff() {
     let e = Env::new("defect-backoff").await;
     let reg = Ferro::start().await;
-    let host = reg.host();
-    tokio::task::spawn_blocking(move || push_files(&host, "app:v1", &[("f", b"1")], &["--plain-http"])).await.unwrap();
+    reg.push("app:v1", &[("f", b"1")]).await;
     reg.hooks.fail_manifests.store(true, Ordering::SeqCst);
     let start = reg.hooks.manifest_requests.load(Ordering::SeqCst);
     e.apply("flaky", &Spec::new(&reg.host(), "app").tag("v1")).await;
@@ -94,8 +93,7 @@ async fn status_writes_do_not_defeat_backoff() {
 async fn a_secret_change_reconciles_only_its_users() {
     let e = Env::new("defect-secret-map").await;
     let reg = Ferro::start().await;
-    let host = reg.host();
-    tokio::task::spawn_blocking(move || push_files(&host, "app:v1", &[("f", b"1")], &["--plain-http"])).await.unwrap();
+    reg.push("app:v1", &[("f", b"1")]).await;
     e.create_secret(pull_secret("pull", &reg.host(), "wonderland")).await;
     e.create_secret(json!({"metadata": {"name": "unrelated"}, "stringData": {"x": "1"}})).await;
     let sa: ServiceAccount =
@@ -175,8 +173,7 @@ async fn a_timeout_names_its_step_and_leaves_nothing_behind() {
     let op = Operator::shared(ControlPlane::shared());
     assert!(!entries(&op.work).contains(&"stale-uid".to_string()), "swept at start: {:?}", entries(&op.work));
     let reg = Ferro::start().await;
-    let host = reg.host();
-    tokio::task::spawn_blocking(move || push_files(&host, "app:v1", &[("f", b"1")], &["--plain-http"])).await.unwrap();
+    reg.push("app:v1", &[("f", b"1")]).await;
     reg.hooks.stall_blobs.store(true, Ordering::SeqCst);
     e.apply("slow-blob", &Spec::new(&reg.host(), "app").tag("v1").timeout("3s")).await;
     let (reason, message) = e.ready("slow-blob", false).await;

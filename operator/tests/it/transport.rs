@@ -71,13 +71,7 @@ async fn tls_with_a_private_ca() {
 
 async fn ferro_with_file(content: &str) -> (Ferro, String) {
     let reg = Ferro::start().await;
-    let (host, content) = (reg.host(), content.to_string());
-    // oras blocks; the in-process registry must keep serving meanwhile
-    tokio::task::spawn_blocking(move || {
-        push_files(&host, "app:v1", &[("f.txt", content.as_bytes())], &["--plain-http"])
-    })
-    .await
-    .unwrap();
+    reg.push("app:v1", &[("f.txt", content.as_bytes())]).await;
     let r = format!("{}/app:v1", reg.host());
     (reg, r)
 }

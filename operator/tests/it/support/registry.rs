@@ -207,6 +207,19 @@ impl Ferro {
     pub fn host(&self) -> String {
         self.addr.to_string()
     }
+
+    /// Push `files` as `reference` with oras. oras blocks; the in-process
+    /// registry must keep serving meanwhile.
+    pub async fn push(&self, reference: &str, files: &[(&str, &[u8])]) -> String {
+        let (host, reference) = (self.host(), reference.to_string());
+        let files: Vec<(String, Vec<u8>)> = files.iter().map(|(n, c)| (n.to_string(), c.to_vec())).collect();
+        tokio::task::spawn_blocking(move || {
+            let files: Vec<(&str, &[u8])> = files.iter().map(|(n, c)| (n.as_str(), c.as_slice())).collect();
+            push_files(&host, &reference, &files, &["--plain-http"])
+        })
+        .await
+        .unwrap()
+    }
 }
 
 impl Drop for Ferro {
