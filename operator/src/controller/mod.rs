@@ -83,30 +83,44 @@ impl Context {
 
     /// Record how a sync ended; returns the consecutive failures so far.
     fn remember(&self, uid: &str, failure: Option<&Failure>, inputs: Option<Inputs>) -> u32 {
-        let mut memory = self.memory.lock().expect("memory poisoned");
-        let failures = match failure {
-            None => {
-                memory.remove(uid);
-                0
-            }
+        self.update(uid, |m| match failure {
+            None => None,
             Some(f) => {
-                let m = memory.entry(uid.to_string()).or_default();
+                let mut m = m.unwrap_or_default();
                 m.failures = m.failures.saturating_add(1);
                 m.stalled = match inputs {
                     Some(i) if decide::remember(f) => Some((i, f.clone())),
                     _ => None,
                 };
-                m.failures
+                Some(m)
             }
-        };
+        })
+    }
+
+    /// A reconcile that failed to write its status; returns the failures so far.
+    fn count_failure(&self, uid: &str) -> u32 {
+        self.update(uid, |m| {
+            let mut m = m.unwrap_or_default();
+            m.failures = m.failures.saturating_add(1);
+            Some(m)
+        })
+    }
+
+    /// Replace what is remembered of `uid` (`None`: nothing) and keep the
+    /// gauge of failing Artifacts in step; returns the failures so far.
+    fn update(&self, uid: &str, f: impl FnOnce(Option<Memory>) -> Option<Memory>) -> u32 {
+        let mut memory = self.memory.lock().expect("memory poisoned");
+        let next = f(memory.remove(uid));
+        let failures = next.as_ref().map_or(0, |m| m.failures);
+        if let Some(m) = next {
+            memory.insert(uid.to_string(), m);
+        }
         self.metrics.set_failing(memory.len());
         failures
     }
 
     fn forget(&self, uid: &str) {
-        let mut memory = self.memory.lock().expect("memory poisoned");
-        memory.remove(uid);
-        self.metrics.set_failing(memory.len());
+        self.update(uid, |_| None);
     }
 }
 
@@ -129,13 +143,7 @@ pub(crate) struct Options {
 
 fn error_policy(artifact: Arc<Artifact>, error: &Error, ctx: Arc<Context>) -> Action {
     tracing::warn!(artifact = %artifact.name_any(), %error, "reconcile failed");
-    let uid = artifact.uid().unwrap_or_default();
-    let n = {
-        let mut memory = ctx.memory.lock().expect("memory poisoned");
-        let m = memory.entry(uid).or_default();
-        m.failures = m.failures.saturating_add(1);
-        m.failures
-    };
+    let n = ctx.count_failure(&artifact.uid().unwrap_or_default());
     Action::requeue(decide::backoff(n))
 }
 
