@@ -17,6 +17,8 @@ pub(crate) enum PipelineError {
     Manifest(#[from] ResolveError),
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    #[error("gave up after {0:?} (--timeout)")]
+    Timeout(std::time::Duration),
 }
 
 impl From<&PipelineError> for Reason {
@@ -24,6 +26,7 @@ impl From<&PipelineError> for Reason {
         match e {
             PipelineError::Manifest(e) => e.into(),
             PipelineError::Fetch(e) => e.into(),
+            PipelineError::Timeout(_) => Reason::Timeout,
         }
     }
 }

@@ -93,6 +93,9 @@ struct OperatorArgs {
     /// How long a lease lasts without renewal (a Go duration: 15s, 1m).
     #[arg(long, default_value = "15s", value_parser = lease_duration)]
     lease_duration: Duration,
+    /// The most any one sync may take, whatever an Artifact's spec.timeout says.
+    #[arg(long, default_value = "10m", value_parser = timeout)]
+    max_timeout: Duration,
     /// Serve /healthz, /readyz and /metrics on this address; `0` turns them off.
     #[arg(long, default_value = "0.0.0.0:8080", value_parser = listen_addr)]
     metrics_addr: Listen,
@@ -110,6 +113,14 @@ fn listen_addr(s: &str) -> Result<Listen, String> {
     match s {
         "0" | "off" => Ok(Listen(None)),
         a => a.parse().map(|a| Listen(Some(a))).map_err(|e| format!("{e}: want host:port, or 0 for off")),
+    }
+}
+
+fn timeout(s: &str) -> Result<Duration, String> {
+    match parse_duration(s) {
+        Some(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(24 * 3600) => Ok(d),
+        Some(_) => Err("must be between 1s and 24h".into()),
+        None => Err(format!("{s:?} is not a duration like 30s, 10m or 1h")),
     }
 }
 
@@ -132,6 +143,9 @@ struct RegistryArgs {
     /// Docker config with credentials (`auths`); default: $DOCKER_CONFIG/config.json or ~/.docker/config.json.
     #[arg(long, value_name = "FILE")]
     docker_config: Option<PathBuf>,
+    /// Give up after this long (a Go duration: 30s, 10m, 1h).
+    #[arg(long, default_value = "10m", value_parser = timeout)]
+    timeout: Duration,
 }
 
 #[derive(Args, Debug)]
@@ -218,12 +232,14 @@ async fn resolve(args: ResolveArgs) -> ExitCode {
         Ok(x) => x,
         Err(msg) => return usage(&msg),
     };
-    match resolve::digest(&client, &reference).await {
+    let limit = args.registry.timeout;
+    let resolved = tokio::time::timeout(limit, resolve::digest(&client, &reference)).await;
+    match resolved.map_err(|_| PipelineError::Timeout(limit)).and_then(|r| r.map_err(PipelineError::from)) {
         Ok(d) => {
             println!("{d}");
             ExitCode::SUCCESS
         }
-        Err(e) => failed(&PipelineError::from(e), Format::Text),
+        Err(e) => failed(&e, Format::Text),
     }
 }
 
@@ -253,11 +269,13 @@ async fn pull(args: PullArgs) -> ExitCode {
         ..PullOptions::default()
     };
     let client = Arc::new(client);
-    let result = async {
+    let limit = args.registry.timeout;
+    let result = tokio::time::timeout(limit, async {
         let pinned = resolve::reference(&client, &reference).await?;
         pipeline::run(client.clone(), &pinned, &platform, &opts, &args.out).await
-    }
-    .await;
+    })
+    .await
+    .unwrap_or(Err(PipelineError::Timeout(limit)));
     if let Some(b) = bar {
         b.finish();
     }
@@ -288,6 +306,7 @@ async fn operator(args: OperatorArgs) -> ExitCode {
     });
     let opts = crate::controller::Options {
         work_dir: args.work_dir,
+        max_timeout: args.max_timeout,
         concurrency: args.concurrency.max(1),
         lease: args.leader_elect.then_some((namespace, args.lease_name)),
         identity,

@@ -68,6 +68,8 @@ pub(crate) struct Context {
     recorder: Recorder,
     /// Where fetches are staged before publishing, one directory per Artifact.
     work_dir: PathBuf,
+    /// No sync runs longer than this, whatever its spec says.
+    max_timeout: Duration,
     /// By Artifact uid; an entry goes when its Artifact is deleted.
     memory: Mutex<HashMap<String, Memory>>,
     metrics: Arc<metrics::Metrics>,
@@ -126,6 +128,8 @@ impl Context {
 
 pub(crate) struct Options {
     pub(crate) work_dir: PathBuf,
+    /// The ceiling on any Artifact's `spec.timeout`.
+    pub(crate) max_timeout: Duration,
     /// Reconciles running at once.
     pub(crate) concurrency: u16,
     /// Hold this Lease (namespace, name) while reconciling; `None` runs
@@ -163,7 +167,7 @@ pub(crate) async fn run(client: kube::Client, opts: Options) -> Result<(), Error
     }
     let Some((namespace, name)) = opts.lease.clone() else {
         ready.store(true, Ordering::Relaxed);
-        return run_controller(client, opts, metrics, shutdown_signal()).await;
+        return run_controller(client, opts, metrics, shutdown_signal(), std::future::pending()).await.map(|_| ());
     };
     let secs = opts.lease_duration.as_secs().max(3);
     let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), name.as_str())
@@ -182,22 +186,30 @@ pub(crate) async fn run(client: kube::Client, opts: Options) -> Result<(), Error
         _ = shutdown_signal() => return Ok(()),
     }
     tracing::info!(identity = %opts.identity, "became the leader");
-    let lost = Arc::new(AtomicBool::new(false));
-    let flag = lost.clone();
-    let stop = async move {
+    // A signal stops gracefully: in-flight syncs finish, then the Lease is
+    // released. A lost Lease stops at once: another replica may already be
+    // writing, so in-flight syncs are dropped where they stand.
+    let (graceful_tx, graceful_rx) = tokio::sync::oneshot::channel::<()>();
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
         tokio::select! {
-            _ = leader.wait_for(|held| !*held) => flag.store(true, Ordering::SeqCst),
-            _ = shutdown_signal() => {}
+            _ = leader.wait_for(|held| !*held) => { let _ = lost_tx.send(()); }
+            _ = shutdown_signal() => { let _ = graceful_tx.send(()); }
         }
         // closing the channel ends the lease task, which releases the lease
         drop(leader);
+    });
+    let on = |rx: tokio::sync::oneshot::Receiver<()>| async move {
+        if rx.await.is_err() {
+            std::future::pending::<()>().await;
+        }
     };
-    run_controller(client, opts, metrics, stop).await?;
+    let lost = run_controller(client, opts, metrics, on(graceful_rx), on(lost_rx)).await?;
+    if lost {
+        return Err(Error::LostLeadership);
+    }
     if let Ok(Ok(manager)) = lease_task.await {
         let _ = manager.release().await;
-    }
-    if lost.load(Ordering::SeqCst) {
-        return Err(Error::LostLeadership);
     }
     Ok(())
 }
@@ -227,12 +239,15 @@ fn artifact_changed(a: &Artifact) -> Option<u64> {
 
 type Requests = std::pin::Pin<Box<dyn Stream<Item = Result<ReconcileRequest<Artifact>, watcher::Error>> + Send>>;
 
+/// Returns `true` when `abort` ended it (in-flight reconciles dropped),
+/// `false` when `stop` did (in-flight reconciles finished).
 async fn run_controller(
     client: kube::Client,
     opts: Options,
     metrics: Arc<metrics::Metrics>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), Error> {
+    abort: impl std::future::Future<Output = ()>,
+) -> Result<bool, Error> {
     sweep(&opts.work_dir).await;
     let managed = format!("{}={}", configmap::MANAGED_BY.0, configmap::MANAGED_BY.1);
     let (config_maps, cm_writer) = reflector::store();
@@ -249,6 +264,7 @@ async fn run_controller(
             Reporter { controller: "ocisync".into(), instance: Some(opts.identity) },
         ),
         work_dir: opts.work_dir,
+        max_timeout: opts.max_timeout,
         memory: Mutex::default(),
         metrics,
         digests: resolutions::Shared::default(),
@@ -327,12 +343,22 @@ async fn run_controller(
     let config = controller::Config::default().concurrency(opts.concurrency);
     let reconciler = |a, c| Box::pin(reconcile::reconcile(a, c));
     let mut applied = pin!(controller::applier(reconciler, error_policy, ctx, artifacts, queue, config));
-    while let Some(r) = applied.next().await {
-        if let Err(e) = r {
-            tracing::debug!(error = %e, "controller event");
+    let drive = async {
+        while let Some(r) = applied.next().await {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "controller event");
+            }
         }
+    };
+    // The reconciles run inside the applier's stream: dropping it drops them.
+    tokio::select! {
+        biased;
+        _ = abort => {
+            tracing::warn!("lost the leader lease: in-flight syncs dropped");
+            Ok(true)
+        }
+        _ = drive => Ok(false),
     }
-    Ok(())
 }
 
 /// Nothing in the work dir survives a restart: a crash or a kill may have

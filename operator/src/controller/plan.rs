@@ -13,6 +13,10 @@ use crate::unpack::{Limits, Selection};
 
 pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Bounds on what a spec may ask for: a week between polls, an hour for one
+/// sync (the operator's `--max-timeout` may cut that shorter).
+const MAX_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
@@ -78,6 +82,20 @@ impl Plan {
             max_files: l.max_files.unwrap_or(defaults.max_files),
         };
         let cm = spec.target.config_map.clone().unwrap_or_default();
+        if let Some(n) = &cm.name {
+            dns_subdomain(n).map_err(|m| bad("target.configMap.name", m))?;
+        }
+        for (k, v) in &cm.labels {
+            label_key(k).map_err(|m| bad("target.configMap.labels", m))?;
+            label_value(v).map_err(|m| bad("target.configMap.labels", format!("value of {k:?}: {m}")))?;
+        }
+        for k in cm.annotations.keys() {
+            label_key(k).map_err(|m| bad("target.configMap.annotations", m))?;
+        }
+        let annotation_bytes: usize = cm.annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if annotation_bytes > 64 * 1024 {
+            return Err(bad("target.configMap.annotations", "more than 64 KiB in all"));
+        }
         let target = Target::ConfigMap(configmap::Spec {
             name: cm.name.unwrap_or_else(|| name.to_string()),
             artifact: name.to_string(),
@@ -93,8 +111,8 @@ impl Plan {
             repository,
             follow,
             pin,
-            interval: duration("interval", spec.interval.as_deref(), DEFAULT_INTERVAL)?,
-            timeout: duration("timeout", spec.timeout.as_deref(), DEFAULT_TIMEOUT)?,
+            interval: duration("interval", spec.interval.as_deref(), DEFAULT_INTERVAL, MAX_INTERVAL)?,
+            timeout: duration("timeout", spec.timeout.as_deref(), DEFAULT_TIMEOUT, MAX_TIMEOUT)?,
             platform: match &spec.platform {
                 Some(p) => Platform::parse(p).map_err(|e| bad("platform", e))?,
                 None => Platform { os: "linux".into(), architecture: "amd64".into(), variant: None },
@@ -108,13 +126,60 @@ impl Plan {
     }
 }
 
-fn duration(field: &'static str, v: Option<&str>, default: Duration) -> Result<Duration, SpecError> {
+fn duration(field: &'static str, v: Option<&str>, default: Duration, max: Duration) -> Result<Duration, SpecError> {
     let Some(v) = v else { return Ok(default) };
     let d = parse_duration(v).ok_or_else(|| bad(field, format!("{v:?} is not a duration like 30s, 5m or 1h30m")))?;
     if d < Duration::from_secs(1) {
         return Err(bad(field, "must be at least 1s"));
     }
+    if d > max {
+        return Err(bad(field, format!("must be at most {}h", max.as_secs() / 3600)));
+    }
     Ok(d)
+}
+
+/// A DNS-1123 subdomain, as the API server wants object names.
+fn dns_subdomain(s: &str) -> Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        });
+    if ok { Ok(()) } else { Err(format!("{s:?} is not a valid name (lower-case letters, digits, `-` and `.`)")) }
+}
+
+/// `[prefix/]name`, as Kubernetes takes label and annotation keys.
+fn label_key(k: &str) -> Result<(), String> {
+    let (prefix, name) = match k.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, k),
+    };
+    if let Some(p) = prefix {
+        dns_subdomain(p).map_err(|_| format!("{k:?}: the prefix is not a DNS subdomain"))?;
+    }
+    label_value(name).map_err(|m| format!("{k:?}: {m}"))?;
+    if name.is_empty() {
+        return Err(format!("{k:?}: the name is empty"));
+    }
+    Ok(())
+}
+
+/// At most 63 characters, alphanumerics with `-`, `_`, `.` inside.
+fn label_value(v: &str) -> Result<(), String> {
+    let inner = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.');
+    let b = v.as_bytes();
+    let ok = v.len() <= 63
+        && b.iter().all(|&c| inner(c))
+        && b.first().is_none_or(|c| c.is_ascii_alphanumeric())
+        && b.last().is_none_or(|c| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err("at most 63 letters, digits, `-`, `_` and `.`, starting and ending alphanumeric".into())
+    }
 }
 
 /// Go's duration syntax, the one Kubernetes users write: `1h30m`, `90s`,
@@ -138,7 +203,7 @@ pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
             _ => return None,
         };
         rest = &rest[u_end..];
-        total += Duration::try_from_secs_f64(n * unit).ok()?;
+        total = total.checked_add(Duration::try_from_secs_f64(n * unit).ok()?)?;
     }
     Some(total)
 }
@@ -146,11 +211,11 @@ pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
 /// The interval, stretched by up to 10 % so that Artifacts created together
 /// do not poll together. `seed` spreads them (a hash of the object's uid).
 pub(crate) fn jittered(interval: Duration, seed: u64) -> Duration {
-    let tenth = interval.as_millis() as u64 / 10;
+    let tenth = u64::try_from(interval.as_millis() / 10).unwrap_or(u64::MAX);
     if tenth == 0 {
         return interval;
     }
-    interval + Duration::from_millis(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) % tenth)
+    interval.saturating_add(Duration::from_millis(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) % tenth))
 }
 
 #[cfg(test)]
@@ -207,6 +272,25 @@ mod tests {
             "limits.maxTotalBytes"
         );
         assert_eq!(field(json!({"url": "oci://r.io/app", "platform": "linux"})), "platform");
+        // absurd numbers are refused, never overflowed
+        assert_eq!(field(json!({"url": "oci://r.io/app", "interval": "9999999999999999999h"})), "interval");
+        assert_eq!(
+            field(json!({"url": "oci://r.io/app", "interval": "5000000000000000h5000000000000000h"})),
+            "interval"
+        );
+        assert_eq!(field(json!({"url": "oci://r.io/app", "interval": "200h"})), "interval");
+        assert_eq!(field(json!({"url": "oci://r.io/app", "timeout": "2h"})), "timeout");
+        // what the API server would refuse is refused here, as a spec error
+        let target = |t: serde_json::Value| field(json!({"url": "oci://r.io/app", "target": {"configMap": t}}));
+        assert_eq!(target(json!({"name": "Bad_Name"})), "target.configMap.name");
+        assert_eq!(target(json!({"name": "a".repeat(254)})), "target.configMap.name");
+        assert_eq!(target(json!({"labels": {"team": "a b"}})), "target.configMap.labels");
+        assert_eq!(target(json!({"labels": {"-x": "a"}})), "target.configMap.labels");
+        assert_eq!(target(json!({"labels": {"x": "a".repeat(64)}})), "target.configMap.labels");
+        assert_eq!(target(json!({"annotations": {"UPPER/x": "v"}})), "target.configMap.annotations");
+        assert!(plan(json!({"url": "oci://r.io/app", "target": {"configMap": {
+            "name": "app.config-1", "labels": {"example.com/team": "a_b.c", "empty": ""}, "annotations": {"note": "any text"}
+        }}})).is_ok());
     }
 
     #[test]

@@ -82,12 +82,12 @@ pub(super) async fn reconcile(artifact: Arc<Artifact>, ctx: Arc<Context>) -> Res
     let forced = requested.is_some() && requested != handled;
     let progress = Progress::default();
     let work = ctx.work_dir.join(if uid.is_empty() { name.clone() } else { uid.clone() });
-    let result = match tokio::time::timeout(plan.timeout, sync(&artifact, &ctx, &plan, forced, &progress, &work)).await
-    {
+    let timeout = plan.timeout.min(ctx.max_timeout);
+    let result = match tokio::time::timeout(timeout, sync(&artifact, &ctx, &plan, forced, &progress, &work)).await {
         Ok(r) => r,
         Err(_) => {
             let step = progress.step();
-            let message = format!("{} did not finish within spec.timeout ({:?})", step.doing(), plan.timeout);
+            let message = format!("{} did not finish within the timeout ({timeout:?})", step.doing());
             Err(Failure { step, reason: Reason::Timeout, message })
         }
     };

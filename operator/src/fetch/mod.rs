@@ -89,7 +89,7 @@ pub(crate) async fn pull(
         budget.check_layer_size(p.descriptor.size)?;
     }
     if let Some(pr) = &opts.progress {
-        pr.start(plans.iter().map(|p| p.descriptor.size).sum());
+        pr.start(plans.iter().fold(0u64, |n, p| n.saturating_add(p.descriptor.size)));
     }
     let staging = {
         let out = out.to_path_buf();
@@ -150,7 +150,8 @@ pub(crate) async fn pull(
     .map_err(task)??;
 
     let files: Vec<FileReport> = merged.into_iter().map(|(path, entry)| FileReport { path, entry }).collect();
-    let bytes = files.iter().map(|f| if let Entry::File { size, .. } = f.entry { size } else { 0 }).sum();
+    let bytes =
+        files.iter().fold(0u64, |n, f| if let Entry::File { size, .. } = f.entry { n.saturating_add(size) } else { n });
     Ok(PullReport { files, bytes, layers_fetched, layers_skipped })
 }
 

@@ -30,8 +30,9 @@ impl fmt::Debug for Credentials {
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConfigError {
-    #[error("docker config is not valid JSON: {0}")]
-    Json(#[from] serde_json::Error),
+    /// Where the JSON broke, never what it said: the text is a Secret's.
+    #[error("docker config is not valid JSON ({category} error at line {line}, column {column})")]
+    Json { category: &'static str, line: usize, column: usize },
     #[error("docker config entry for {registry:?}: {reason}")]
     Entry { registry: String, reason: String },
 }
@@ -59,7 +60,16 @@ const DOCKER_HUB_KEY: &str = "index.docker.io";
 
 impl DockerConfig {
     pub(crate) fn parse(bytes: &[u8]) -> Result<Self, ConfigError> {
-        let raw: RawConfig = serde_json::from_slice(bytes)?;
+        let raw: RawConfig = serde_json::from_slice(bytes).map_err(|e| ConfigError::Json {
+            category: match e.classify() {
+                serde_json::error::Category::Io => "read",
+                serde_json::error::Category::Syntax => "syntax",
+                serde_json::error::Category::Data => "type",
+                serde_json::error::Category::Eof => "truncation",
+            },
+            line: e.line(),
+            column: e.column(),
+        })?;
         let mut auths = BTreeMap::new();
         for (key, entry) in raw.auths {
             let bad = |reason: &str| ConfigError::Entry { registry: key.clone(), reason: reason.to_string() };

@@ -25,6 +25,12 @@ use super::retry::{Outcome, RetryPolicy, parse_retry_after};
 pub(crate) const MAX_MANIFEST_BYTES: usize = 4 << 20;
 /// Tags read from one repository before giving up.
 pub(crate) const MAX_TAGS: usize = 100_000;
+/// Pages of a tag list followed before giving up: `MAX_TAGS` at 1,000 a page.
+pub(crate) const MAX_TAG_PAGES: usize = 100;
+/// A bearer token is reused for at most this long, whatever it claims.
+const MAX_TOKEN_SECS: u64 = 86_400;
+/// A `WWW-Authenticate` header longer than this is not parsed.
+const MAX_CHALLENGE_BYTES: usize = 4096;
 
 /// Told about every registry request: the seam through which a driver
 /// counts requests without the client knowing about metrics.
@@ -188,15 +194,21 @@ impl RegistryClient {
         }
         let mut url = format!("{}/v2/{repository}/tags/list?n=1000", self.base);
         let mut all = Vec::new();
-        loop {
+        for _ in 0..MAX_TAG_PAGES {
             let what = || format!("tags of {repository}");
             let res = self.send(Method::GET, RequestKind::Tags, &url, repository, what).await?;
-            let next = res
-                .headers()
-                .get(header::LINK)
-                .and_then(|v| v.to_str().ok())
-                .and_then(next_link)
-                .map(|path| if path.starts_with('/') { format!("{}{path}", self.base) } else { path });
+            let next = match res.headers().get(header::LINK).and_then(|v| v.to_str().ok()).and_then(next_link) {
+                None => None,
+                Some(path) if path.starts_with('/') && !path.starts_with("//") => Some(format!("{}{path}", self.base)),
+                // Our credentials go with every request: a page on another
+                // host would get them. Absolute links must stay on this origin.
+                Some(abs) if abs.starts_with(&format!("{}/", self.base)) => Some(abs),
+                Some(_) => {
+                    return Err(RegistryError::Protocol(format!(
+                        "the tag list of {repository} links to another host; not followed"
+                    )));
+                }
+            };
             let body = read_limited(res, MAX_MANIFEST_BYTES, what).await?;
             let page: TagList = serde_json::from_slice(&body)
                 .map_err(|e| RegistryError::Protocol(format!("tag list of {repository}: {e}")))?;
@@ -209,6 +221,7 @@ impl RegistryClient {
                 _ => return Ok(all),
             }
         }
+        Err(RegistryError::Protocol(format!("the tag list of {repository} goes on past {MAX_TAG_PAGES} pages")))
     }
 
     /// Starts a blob download; the caller streams and checks the body.
@@ -301,6 +314,7 @@ impl RegistryClient {
             .headers()
             .get_all(header::WWW_AUTHENTICATE)
             .iter()
+            .filter(|v| v.len() <= MAX_CHALLENGE_BYTES)
             .filter_map(|v| v.to_str().ok().and_then(Challenge::parse))
             .next();
         match challenge {
@@ -311,7 +325,8 @@ impl RegistryClient {
             Some(Challenge::Bearer { realm, service, scope: asked }) => {
                 let scope_q = asked.unwrap_or_else(|| scope.to_string());
                 let (token, ttl) = self.fetch_token(&realm, service.as_deref(), &scope_q).await?;
-                let expires = Instant::now() + ttl.saturating_sub(Duration::from_secs(10));
+                let expires = Instant::now().checked_add(ttl.saturating_sub(Duration::from_secs(10)));
+                let expires = expires.unwrap_or_else(Instant::now);
                 self.auth.lock().expect("auth state poisoned").tokens.insert(scope.to_string(), (token, expires));
                 Ok(())
             }
@@ -367,16 +382,17 @@ impl RegistryClient {
         let token = t.token.or(t.access_token).filter(|t| !t.is_empty());
         let token =
             token.ok_or_else(|| RegistryError::Protocol(format!("token response from {realm} has no token")))?;
-        // The distribution token spec's default lifetime is 60 s.
-        Ok((token, Duration::from_secs(t.expires_in.unwrap_or(60).max(10))))
+        // The distribution token spec's default lifetime is 60 s; a lifetime
+        // past a day is the registry's mistake, not a reason to trust a
+        // token that long.
+        Ok((token, Duration::from_secs(t.expires_in.unwrap_or(60).clamp(10, MAX_TOKEN_SECS))))
     }
 
     fn describe_credentials(&self) -> String {
         match &self.credentials {
             Credentials::Anonymous => "no credentials were given".into(),
-            Credentials::Basic { username, .. } => {
-                format!("the credentials for user {username:?} were rejected")
-            }
+            // The user name comes from a Secret: it stays out of messages.
+            Credentials::Basic { .. } => "the credentials given were rejected".into(),
         }
     }
 }
@@ -435,12 +451,60 @@ async fn read_limited(res: Response, limit: usize, what: impl Fn() -> String) ->
 /// The first bit of an error body, for the message: registries explain
 /// themselves there (`{"errors":[{"code":"TOOMANYREQUESTS",…}]}`).
 async fn error_body(res: Response) -> String {
+    let content_type = res.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
     let bytes = read_limited(res, 4096, String::new).await.unwrap_or_default();
-    String::from_utf8_lossy(&bytes).trim().chars().take(300).collect()
+    summarize_error_body(&bytes, content_type.as_deref())
+}
+
+/// What an error body may contribute to a message that ends up in status:
+/// the distribution spec's error codes and messages, cut short and stripped
+/// to printable ASCII. Anything else is described, never echoed: the body
+/// comes from whatever host the reference names, and echoing it would let
+/// a tenant read other hosts' pages through status.
+fn summarize_error_body(bytes: &[u8], content_type: Option<&str>) -> String {
+    #[derive(Deserialize)]
+    struct Errors {
+        errors: Vec<ErrorEntry>,
+    }
+    #[derive(Deserialize)]
+    struct ErrorEntry {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    let clean = |s: &str, n: usize| -> String {
+        s.chars().map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { ' ' }).take(n).collect()
+    };
+    if let Ok(e) = serde_json::from_slice::<Errors>(bytes)
+        && !e.errors.is_empty()
+    {
+        let parts: Vec<String> =
+            e.errors.iter().take(3).map(|e| format!("{}: {}", clean(&e.code, 40), clean(&e.message, 120))).collect();
+        return parts.join("; ");
+    }
+    let kind = content_type.map(|c| clean(c, 60)).unwrap_or_else(|| "untyped".into());
+    format!("a {}-byte {kind} body", bytes.len())
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn error_bodies_are_summarized_not_echoed() {
+        let s = super::summarize_error_body;
+        assert_eq!(
+            s(br#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down","detail":{"secret":"x"}}]}"#, None),
+            "TOOMANYREQUESTS: slow down"
+        );
+        assert_eq!(
+            s(b"<html>intranet page: root password is hunter2</html>", Some("text/html")),
+            "a 52-byte text/html body"
+        );
+        let long = format!(r#"{{"errors":[{{"code":"X","message":"{}\u0007"}}]}}"#, "a".repeat(500));
+        assert_eq!(s(long.as_bytes(), None).len(), "X: ".len() + 120);
+        assert_eq!(s(b"", None), "a 0-byte untyped body");
+    }
+
     #[test]
     fn next_links() {
         assert_eq!(

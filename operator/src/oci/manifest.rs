@@ -140,7 +140,13 @@ pub(crate) enum ManifestError {
     BadPlatform(String),
     #[error("the index offers no manifest for {wanted}; it has: {offered}")]
     NoPlatform { wanted: Platform, offered: String },
+    #[error("{kind} lists {count} entries, more than the {MAX_ENTRIES} ocisync reads")]
+    TooManyEntries { kind: &'static str, count: usize },
 }
+
+/// Layers in a manifest, or manifests in an index, read at most: each is
+/// a task and a request, and no artifact a person pushes has more.
+pub(crate) const MAX_ENTRIES: usize = 10_000;
 
 impl Manifest {
     /// Parse by the manifest's own `mediaType`, falling back to the
@@ -167,10 +173,19 @@ impl Manifest {
                 return Err(ManifestError::UnsupportedMediaType(other.unwrap_or("none").to_string()));
             }
         };
+        let too_many = |kind, count| ManifestError::TooManyEntries { kind, count };
         if is_index {
-            serde_json::from_slice(bytes).map(Manifest::Index).map_err(|e| malformed("an index", e))
+            let index: ImageIndex = serde_json::from_slice(bytes).map_err(|e| malformed("an index", e))?;
+            if index.manifests.len() > MAX_ENTRIES {
+                return Err(too_many("the index", index.manifests.len()));
+            }
+            Ok(Manifest::Index(index))
         } else {
-            serde_json::from_slice(bytes).map(Manifest::Image).map_err(|e| malformed("an image manifest", e))
+            let m: Box<ImageManifest> = serde_json::from_slice(bytes).map_err(|e| malformed("an image manifest", e))?;
+            if m.layers.len() > MAX_ENTRIES {
+                return Err(too_many("the manifest", m.layers.len()));
+            }
+            Ok(Manifest::Image(m))
         }
     }
 }

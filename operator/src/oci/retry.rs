@@ -78,6 +78,18 @@ fn httpdate(s: &str) -> Option<SystemTime> {
     let [h, m, sec] = hms.as_slice() else {
         return None;
     };
+    // Out-of-range fields are a malformed date, not arithmetic to overflow.
+    if !(1..=31).contains(&day)
+        || !(1970..=9999).contains(&year)
+        || *h > 23
+        || *m > 59
+        || *sec > 60
+        || *h < 0
+        || *m < 0
+        || *sec < 0
+    {
+        return None;
+    }
     // days from civil (Howard Hinnant's algorithm)
     let (y, mo) = if month <= 2 { (year - 1, month + 9) } else { (year, month - 3) };
     let era = y.div_euclid(400);
@@ -120,5 +132,11 @@ mod tests {
         assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now), Some(Duration::from_secs(10)));
         assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:00 GMT", now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
+        // hostile dates are refused, never overflowed
+        assert_eq!(parse_retry_after("Sun, 06 Nov 9223372036854775807 08:49:47 GMT", now), None);
+        assert_eq!(parse_retry_after("Sun, 99999999999 Nov 1994 08:49:47 GMT", now), None);
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 9223372036854775807:49:47 GMT", now), None);
+        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 -1:49:47 GMT", now), None);
+        assert_eq!(parse_retry_after("18446744073709551615", now), Some(Duration::from_secs(u64::MAX)));
     }
 }

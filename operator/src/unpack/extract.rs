@@ -10,7 +10,7 @@ use std::path::Path;
 use sha2::{Digest as _, Sha256};
 
 use super::layer::{Compression, LayerKind};
-use super::path::{parents, resolve_link_target, sanitize};
+use super::path::{MAX_PATH_BYTES, parents, resolve_link_target, sanitize};
 use super::{Budget, Entry, LayerReport, Selection, UnpackError, Whiteout};
 use crate::oci::Digest;
 
@@ -97,6 +97,13 @@ impl LayerWriter<'_> {
             };
             let name = path.rsplit('/').next().unwrap_or(&path);
             if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
+                // `.wh.` alone would delete the directory it is in, `.wh..`
+                // the one above: neither names an entry to delete.
+                if name != OPAQUE && matches!(hidden, "" | "." | "..") {
+                    return Err(unsafe_path(format!("whiteout {name:?} deletes no entry")));
+                }
+                // A whiteout is an entry like any other for the file count.
+                self.budget.charge_file()?;
                 let parent = path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
                 self.report.whiteouts.push(if name == OPAQUE {
                     Whiteout::Opaque(parent.to_string())
@@ -126,6 +133,9 @@ impl LayerWriter<'_> {
             let link = match kind {
                 T::Symlink | T::Link => {
                     let raw_target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+                    if raw_target.len() > MAX_PATH_BYTES {
+                        return Err(unsafe_path(format!("link target longer than {MAX_PATH_BYTES} bytes")));
+                    }
                     let target = String::from_utf8_lossy(&raw_target).into_owned();
                     let escapes = || UnpackError::LinkEscapes { path: path.clone(), target: target.clone() };
                     Some(if kind == T::Symlink {
@@ -133,6 +143,12 @@ impl LayerWriter<'_> {
                         (true, target)
                     } else {
                         let t = sanitize(&raw_target).ok().flatten().ok_or_else(escapes)?;
+                        if t == path {
+                            return Err(UnpackError::LinkEscapes {
+                                path,
+                                target: format!("{t} (a hard link to itself)"),
+                            });
+                        }
                         (false, t)
                     })
                 }

@@ -15,11 +15,22 @@ pub(crate) enum PathError {
     BadChar,
     #[error("name is not UTF-8")]
     NotUtf8,
+    #[error("longer than {MAX_PATH_BYTES} bytes, or a component longer than {MAX_NAME_BYTES}")]
+    TooLong,
 }
+
+/// The longest path, and path component, accepted (Linux's PATH_MAX and
+/// NAME_MAX): longer ones could never be written, so they are refused as
+/// content, not failed on as I/O.
+pub(crate) const MAX_PATH_BYTES: usize = 4096;
+pub(crate) const MAX_NAME_BYTES: usize = 255;
 
 /// A normalised relative path: `/`-separated, no `.`, `..`, or empty
 /// components. `None` for the archive root itself (`.` or `./`).
 pub(crate) fn sanitize(raw: &[u8]) -> Result<Option<String>, PathError> {
+    if raw.len() > MAX_PATH_BYTES {
+        return Err(PathError::TooLong);
+    }
     let s = std::str::from_utf8(raw).map_err(|_| PathError::NotUtf8)?;
     if s.is_empty() {
         return Err(PathError::Empty);
@@ -36,6 +47,7 @@ pub(crate) fn sanitize(raw: &[u8]) -> Result<Option<String>, PathError> {
         match c {
             "" | "." => {}
             ".." => return Err(PathError::ParentDir),
+            c if c.len() > MAX_NAME_BYTES => return Err(PathError::TooLong),
             c => parts.push(c),
         }
     }
@@ -85,6 +97,11 @@ mod tests {
         assert_eq!(sanitize(b"a\\..\\x"), Err(PathError::BadChar));
         assert_eq!(sanitize(b""), Err(PathError::Empty));
         assert_eq!(sanitize(b"\xff"), Err(PathError::NotUtf8));
+        let name = |n: usize| "n".repeat(n);
+        assert!(sanitize(format!("a/{}", name(255)).as_bytes()).is_ok());
+        assert_eq!(sanitize(format!("a/{}", name(256)).as_bytes()), Err(PathError::TooLong));
+        let deep = vec![name(200); 21].join("/");
+        assert_eq!(sanitize(deep.as_bytes()), Err(PathError::TooLong), "{} bytes", deep.len());
     }
 
     #[test]

@@ -65,6 +65,12 @@ fn refuses_escapes_and_devices() {
         (HardLink("h", "/etc/passwd"), "LinkEscapes"),
         (HardLink("h", "never-written"), "LinkEscapes"),
         (CharDevice("dev/null"), "UnsupportedEntry"),
+        // content that could never succeed is refused as content, not
+        // failed on as I/O (which would be retried forever)
+        (HardLink("ok", "ok"), "LinkEscapes"),
+        (File(".wh.", b""), "UnsafePath"),
+        (File("a/.wh..", b""), "UnsafePath"),
+        (File(".wh..", b""), "UnsafePath"),
     ];
     for (item, want) in cases {
         let err = all(&[File("ok", b"1"), item]).unwrap_err();
