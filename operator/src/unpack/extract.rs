@@ -86,10 +86,49 @@ struct LayerWriter<'a> {
 impl LayerWriter<'_> {
     fn unpack_tar(&mut self, r: Box<dyn Read + '_>, selection: &Selection) -> Result<(), UnpackError> {
         let mut archive = tar::Archive::new(r);
-        let entries = archive.entries().map_err(|e| stream_error(self.digest, self.format, e))?;
+        // Raw: the tar crate would read GNU long names and PAX headers into
+        // memory whole, whatever size they claim, and expand sparse files
+        // into bytes it never read. Here every one of them is bounded.
+        let entries = archive.entries().map_err(|e| stream_error(self.digest, self.format, e))?.raw(true);
+        let mut pending = Extensions::default();
         for entry in entries {
             let mut entry = entry.map_err(|e| stream_error(self.digest, self.format, e))?;
-            let raw = entry.path_bytes().into_owned();
+            use tar::EntryType as T;
+            match entry.header().entry_type() {
+                T::GNULongName => {
+                    pending.name = Some(self.read_meta(&mut entry, MAX_PATH_BYTES, "a GNU long name")?);
+                    continue;
+                }
+                T::GNULongLink => {
+                    pending.link = Some(self.read_meta(&mut entry, MAX_PATH_BYTES, "a GNU long link")?);
+                    continue;
+                }
+                T::XHeader => {
+                    pending.pax = Some(self.read_meta(&mut entry, MAX_PAX_BYTES, "a PAX header")?);
+                    continue;
+                }
+                T::XGlobalHeader => {
+                    self.read_meta(&mut entry, MAX_PAX_BYTES, "a PAX global header")?;
+                    continue;
+                }
+                _ => {}
+            }
+            let ext = std::mem::take(&mut pending);
+            let pax = match &ext.pax {
+                Some(bytes) => Pax::parse(bytes).map_err(|m| self.corrupt(m))?,
+                None => Pax::default(),
+            };
+            let header_path = entry.path_bytes().into_owned();
+            let raw = pax.path.or(ext.name).unwrap_or(header_path);
+            if entry.header().entry_type() == T::GNUSparse || pax.sparse {
+                let path = String::from_utf8_lossy(&raw).into_owned();
+                return Err(UnpackError::UnsupportedEntry { path, kind: "sparse file (OCI layers should hold none)" });
+            }
+            if let Some(size) = pax.size
+                && entry.header().entry_size().ok() != Some(size)
+            {
+                return Err(self.corrupt("a PAX size that differs from the header's".into()));
+            }
             let shown = String::from_utf8_lossy(&raw).into_owned();
             let unsafe_path = |reason: String| UnpackError::UnsafePath { path: shown.clone(), reason };
             let Some(path) = sanitize(&raw).map_err(|e| unsafe_path(e.to_string()))? else {
@@ -114,7 +153,6 @@ impl LayerWriter<'_> {
                 });
                 continue;
             }
-            use tar::EntryType as T;
             let kind = entry.header().entry_type();
             match kind {
                 T::Directory => continue,
@@ -132,7 +170,8 @@ impl LayerWriter<'_> {
             // escape is refused whole, not just filtered.
             let link = match kind {
                 T::Symlink | T::Link => {
-                    let raw_target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+                    let header_target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
+                    let raw_target = pax.linkpath.clone().or(ext.link.clone()).unwrap_or(header_target);
                     if raw_target.len() > MAX_PATH_BYTES {
                         return Err(unsafe_path(format!("link target longer than {MAX_PATH_BYTES} bytes")));
                     }
@@ -158,6 +197,7 @@ impl LayerWriter<'_> {
                 continue;
             }
             self.budget.charge_file()?;
+            self.budget.charge_metadata(path.len() + link.as_ref().map_or(0, |(_, t)| t.len()))?;
             let made = match link {
                 Some((true, target)) => self.symlink(&path, &target)?,
                 Some((false, target)) => self.hard_link(&path, &target)?,
@@ -165,11 +205,39 @@ impl LayerWriter<'_> {
                     let exec = entry.header().mode().is_ok_and(|m| m & 0o111 != 0);
                     self.write_file(&path, &mut entry, exec, None)?
                 }
-                None => continue, // PAX/GNU metadata the tar crate already applied
+                None => continue, // other header-only entries: nothing to write
             };
             self.report.entries.insert(path, made);
         }
+        if ext_pending(&pending) {
+            return Err(self.corrupt("an extension header with no entry after it".into()));
+        }
         Ok(())
+    }
+
+    /// An extension entry's content, refused past `cap` bytes without
+    /// reading (or holding) the rest.
+    fn read_meta(&self, entry: &mut impl Read, cap: usize, what: &str) -> Result<Vec<u8>, UnpackError> {
+        let mut v = Vec::new();
+        entry
+            .take(u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1))
+            .read_to_end(&mut v)
+            .map_err(|e| stream_error(self.digest, self.format, e))?;
+        if v.len() > cap {
+            return Err(UnpackError::UnsafePath {
+                path: format!("({what})"),
+                reason: format!("longer than {cap} bytes"),
+            });
+        }
+        // GNU long names end in NUL padding
+        while v.last() == Some(&0) {
+            v.pop();
+        }
+        Ok(v)
+    }
+
+    fn corrupt(&self, message: String) -> UnpackError {
+        UnpackError::Corrupt { digest: self.digest.to_string(), format: self.format, message }
     }
 
     /// Write one file, hashing it unless its digest is `known`.
@@ -272,6 +340,52 @@ impl LayerWriter<'_> {
 
 /// Charges every byte read to the budget; past the limit, reading fails
 /// with the limit error inside an `io::Error`.
+/// A PAX extended header can run to a few kilobytes of attributes; past
+/// this it is refused.
+const MAX_PAX_BYTES: usize = 64 * 1024;
+
+/// What extension entries said about the entry after them.
+#[derive(Default)]
+struct Extensions {
+    name: Option<Vec<u8>>,
+    link: Option<Vec<u8>>,
+    pax: Option<Vec<u8>>,
+}
+
+fn ext_pending(e: &Extensions) -> bool {
+    e.name.is_some() || e.link.is_some() || e.pax.is_some()
+}
+
+/// The PAX records ocisync acts on.
+#[derive(Default)]
+struct Pax {
+    path: Option<Vec<u8>>,
+    linkpath: Option<Vec<u8>>,
+    size: Option<u64>,
+    /// GNU's PAX-encoded sparse files (`GNU.sparse.*`).
+    sparse: bool,
+}
+
+impl Pax {
+    fn parse(bytes: &[u8]) -> Result<Pax, String> {
+        let mut pax = Pax::default();
+        for record in tar::PaxExtensions::new(bytes) {
+            let record = record.map_err(|e| format!("a malformed PAX header: {e}"))?;
+            match record.key_bytes() {
+                b"path" => pax.path = Some(record.value_bytes().to_vec()),
+                b"linkpath" => pax.linkpath = Some(record.value_bytes().to_vec()),
+                b"size" => {
+                    let v = record.value().ok().and_then(|v| v.parse().ok());
+                    pax.size = Some(v.ok_or("a PAX size that is not a number")?);
+                }
+                k if k.starts_with(b"GNU.sparse.") => pax.sparse = true,
+                _ => {}
+            }
+        }
+        Ok(pax)
+    }
+}
+
 struct Counted<'a, R> {
     inner: R,
     budget: &'a Budget,

@@ -22,6 +22,10 @@ impl Default for Limits {
 
 /// The name of the limit on bytes unpacked over all layers, as errors carry it.
 pub(crate) const TOTAL_BYTES: &str = "total unpacked bytes";
+/// Paths and link targets held for the report, over all layers: a fixed
+/// bound, so that many long names cannot exhaust memory before the file
+/// count does.
+pub(crate) const MAX_METADATA_BYTES: u64 = 64 << 20;
 
 /// What has been spent so far; shared by layers unpacked in parallel.
 #[derive(Debug)]
@@ -29,15 +33,16 @@ pub(crate) struct Budget {
     pub(crate) limits: Limits,
     bytes: AtomicU64,
     files: AtomicU64,
+    metadata: AtomicU64,
 }
 
 impl Budget {
     pub(crate) fn new(limits: Limits) -> Self {
-        Budget { limits, bytes: AtomicU64::new(0), files: AtomicU64::new(0) }
+        Budget { limits, bytes: AtomicU64::new(0), files: AtomicU64::new(0), metadata: AtomicU64::new(0) }
     }
 
     pub(crate) fn charge_bytes(&self, n: u64) -> Result<(), UnpackError> {
-        let total = self.bytes.fetch_add(n, Ordering::Relaxed) + n;
+        let total = self.bytes.fetch_add(n, Ordering::Relaxed).saturating_add(n);
         if total > self.limits.max_total_bytes {
             return Err(UnpackError::LimitExceeded { limit: TOTAL_BYTES, max: self.limits.max_total_bytes });
         }
@@ -47,6 +52,14 @@ impl Budget {
     pub(crate) fn charge_file(&self) -> Result<(), UnpackError> {
         if self.files.fetch_add(1, Ordering::Relaxed) + 1 > self.limits.max_files {
             return Err(UnpackError::LimitExceeded { limit: "file count", max: self.limits.max_files });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn charge_metadata(&self, n: usize) -> Result<(), UnpackError> {
+        let n = u64::try_from(n).unwrap_or(u64::MAX);
+        if self.metadata.fetch_add(n, Ordering::Relaxed).saturating_add(n) > MAX_METADATA_BYTES {
+            return Err(UnpackError::LimitExceeded { limit: "path bytes", max: MAX_METADATA_BYTES });
         }
         Ok(())
     }

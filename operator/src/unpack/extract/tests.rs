@@ -123,6 +123,48 @@ fn chained_links_that_escape_are_caught_at_merge() {
 }
 
 #[test]
+fn extension_entries_are_applied_and_bounded() {
+    // a long name and a PAX path name the entry after them
+    let long = format!("dir/{}", "n".repeat(200));
+    let (_d, r) = all(&[LongName(long.as_bytes()), File("short", b"1")]).unwrap();
+    assert!(r.entries.contains_key(&long), "{:?}", r.entries.keys());
+    let (_d, r) = all(&[Pax(&[("path", b"from/pax.txt"), ("mtime", b"1")]), File("short", b"1")]).unwrap();
+    assert_eq!(r.entries.keys().collect::<Vec<_>>(), ["from/pax.txt"]);
+    let (_d, r) = all(&[File("a", b"1"), Pax(&[("linkpath", b"a")]), Symlink("l", "x")]).unwrap();
+    assert_eq!(r.entries["l"], Entry::Symlink { target: "a".into() });
+    // a long name past PATH_MAX is refused without reading it whole
+    let huge = vec![b'n'; 64 << 20];
+    let err = all(&[LongName(&huge), File("x", b"1")]).unwrap_err();
+    assert!(matches!(err, UnpackError::UnsafePath { .. }), "{err:?}");
+    let err = all(&[Pax(&[("comment", &vec![b'c'; 100 << 10])]), File("x", b"1")]).unwrap_err();
+    assert!(matches!(err, UnpackError::UnsafePath { .. }), "{err:?}");
+    // PAX paths get the same checks as any other
+    let err = all(&[Pax(&[("path", b"../escape")]), File("fine", b"1")]).unwrap_err();
+    assert!(matches!(err, UnpackError::UnsafePath { .. }), "{err:?}");
+    // sparse files (GNU or PAX-encoded) are refused: their holes are bytes
+    // the stream never carried
+    let err = all(&[Sparse("holes", 1 << 40)]).unwrap_err();
+    assert!(matches!(err, UnpackError::UnsupportedEntry { .. }), "{err:?}");
+    let err = all(&[Pax(&[("GNU.sparse.major", b"1")]), File("x", b"1")]).unwrap_err();
+    assert!(matches!(err, UnpackError::UnsupportedEntry { .. }), "{err:?}");
+    // a size in PAX that disagrees with the header would desynchronise the stream
+    let err = all(&[Pax(&[("size", b"999")]), File("x", b"1")]).unwrap_err();
+    assert!(matches!(err, UnpackError::Corrupt { .. }), "{err:?}");
+    // an extension with nothing after it
+    let err = all(&[File("x", b"1"), LongName(b"orphan")]).unwrap_err();
+    assert!(matches!(err, UnpackError::Corrupt { .. }), "{err:?}");
+}
+
+#[test]
+fn metadata_is_charged() {
+    // many long names hit a fixed bound on what the report holds, whatever
+    // the file count allows
+    let b = Budget::new(Limits::default());
+    assert!(b.charge_metadata(40 << 20).is_ok());
+    assert!(matches!(b.charge_metadata(30 << 20), Err(UnpackError::LimitExceeded { limit: "path bytes", .. })));
+}
+
+#[test]
 fn limits_stop_bombs_and_file_floods() {
     let bomb = [Zeros("zeros", 64 << 20)];
     let small = Limits { max_total_bytes: 8 << 20, ..Limits::default() };

@@ -17,6 +17,12 @@ pub enum Item<'a> {
     CharDevice(&'a str),
     /// A file of `n` zero bytes, written without holding it in memory.
     Zeros(&'a str, u64),
+    /// A GNU long-name entry (type `L`) of these bytes, naming the next entry.
+    LongName(&'a [u8]),
+    /// A PAX extended header (type `x`) with these `key=value` records.
+    Pax(&'a [(&'a str, &'a [u8])]),
+    /// A GNU sparse entry (type `S`) claiming `n` bytes.
+    Sparse(&'a str, u64),
 }
 
 pub fn tar(items: &[Item]) -> Vec<u8> {
@@ -33,6 +39,34 @@ pub fn tar(items: &[Item]) -> Vec<u8> {
             Item::Zeros(p, n) => {
                 let h = header(p, T::Regular, *n, "", 0o644);
                 b.append(&h, std::io::repeat(0).take_n(*n)).unwrap();
+                continue;
+            }
+            Item::LongName(name) => {
+                let h = header("././@LongLink", T::GNULongName, name.len() as u64, "", 0o644);
+                b.append(&h, *name).unwrap();
+                continue;
+            }
+            Item::Pax(records) => {
+                let mut data = Vec::new();
+                for (k, v) in *records {
+                    // "<len> <key>=<value>\n", where len counts itself
+                    let body = [format!(" {k}=").as_bytes(), v, b"\n"].concat();
+                    let mut len = body.len() + 1;
+                    while (len.to_string().len() + body.len()) != len {
+                        len += 1;
+                    }
+                    data.extend(len.to_string().as_bytes());
+                    data.extend(&body);
+                }
+                let h = header("pax", T::XHeader, data.len() as u64, "", 0o644);
+                b.append(&h, &data[..]).unwrap();
+                continue;
+            }
+            Item::Sparse(p, n) => {
+                let mut h = header(p, T::GNUSparse, 0, "", 0o644);
+                h.as_gnu_mut().unwrap().set_real_size(*n);
+                h.set_cksum();
+                b.append(&h, &[][..]).unwrap();
                 continue;
             }
         };
