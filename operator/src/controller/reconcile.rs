@@ -29,7 +29,7 @@ use crate::resolve::{self, Pinned, ResolveError, Version};
 use crate::status::conditions::{self, Outcome, Step};
 use crate::status::{Reason, Served, next_status};
 use crate::unpack::UnpackError;
-use crate::unpack::limits::TOTAL_BYTES;
+use crate::unpack::limits::{DOWNLOAD_BYTES, TOTAL_BYTES};
 
 const FIELD_MANAGER: &str = "ocisync";
 
@@ -215,10 +215,13 @@ async fn sync(
 /// target, which is what the user needs to hear.
 fn fetch_failure(plan: &Plan, e: &PipelineError) -> Failure {
     if plan.clamped
-        && let PipelineError::Fetch(FetchError::Unpack(UnpackError::LimitExceeded { limit: TOTAL_BYTES, max })) = e
+        && let PipelineError::Fetch(FetchError::Unpack(UnpackError::LimitExceeded { limit, .. })) = e
+        && (*limit == TOTAL_BYTES || *limit == DOWNLOAD_BYTES)
     {
-        let message =
-            format!("the files unpack to more than {max} bytes, the most a ConfigMap holds; select fewer files");
+        let message = format!(
+            "the selected layers hold more than {} bytes, the most a ConfigMap holds; select fewer files",
+            plan.limits.max_total_bytes
+        );
         return Failure { step: Step::Publish, reason: Reason::ContentTooLarge, message };
     }
     Failure::new(Step::Fetch, e)

@@ -88,8 +88,13 @@ pub(crate) async fn pull(
     for p in &plans {
         budget.check_layer_size(p.descriptor.size)?;
     }
+    // Every byte downloaded is hashed and checked against its size, so the
+    // descriptors bound the download; what a tar carries after its end is
+    // downloaded too, and counts here.
+    let download = plans.iter().fold(0u64, |n, p| n.saturating_add(p.descriptor.size));
+    budget.check_download(download)?;
     if let Some(pr) = &opts.progress {
-        pr.start(plans.iter().fold(0u64, |n, p| n.saturating_add(p.descriptor.size)));
+        pr.start(download);
     }
     let staging = {
         let out = out.to_path_buf();

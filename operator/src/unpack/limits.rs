@@ -22,6 +22,8 @@ impl Default for Limits {
 
 /// The name of the limit on bytes unpacked over all layers, as errors carry it.
 pub(crate) const TOTAL_BYTES: &str = "total unpacked bytes";
+/// The name of the limit on bytes downloaded over all layers.
+pub(crate) const DOWNLOAD_BYTES: &str = "downloaded bytes";
 /// Paths and link targets held for the report, over all layers: a fixed
 /// bound, so that many long names cannot exhaust memory before the file
 /// count does.
@@ -60,6 +62,17 @@ impl Budget {
         let n = u64::try_from(n).unwrap_or(u64::MAX);
         if self.metadata.fetch_add(n, Ordering::Relaxed).saturating_add(n) > MAX_METADATA_BYTES {
             return Err(UnpackError::LimitExceeded { limit: "path bytes", max: MAX_METADATA_BYTES });
+        }
+        Ok(())
+    }
+
+    /// The bytes a pull downloads, over all layers: at most the unpacked
+    /// limit and a sixteenth (compression can add a little to data that
+    /// does not compress).
+    pub(crate) fn check_download(&self, bytes: u64) -> Result<(), UnpackError> {
+        let max = self.limits.max_total_bytes.saturating_add(self.limits.max_total_bytes / 16);
+        if bytes > max {
+            return Err(UnpackError::LimitExceeded { limit: DOWNLOAD_BYTES, max });
         }
         Ok(())
     }
@@ -108,6 +121,8 @@ mod tests {
         b.charge_file().unwrap();
         assert!(b.charge_file().is_err());
         assert!(b.check_layer_size(10).is_ok() && b.check_layer_size(11).is_err());
+        assert!(b.check_download(106).is_ok() && b.check_download(107).is_err(), "100 + 100/16");
+        assert!(b.check_download(u64::MAX).is_err());
     }
 
     #[test]
