@@ -78,6 +78,10 @@ struct OperatorArgs {
     /// Artifacts reconciled at once.
     #[arg(long, default_value_t = 8)]
     concurrency: u16,
+    /// Syncs against one registry host at once; a slow registry then holds
+    /// at most these reconcile slots. Default: half of --concurrency.
+    #[arg(long)]
+    max_per_registry: Option<u16>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -308,6 +312,7 @@ async fn operator(args: OperatorArgs) -> ExitCode {
         work_dir: args.work_dir,
         max_timeout: args.max_timeout,
         concurrency: args.concurrency.max(1),
+        per_registry: args.max_per_registry.unwrap_or(args.concurrency / 2).max(1),
         lease: args.leader_elect.then_some((namespace, args.lease_name)),
         identity,
         lease_duration: args.lease_duration,

@@ -16,6 +16,7 @@ pub(crate) mod plan;
 mod reconcile;
 mod registries;
 mod resolutions;
+mod slots;
 mod triggers;
 
 use std::collections::HashMap;
@@ -70,6 +71,8 @@ pub(crate) struct Context {
     work_dir: PathBuf,
     /// No sync runs longer than this, whatever its spec says.
     max_timeout: Duration,
+    /// Syncs in flight per registry host.
+    slots: slots::Slots,
     /// By Artifact uid; an entry goes when its Artifact is deleted.
     memory: Mutex<HashMap<String, Memory>>,
     metrics: Arc<metrics::Metrics>,
@@ -132,6 +135,8 @@ pub(crate) struct Options {
     pub(crate) max_timeout: Duration,
     /// Reconciles running at once.
     pub(crate) concurrency: u16,
+    /// Syncs in flight against one registry host at once.
+    pub(crate) per_registry: u16,
     /// Hold this Lease (namespace, name) while reconciling; `None` runs
     /// without leader election (one replica only).
     pub(crate) lease: Option<(String, String)>,
@@ -265,6 +270,7 @@ async fn run_controller(
         ),
         work_dir: opts.work_dir,
         max_timeout: opts.max_timeout,
+        slots: slots::Slots::new(usize::from(opts.per_registry)),
         memory: Mutex::default(),
         metrics,
         digests: resolutions::Shared::default(),

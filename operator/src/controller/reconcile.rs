@@ -32,6 +32,8 @@ use crate::unpack::UnpackError;
 use crate::unpack::limits::{DOWNLOAD_BYTES, TOTAL_BYTES};
 
 const FIELD_MANAGER: &str = "ocisync";
+/// How soon a sync that found its registry's slots taken comes back.
+const BUSY_RETRY: Duration = Duration::from_secs(2);
 
 /// Where a reconcile is, so that a timeout can say which step it cut
 /// short, and what it had decided on, so that a stall can be remembered.
@@ -76,6 +78,11 @@ pub(super) async fn reconcile(artifact: Arc<Artifact>, ctx: Arc<Context>) -> Res
             report(&artifact, &ctx, Outcome::InvalidSpec { message: e.to_string() }, None).await?;
             return Ok(Action::await_change());
         }
+    };
+    // Every slot of this registry busy: come back soon without holding a
+    // reconcile slot (nor writing anything: nothing was learnt).
+    let Some(_slot) = ctx.slots.try_take(&plan.repository.registry) else {
+        return Ok(Action::requeue(BUSY_RETRY));
     };
     let requested = artifact.annotations().get(REQUESTED_AT_ANNOTATION);
     let handled = artifact.status.as_ref().and_then(|s| s.last_handled_requested_at.as_ref());

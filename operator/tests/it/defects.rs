@@ -246,3 +246,37 @@ async fn a_deleted_artifact_is_forgotten() {
     }
     eventually("none failing", 30, async || (op.metric("ocisync_artifacts_failing").await == 0.0).then_some(())).await;
 }
+
+/// A registry that hangs holds at most its share of the reconcile slots:
+/// Artifacts on other registries sync meanwhile.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_registry_does_not_starve_the_others() {
+    let cp = ControlPlane::shared();
+    let e = Env::dedicated("defect-slow", "slow").await;
+    let _op = Operator::dedicated(cp, "slow", &["--concurrency", "8"]);
+    let slow = Ferro::start().await;
+    slow.push("app:v1", &[("f", b"1")]).await;
+    slow.hooks.stall_manifests.store(true, Ordering::SeqCst);
+    let pushed = slow.hooks.manifest_requests.load(Ordering::SeqCst);
+    for i in 0..8 {
+        e.apply(&format!("slow-{i}"), &Spec::new(&slow.host(), "app").tag("v1").timeout("40s")).await;
+    }
+    // let them take what slots they can (they share one resolution, so the
+    // registry sees a single hanging HEAD)
+    eventually("the hanging registry to be asked", 20, async || {
+        (slow.hooks.manifest_requests.load(Ordering::SeqCst) > pushed).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let fast = Distribution::start();
+    let d = push_layers(&fast.host(), "app:v1", &[(TAR, tar(&[File("a", b"1")]))]);
+    let started = std::time::Instant::now();
+    for i in 0..20 {
+        e.apply(&format!("fast-{i}"), &Spec::new(&fast.host(), "app").tag("v1")).await;
+    }
+    for i in 0..20 {
+        e.synced(&format!("fast-{i}"), &d).await;
+    }
+    // the hanging syncs would have held every slot for their 40 s timeout
+    assert!(started.elapsed() < Duration::from_secs(25), "took {:?}", started.elapsed());
+}
