@@ -14,6 +14,10 @@ pub mod api;
 mod cli;
 mod controller;
 mod fetch;
+#[cfg(fuzzing)]
+pub mod fuzz;
+#[cfg(all(test, not(fuzzing)))]
+mod fuzz;
 mod oci;
 mod pipeline;
 mod publish;
