@@ -81,7 +81,8 @@ mod tests {
     #[test]
     fn regressions_replay() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions");
-        let targets: [(&str, fn(&[u8])); 6] = [
+        type Target = fn(&[u8]);
+        let targets: [(&str, Target); 6] = [
             ("reference", super::reference),
             ("manifest", super::manifest),
             ("docker_config", super::docker_config),
