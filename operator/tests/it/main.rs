@@ -4,6 +4,7 @@
 mod api_server;
 mod controller;
 mod defects;
+mod faults;
 mod leader;
 mod pull;
 mod support;

@@ -173,6 +173,97 @@ pub struct Hooks {
     /// Answer manifest requests with a 500 whose body changes every time.
     pub fail_manifests: AtomicBool,
     pub manifest_requests: AtomicUsize,
+    /// What blob GETs get (a `Fault` as u8); `Fault::None` passes them.
+    pub blob_fault: std::sync::atomic::AtomicU8,
+    pub blob_requests: AtomicUsize,
+    /// Tag lists that link to a next page forever.
+    pub endless_tags: AtomicBool,
+}
+
+/// Ways a registry (or what stands between it and us) breaks a blob.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Fault {
+    None = 0,
+    /// HTTP 503 with a body.
+    Unavailable,
+    /// Endless 429 with `Retry-After: 1`.
+    Throttled,
+    /// Half the body, then the connection breaks.
+    Reset,
+    /// The right length, one byte flipped.
+    Corrupted,
+    /// A `Content-Length` larger than the body.
+    WrongLength,
+    /// One byte every 200 ms.
+    Drip,
+}
+
+impl Hooks {
+    pub fn fault_blobs(&self, f: Fault) {
+        self.blob_fault.store(f as u8, Ordering::SeqCst);
+    }
+}
+
+/// The blob response `res` broken as `fault` says.
+async fn break_blob(fault: u8, res: Response) -> Response {
+    use futures::StreamExt as _;
+    let (mut parts, body) = res.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 << 20).await.unwrap_or_default();
+    let n = bytes.len();
+    match fault {
+        f if f == Fault::Unavailable as u8 => {
+            let body = r#"{"errors":[{"code":"UNAVAILABLE","message":"try later"}]}"#;
+            (StatusCode::SERVICE_UNAVAILABLE, body).into_response()
+        }
+        f if f == Fault::Throttled as u8 => {
+            (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "1")], "slow down").into_response()
+        }
+        f if f == Fault::Reset as u8 => {
+            let half = bytes.slice(..n / 2);
+            // the first half goes out (a pause lets hyper flush it), then
+            // the connection breaks
+            let stream = futures::stream::iter([Some(half), None]).then(|chunk| async move {
+                match chunk {
+                    Some(b) => Ok(b),
+                    None => {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset"))
+                    }
+                }
+            });
+            Response::from_parts(parts, Body::from_stream(stream))
+        }
+        f if f == Fault::Corrupted as u8 => {
+            let mut v = bytes.to_vec();
+            if let Some(b) = v.get_mut(n / 2) {
+                *b ^= 0xff;
+            }
+            Response::from_parts(parts, Body::from(v))
+        }
+        f if f == Fault::WrongLength as u8 => {
+            // a stream, so that hyper takes the header's word for the length
+            parts.headers.insert(header::CONTENT_LENGTH, (n + 100).into());
+            let stream = futures::stream::iter([Some(bytes), None]).then(|chunk| async move {
+                match chunk {
+                    Some(b) => Ok::<_, std::io::Error>(b),
+                    None => {
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        Ok(bytes::Bytes::new())
+                    }
+                }
+            });
+            Response::from_parts(parts, Body::from_stream(stream))
+        }
+        f if f == Fault::Drip as u8 => {
+            let stream = futures::stream::iter((0..n).map(move |i| bytes.slice(i..i + 1))).then(|b| async move {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                Ok::<_, std::io::Error>(b)
+            });
+            Response::from_parts(parts, Body::from_stream(stream))
+        }
+        _ => Response::from_parts(parts, Body::from(bytes)),
+    }
 }
 
 pub const BEARER_USER: (&str, &str) = ("robot", "s3cret");
@@ -275,6 +366,18 @@ async fn hook(hooks: Arc<Hooks>, addr: SocketAddr, req: Request<Body>, next: Nex
     if path.contains("/blobs/") && hooks.stall_blobs.load(Ordering::SeqCst) {
         tokio::time::sleep(Duration::from_secs(60)).await;
     }
+    if path.ends_with("/tags/list") && hooks.endless_tags.load(Ordering::SeqCst) {
+        let q = req.uri().query().unwrap_or_default();
+        let page: usize = q.split('&').find_map(|p| p.strip_prefix("last=t")).and_then(|n| n.parse().ok()).unwrap_or(0);
+        let repo = path.trim_start_matches("/v2/").trim_end_matches("/tags/list").to_string();
+        let link = format!("</v2/{repo}/tags/list?last=t{}>; rel=\"next\"", page + 1);
+        let body = serde_json::json!({"name": repo, "tags": [format!("t{page}")]}).to_string();
+        return (StatusCode::OK, [(header::LINK, link)], body).into_response();
+    }
+    let blob_get = req.method() == axum::http::Method::GET && path.contains("/blobs/");
+    if blob_get {
+        hooks.blob_requests.fetch_add(1, Ordering::SeqCst);
+    }
     let head_manifest = req.method() == axum::http::Method::HEAD && path.contains("/manifests/");
     if req.method() == axum::http::Method::GET && path.contains("/manifests/") {
         hooks.manifest_gets.fetch_add(1, Ordering::SeqCst);
@@ -282,6 +385,10 @@ async fn hook(hooks: Arc<Hooks>, addr: SocketAddr, req: Request<Body>, next: Nex
     let mut res = next.run(req).await;
     if head_manifest && hooks.strip_digest.load(Ordering::SeqCst) {
         res.headers_mut().remove("docker-content-digest");
+    }
+    let fault = hooks.blob_fault.load(Ordering::SeqCst);
+    if blob_get && fault != Fault::None as u8 {
+        return break_blob(fault, res).await;
     }
     res
 }
