@@ -5,6 +5,7 @@ mod api_server;
 mod controller;
 mod defects;
 mod faults;
+mod kills;
 mod leader;
 mod pull;
 mod support;
