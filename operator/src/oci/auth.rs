@@ -164,6 +164,20 @@ mod tests {
     }
 
     #[test]
+    fn docker_config_errors_never_echo_the_secret() {
+        for bad in [
+            &br#"{"auths":{"r.io":{"auth":12345678}}}"#[..],
+            br#"{"auths":{"r.io":{"username":"u","password":["hunter2"]}}}"#,
+            br#"{"auths":{"r.io":{"auth":"dXNlcjpodW50ZXIy"}} trailing hunter2"#,
+            b"hunter2",
+        ] {
+            let e = DockerConfig::parse(bad).unwrap_err().to_string();
+            assert!(!e.contains("hunter2") && !e.contains("12345678"), "{e}");
+            assert!(e.contains("line 1"), "{e}");
+        }
+    }
+
+    #[test]
     fn docker_config_forms_and_matching() {
         let cfg = DockerConfig::parse(
             br#"{"auths":{

@@ -197,18 +197,10 @@ impl RegistryClient {
         for _ in 0..MAX_TAG_PAGES {
             let what = || format!("tags of {repository}");
             let res = self.send(Method::GET, RequestKind::Tags, &url, repository, what).await?;
-            let next = match res.headers().get(header::LINK).and_then(|v| v.to_str().ok()).and_then(next_link) {
-                None => None,
-                Some(path) if path.starts_with('/') && !path.starts_with("//") => Some(format!("{}{path}", self.base)),
-                // Our credentials go with every request: a page on another
-                // host would get them. Absolute links must stay on this origin.
-                Some(abs) if abs.starts_with(&format!("{}/", self.base)) => Some(abs),
-                Some(_) => {
-                    return Err(RegistryError::Protocol(format!(
-                        "the tag list of {repository} links to another host; not followed"
-                    )));
-                }
-            };
+            let link = res.headers().get(header::LINK).and_then(|v| v.to_str().ok()).and_then(next_link);
+            let next = next_page(&self.base, link).map_err(|()| {
+                RegistryError::Protocol(format!("the tag list of {repository} links to another host; not followed"))
+            })?;
             let body = read_limited(res, MAX_MANIFEST_BYTES, what).await?;
             let page: TagList = serde_json::from_slice(&body)
                 .map_err(|e| RegistryError::Protocol(format!("tag list of {repository}: {e}")))?;
@@ -402,6 +394,18 @@ fn basic_header(username: &str, password: &str) -> String {
     format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}")))
 }
 
+/// The URL of the next page: a path on this registry, or an absolute URL
+/// on its own origin. Our credentials go with every request, so a page on
+/// another host is an error, never followed.
+fn next_page(base: &str, link: Option<String>) -> Result<Option<String>, ()> {
+    match link {
+        None => Ok(None),
+        Some(path) if path.starts_with('/') && !path.starts_with("//") => Ok(Some(format!("{base}{path}"))),
+        Some(abs) if abs.starts_with(&format!("{base}/")) => Ok(Some(abs)),
+        Some(_) => Err(()),
+    }
+}
+
 /// The target of `Link: <…>; rel="next"`.
 fn next_link(header: &str) -> Option<String> {
     header.split(',').find(|l| l.contains("rel=\"next\"")).and_then(|l| {
@@ -503,6 +507,28 @@ mod tests {
         let long = format!(r#"{{"errors":[{{"code":"X","message":"{}\u0007"}}]}}"#, "a".repeat(500));
         assert_eq!(s(long.as_bytes(), None).len(), "X: ".len() + 120);
         assert_eq!(s(b"", None), "a 0-byte untyped body");
+    }
+
+    #[test]
+    fn next_pages_stay_on_the_registry() {
+        let base = "https://r.io:5000";
+        let next = |l: &str| super::next_page(base, Some(l.to_string()));
+        assert_eq!(next("/v2/a/tags/list?last=b"), Ok(Some(format!("{base}/v2/a/tags/list?last=b"))));
+        assert_eq!(
+            next("https://r.io:5000/v2/a/tags/list?last=b").unwrap().as_deref(),
+            Some("https://r.io:5000/v2/a/tags/list?last=b")
+        );
+        for elsewhere in [
+            "https://evil.example/v2/a/tags/list",
+            "//evil.example/v2/a",
+            "https://r.io:5000.evil.example/v2/a",
+            "https://r.io:50001/v2/a",
+            "http://r.io:5000/v2/a",
+            "v2/relative",
+        ] {
+            assert_eq!(next(elsewhere), Err(()), "{elsewhere}");
+        }
+        assert_eq!(super::next_page(base, None), Ok(None));
     }
 
     #[test]

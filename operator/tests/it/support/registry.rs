@@ -170,6 +170,8 @@ pub struct Hooks {
     /// a registry that hangs does.
     pub stall_manifests: AtomicBool,
     pub stall_blobs: AtomicBool,
+    /// How long a stall lasts, in seconds (0: a minute).
+    pub stall_secs: std::sync::atomic::AtomicU64,
     /// Answer manifest requests with a 500 whose body changes every time.
     pub fail_manifests: AtomicBool,
     pub manifest_requests: AtomicUsize,
@@ -363,8 +365,16 @@ async fn hook(hooks: Arc<Hooks>, addr: SocketAddr, req: Request<Body>, next: Nex
             return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, secs)], "slow down").into_response();
         }
     }
+    let blob_get = req.method() == axum::http::Method::GET && path.contains("/blobs/");
+    if blob_get {
+        hooks.blob_requests.fetch_add(1, Ordering::SeqCst);
+    }
     if path.contains("/blobs/") && hooks.stall_blobs.load(Ordering::SeqCst) {
-        tokio::time::sleep(Duration::from_secs(60)).await;
+        let secs = match hooks.stall_secs.load(Ordering::SeqCst) {
+            0 => 60,
+            n => n,
+        };
+        tokio::time::sleep(Duration::from_secs(secs)).await;
     }
     if path.ends_with("/tags/list") && hooks.endless_tags.load(Ordering::SeqCst) {
         let q = req.uri().query().unwrap_or_default();
@@ -373,10 +383,6 @@ async fn hook(hooks: Arc<Hooks>, addr: SocketAddr, req: Request<Body>, next: Nex
         let link = format!("</v2/{repo}/tags/list?last=t{}>; rel=\"next\"", page + 1);
         let body = serde_json::json!({"name": repo, "tags": [format!("t{page}")]}).to_string();
         return (StatusCode::OK, [(header::LINK, link)], body).into_response();
-    }
-    let blob_get = req.method() == axum::http::Method::GET && path.contains("/blobs/");
-    if blob_get {
-        hooks.blob_requests.fetch_add(1, Ordering::SeqCst);
     }
     let head_manifest = req.method() == axum::http::Method::HEAD && path.contains("/manifests/");
     if req.method() == axum::http::Method::GET && path.contains("/manifests/") {
