@@ -5,6 +5,7 @@ mod api_server;
 mod controller;
 mod defects;
 mod faults;
+mod hostile;
 mod kills;
 mod leader;
 mod pull;
