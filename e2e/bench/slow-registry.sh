@@ -63,8 +63,10 @@ round() { # NAME SLOW-COUNT OPERATOR-ARGS...
   done
   if (( slow > 0 )); then
     artifacts "$name" slow- "$slow" "127.0.0.1:$drip/fair/app" 60s | kubectl create -f - >/dev/null
-    sleep 3
   fi
+  # the same start for every round: the operator's watches settled, and
+  # the hanging syncs (if any) holding their slots
+  sleep 3
   local t0 t1
   t0=$(date +%s.%N)
   artifacts "$name" app- "$HEALTHY" "$REG/fair/app" 2m | kubectl create -f - >/dev/null

@@ -32,8 +32,15 @@ use crate::unpack::UnpackError;
 use crate::unpack::limits::{DOWNLOAD_BYTES, TOTAL_BYTES};
 
 const FIELD_MANAGER: &str = "ocisync";
-/// How soon a sync that found its registry's slots taken comes back.
-const BUSY_RETRY: Duration = Duration::from_secs(2);
+/// How soon a sync that found its registry's slots taken comes back:
+/// soon (a busy but healthy registry frees a slot within a sync's time),
+/// spread so that the waiting ones do not all come back at once.
+fn busy_retry(uid: &str) -> Duration {
+    let nanos = u64::from(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos(),
+    );
+    Duration::from_millis(100 + (seed(uid) ^ nanos) % 400)
+}
 
 /// Where a reconcile is, so that a timeout can say which step it cut
 /// short, and what it had decided on, so that a stall can be remembered.
@@ -81,8 +88,9 @@ pub(super) async fn reconcile(artifact: Arc<Artifact>, ctx: Arc<Context>) -> Res
     };
     // Every slot of this registry busy: come back soon without holding a
     // reconcile slot (nor writing anything: nothing was learnt).
-    let Some(_slot) = ctx.slots.try_take(&plan.repository.registry) else {
-        return Ok(Action::requeue(BUSY_RETRY));
+    let host = plan.repository.registry.clone();
+    let Some(slot) = ctx.slots.try_take(&host) else {
+        return Ok(Action::requeue(busy_retry(&uid)));
     };
     let requested = artifact.annotations().get(REQUESTED_AT_ANNOTATION);
     let handled = artifact.status.as_ref().and_then(|s| s.last_handled_requested_at.as_ref());
@@ -98,6 +106,10 @@ pub(super) async fn reconcile(artifact: Arc<Artifact>, ctx: Arc<Context>) -> Res
             Err(Failure { step, reason: Reason::Timeout, message })
         }
     };
+    if result.is_ok() {
+        ctx.slots.finished(&host, started.elapsed());
+    }
+    drop(slot);
     // Whatever happened, nothing of this attempt stays on disk; a timeout
     // may have left a staging tree behind.
     remove_dir(work).await;

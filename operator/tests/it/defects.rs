@@ -280,3 +280,20 @@ async fn a_hanging_registry_does_not_starve_the_others() {
     // the hanging syncs would have held every slot for their 40 s timeout
     assert!(started.elapsed() < Duration::from_secs(25), "took {:?}", started.elapsed());
 }
+
+/// `--max-timeout` is a ceiling no spec can raise.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operators_max_timeout_caps_every_spec() {
+    let cp = ControlPlane::shared();
+    let e = Env::dedicated("defect-ceiling", "ceiling").await;
+    let _op = Operator::dedicated(cp, "ceiling", &["--max-timeout", "3s"]);
+    let reg = Ferro::start().await;
+    reg.push("app:v1", &[("f", b"1")]).await;
+    reg.hooks.stall_manifests.store(true, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    e.apply("patient", &Spec::new(&reg.host(), "app").tag("v1").timeout("1h")).await;
+    let (reason, message) = e.ready("patient", false).await;
+    assert_eq!(reason, "Timeout", "{message}");
+    assert!(message.contains("3s"), "{message}");
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+}
