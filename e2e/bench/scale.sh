@@ -17,19 +17,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 N=${N:-1000} TAGS=${TAGS:-10} NAMESPACES=${NAMESPACES:-1} INTERVAL=${INTERVAL:-30} WINDOW=${WINDOW:-3}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/ocisync-target}
-export OCISYNC_TOOLS=${OCISYNC_TOOLS:-/var/tmp/ocisync/tools}
-export PATH=$OCISYNC_TOOLS/bin:$PATH
 log() { echo "[scale] $*" >&2; }
-
-"$ROOT/e2e/setup/install-tools.sh" >/dev/null
-"$ROOT/e2e/setup/install-control-plane.sh" >/dev/null 2>&1
-(cd "$ROOT" && cargo build --release -q -p ocisync)
-OCISYNC=$CARGO_TARGET_DIR/release/ocisync
-
-WORK=$(mktemp -d /var/tmp/ocisync-scale.XXXXXX)
-. "$ROOT/e2e/setup/registry.sh"
-start_registry "$WORK/registry"
+. "$HERE/prepare.sh" scale
 OP_PID=
 trap stop_all EXIT
 

@@ -14,19 +14,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 HEALTHY=${HEALTHY:-100} SLOW=${SLOW:-8}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/ocisync-target}
-export OCISYNC_TOOLS=${OCISYNC_TOOLS:-/var/tmp/ocisync/tools}
-export PATH=$OCISYNC_TOOLS/bin:$PATH
 log() { echo "[slow] $*" >&2; }
-
-"$ROOT/e2e/setup/install-tools.sh" >/dev/null
-"$ROOT/e2e/setup/install-control-plane.sh" >/dev/null 2>&1
-(cd "$ROOT" && cargo build --release -q -p ocisync)
-OCISYNC=$CARGO_TARGET_DIR/release/ocisync
-
-WORK=$(mktemp -d /var/tmp/ocisync-slow.XXXXXX)
-. "$ROOT/e2e/setup/registry.sh"
-start_registry "$WORK/registry"
+. "$HERE/prepare.sh" slow
 OP_PID= DRIP_PID=
 cleanup() { [[ -n $DRIP_PID ]] && kill "$DRIP_PID" 2>/dev/null; stop_all; }
 trap cleanup EXIT
