@@ -78,8 +78,10 @@ struct OperatorArgs {
     /// Artifacts reconciled at once.
     #[arg(long, default_value_t = 8)]
     concurrency: u16,
-    /// Syncs against one registry host at once; a slow registry then holds
-    /// at most these reconcile slots. Default: half of --concurrency.
+    /// Reconcile slots each registry host has of its own: a registry that
+    /// hangs holds no more. A host that finished a sync within 2 s in the
+    /// last 10 s may use more, up to --concurrency. Default: half of
+    /// --concurrency.
     #[arg(long)]
     max_per_registry: Option<u16>,
     /// Log as JSON lines.
@@ -92,6 +94,8 @@ struct OperatorArgs {
     /// The Lease's namespace; default: $POD_NAMESPACE, else ocisync-system.
     #[arg(long)]
     lease_namespace: Option<String>,
+    /// The Lease's name; operators that split the Artifacts between them
+    /// (--watch-label-selector) each need their own.
     #[arg(long, default_value = "ocisync-leader")]
     lease_name: String,
     /// How long a lease lasts without renewal (a Go duration: 15s, 1m).
