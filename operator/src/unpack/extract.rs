@@ -94,7 +94,8 @@ impl LayerWriter<'_> {
         for entry in entries {
             let mut entry = entry.map_err(|e| stream_error(self.digest, self.format, e))?;
             use tar::EntryType as T;
-            match entry.header().entry_type() {
+            let kind = entry.header().entry_type();
+            match kind {
                 T::GNULongName => {
                     pending.name = Some(self.read_meta(&mut entry, MAX_PATH_BYTES, "a GNU long name")?);
                     continue;
@@ -118,9 +119,8 @@ impl LayerWriter<'_> {
                 Some(bytes) => Pax::parse(bytes).map_err(|m| self.corrupt(m))?,
                 None => Pax::default(),
             };
-            let header_path = entry.path_bytes().into_owned();
-            let raw = pax.path.or(ext.name).unwrap_or(header_path);
-            if entry.header().entry_type() == T::GNUSparse || pax.sparse {
+            let raw = pax.path.or(ext.name).unwrap_or_else(|| entry.path_bytes().into_owned());
+            if kind == T::GNUSparse || pax.sparse {
                 let path = String::from_utf8_lossy(&raw).into_owned();
                 return Err(UnpackError::UnsupportedEntry { path, kind: "sparse file (OCI layers should hold none)" });
             }
@@ -153,7 +153,6 @@ impl LayerWriter<'_> {
                 });
                 continue;
             }
-            let kind = entry.header().entry_type();
             match kind {
                 T::Directory => continue,
                 T::Char | T::Block | T::Fifo => {
@@ -170,8 +169,10 @@ impl LayerWriter<'_> {
             // escape is refused whole, not just filtered.
             let link = match kind {
                 T::Symlink | T::Link => {
-                    let header_target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
-                    let raw_target = pax.linkpath.clone().or(ext.link.clone()).unwrap_or(header_target);
+                    let raw_target = pax
+                        .linkpath
+                        .or(ext.link)
+                        .unwrap_or_else(|| entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default());
                     if raw_target.len() > MAX_PATH_BYTES {
                         return Err(unsafe_path(format!("link target longer than {MAX_PATH_BYTES} bytes")));
                     }
@@ -209,7 +210,7 @@ impl LayerWriter<'_> {
             };
             self.report.entries.insert(path, made);
         }
-        if ext_pending(&pending) {
+        if !pending.is_empty() {
             return Err(self.corrupt("an extension header with no entry after it".into()));
         }
         Ok(())
@@ -352,8 +353,10 @@ struct Extensions {
     pax: Option<Vec<u8>>,
 }
 
-fn ext_pending(e: &Extensions) -> bool {
-    e.name.is_some() || e.link.is_some() || e.pax.is_some()
+impl Extensions {
+    fn is_empty(&self) -> bool {
+        self.name.is_none() && self.link.is_none() && self.pax.is_none()
+    }
 }
 
 /// The PAX records ocisync acts on.
