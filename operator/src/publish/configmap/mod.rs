@@ -86,6 +86,9 @@ pub(super) async fn publish(
         contents.push((k.key.clone(), bytes));
     }
     let rendered = render::render(contents);
+    // Checked again, though the reconcile checked before fetching: the fetch
+    // takes time, and an apply without force onto a ConfigMap someone made
+    // meanwhile would merge into it wherever our fields do not clash.
     let ours = check(client, spec, owner).await?;
     let mut labels = spec.labels.clone();
     labels.insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
