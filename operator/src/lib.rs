@@ -1,7 +1,7 @@
 //! ocisync: sync OCI artifacts into Kubernetes.
 //!
 //! The path every driver follows, one module per step: `resolve` a spec or
-//! reference to a digest, (verify it,) `fetch` the manifest's layers by that
+//! reference to a digest, `verify` its signatures, `fetch` the manifest's layers by that
 //! digest into a staging tree, `publish` it to a target, and record the
 //! outcome in `status`. The CLI and the controller are two drivers of the
 //! same `pipeline`.
@@ -24,6 +24,7 @@ mod publish;
 mod resolve;
 mod status;
 mod unpack;
+mod verify;
 
 /// The `ocisync` command line; `main` only sets up the process.
 pub fn main() -> std::process::ExitCode {

@@ -45,6 +45,7 @@ pub(crate) enum RequestKind {
     Manifest,
     Blob,
     Tags,
+    Referrers,
     Token,
 }
 
@@ -80,6 +81,14 @@ pub(crate) struct RegistryClient {
     retry: RetryPolicy,
     auth: Mutex<AuthState>,
     observer: Option<Observer>,
+}
+
+/// What one referrers page brought.
+pub(crate) struct ReferrersPage {
+    pub(crate) body: Bytes,
+    /// The registry applied the `artifactType` filter itself.
+    pub(crate) filtered: bool,
+    pub(crate) next: Option<String>,
 }
 
 #[derive(Default)]
@@ -214,6 +223,60 @@ impl RegistryClient {
             }
         }
         Err(RegistryError::Protocol(format!("the tag list of {repository} goes on past {MAX_TAG_PAGES} pages")))
+    }
+
+    /// One page of the referrers API (`None` at `next`: the first page).
+    /// `Ok(None)` when the registry has no referrers API: it answered 404,
+    /// 400 or 406, or something that is not an image index.
+    pub(crate) async fn referrers_page(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        next: Option<&str>,
+    ) -> Result<Option<ReferrersPage>, RegistryError> {
+        let url = next.map_or_else(|| format!("{}/v2/{repository}/referrers/{digest}", self.base), str::to_string);
+        let what = || format!("referrers of {repository}@{digest}");
+        let res = match self.send(Method::GET, RequestKind::Referrers, &url, repository, what).await {
+            Ok(res) => res,
+            Err(RegistryError::NotFound { .. }) => return Ok(None),
+            Err(RegistryError::Status { status: 400 | 406, .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let content_type = res.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if !content_type.starts_with(media::OCI_INDEX) {
+            return Ok(None);
+        }
+        let filtered = res.headers().contains_key("oci-filters-applied");
+        let link = res.headers().get(header::LINK).and_then(|v| v.to_str().ok()).and_then(next_link);
+        let next = next_page(&self.base, link).map_err(|()| {
+            RegistryError::Protocol(format!("the referrers of {repository}@{digest} link to another host; not followed"))
+        })?;
+        let body = read_limited(res, MAX_MANIFEST_BYTES, what).await?;
+        Ok(Some(ReferrersPage { body, filtered, next: next.filter(|n| *n != url) }))
+    }
+
+    /// A small blob read whole, checked against its descriptor: for
+    /// signatures, never for layers (those stream).
+    pub(crate) async fn small_blob(
+        &self,
+        repository: &str,
+        desc: &Descriptor,
+        limit: usize,
+    ) -> Result<Bytes, RegistryError> {
+        let what = || format!("blob {repository}@{}", desc.digest);
+        if desc.size > limit as u64 {
+            return Err(RegistryError::TooLarge { what: what(), limit: limit as u64 });
+        }
+        let res = self.blob(repository, desc).await?;
+        let body = read_limited(res, limit, what).await?;
+        if body.len() as u64 != desc.size {
+            return Err(RegistryError::SizeMismatch { what: what(), expected: desc.size, actual: body.len() as u64 });
+        }
+        let actual = Digest::of(&body);
+        if actual != desc.digest {
+            return Err(RegistryError::DigestMismatch { what: what(), expected: desc.digest.clone(), actual });
+        }
+        Ok(body)
     }
 
     /// Starts a blob download; the caller streams and checks the body.

@@ -32,6 +32,11 @@ impl Digest {
         Ok(Digest { hex: hex.to_string() })
     }
 
+    /// The 64 hex digits, as in cosign's `sha256-<hex>` tags.
+    pub(crate) fn hex(&self) -> &str {
+        &self.hex
+    }
+
     pub(crate) fn of(bytes: &[u8]) -> Self {
         Self::from_hasher(Sha256::new_with_prefix(bytes))
     }

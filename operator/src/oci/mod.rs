@@ -7,6 +7,7 @@ pub(crate) mod digest;
 pub(crate) mod error;
 pub(crate) mod manifest;
 pub(crate) mod reference;
+pub(crate) mod referrers;
 pub(crate) mod retry;
 
 pub(crate) use auth::{Credentials, DockerConfig};
