@@ -263,8 +263,15 @@ fn keys_from_a_secret() {
     let broken = BTreeMap::from([("a.pub".to_string(), b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n".to_vec())]);
     assert!(matches!(keys::from_entries("ns/keys", &broken), Err(VerifyError::BadKeys(m)) if m.contains("ns/keys/a.pub")));
     assert!(matches!(keys::from_entries("ns/keys", &BTreeMap::new()), Err(VerifyError::BadKeys(_))));
-    let ed25519 = KeyPair::generate(sigstore_crypto::KeyAlgorithm::Ed25519).unwrap();
-    assert!(Key::parse("k.pub", pem_of(&ed25519).as_bytes()).is_ok());
+    // made with openssl: the key types cosign supports besides P-256
+    for (file, alg) in [
+        ("ed25519.pub", sigstore_crypto::KeyAlgorithm::Ed25519),
+        ("p384.pub", sigstore_crypto::KeyAlgorithm::EcdsaP384),
+        ("rsa.pub", sigstore_crypto::KeyAlgorithm::Rsa),
+    ] {
+        let pem = std::fs::read(format!("{}/testdata/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        assert_eq!(Key::parse(file, &pem).unwrap().algorithm, alg);
+    }
 }
 
 #[test]
