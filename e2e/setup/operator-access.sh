@@ -8,10 +8,10 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${1:?usage: $0 OUT-KUBECONFIG}
-kubectl get crd artifacts.ocisync.dev >/dev/null 2>&1 || kubectl create -f "$ROOT/crds/artifacts.ocisync.dev.yaml" >/dev/null
+kubectl apply --server-side --force-conflicts -k "$ROOT/crds" >/dev/null
 kubectl get namespace ocisync-system >/dev/null 2>&1 || kubectl create namespace ocisync-system >/dev/null
 kustomize build "$ROOT/config/rbac" | kubectl apply -f - >/dev/null
-kubectl wait --for=condition=Established crd/artifacts.ocisync.dev --timeout=30s >/dev/null
+kubectl wait --for=condition=Established crd/artifacts.ocisync.dev crd/clusterartifactpolicies.ocisync.dev --timeout=30s >/dev/null
 token=$(kubectl create token ocisync -n ocisync-system --duration 2h)
 server=$(kubectl config view --raw -o jsonpath='{.clusters[0].cluster.server}')
 ca=$(kubectl config view --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')

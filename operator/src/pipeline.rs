@@ -1,15 +1,17 @@
 //! The one driver both the CLI and the controller call once a reference is
-//! pinned to a digest: the manifest by that digest, then its files into a
-//! directory. Verification (when asked for) slots in between the two, so
-//! that nothing unverified is ever downloaded.
+//! pinned to a digest: its signatures (when asked for), the manifest by
+//! that digest, then its files into a directory. Nothing unverified is
+//! downloaded: verification needs only the signatures, found by digest.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::fetch::{self, FetchError, PullOptions, PullReport};
-use crate::oci::{Platform, RegistryClient};
+use crate::oci::referrers;
+use crate::oci::{Platform, RegistryClient, RegistryError};
 use crate::resolve::{self, Pinned, Resolution, ResolveError};
 use crate::status::Reason;
+use crate::verify::{self, Evidence, Requirement, VerifyError};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PipelineError {
@@ -17,6 +19,10 @@ pub(crate) enum PipelineError {
     Manifest(#[from] ResolveError),
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    #[error("looking for signatures: {0}")]
+    Discover(RegistryError),
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
     #[error("gave up after {0:?} (--timeout)")]
     Timeout(std::time::Duration),
 }
@@ -26,9 +32,27 @@ impl From<&PipelineError> for Reason {
         match e {
             PipelineError::Manifest(e) => e.into(),
             PipelineError::Fetch(e) => e.into(),
+            PipelineError::Discover(e) => e.into(),
+            PipelineError::Verify(e) => e.into(),
             PipelineError::Timeout(_) => Reason::Timeout,
         }
     }
+}
+
+/// Check `pinned`'s signatures against every requirement; `Ok` with no
+/// evidence when there are none.
+pub(crate) async fn verify(
+    client: &RegistryClient,
+    pinned: &Pinned,
+    requirements: &[Requirement],
+) -> Result<Vec<Evidence>, PipelineError> {
+    if requirements.is_empty() {
+        return Ok(Vec::new());
+    }
+    let found = referrers::discover(client, &pinned.reference.repository, &pinned.digest)
+        .await
+        .map_err(PipelineError::Discover)?;
+    Ok(verify::check_all(requirements, &pinned.digest, &found)?)
 }
 
 pub(crate) struct Pulled {

@@ -21,6 +21,8 @@ use crate::resolve;
 use crate::status::Reason;
 use crate::unpack::limits::parse_size;
 use crate::unpack::{Limits, Selection};
+use crate::api::TransparencyLog;
+use crate::verify::{Key, Requirement};
 
 /// Set up the process (TLS provider, logs, runtime) and run the command.
 pub(crate) fn main() -> ExitCode {
@@ -64,8 +66,13 @@ enum Command {
     Pull(PullArgs),
     /// Print the digest a reference resolves to (one HEAD request).
     Resolve(ResolveArgs),
-    /// Print the Artifact CustomResourceDefinition (YAML).
-    Crd,
+    /// Check an artifact's cosign signatures with public keys.
+    Verify(VerifyArgs),
+    /// Print the CRDs (one YAML stream), or write one file each into `--dir`.
+    Crd {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Run the Artifact controller (in cluster, or against $KUBECONFIG).
     Operator(OperatorArgs),
 }
@@ -197,6 +204,69 @@ struct PullArgs {
     /// Never draw a progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Verify the signatures with this public key first (repeatable);
+    /// nothing is downloaded unless one verifies.
+    #[arg(long = "verify-key", value_name = "FILE")]
+    verify_keys: Vec<PathBuf>,
+    #[command(flatten)]
+    signature: SignatureArgs,
+    #[command(flatten)]
+    registry: RegistryArgs,
+}
+
+/// Which signatures count, as an Artifact's `spec.verify` says it.
+#[derive(Args, Debug)]
+struct SignatureArgs {
+    /// Predicate types that count as a signature (repeatable). Default:
+    /// cosign's `https://sigstore.dev/cosign/sign/v1` only.
+    #[arg(long = "predicate-type", value_name = "URI")]
+    predicate_types: Vec<String>,
+    /// Required, IfPresent or Ignore.
+    #[arg(long, value_enum, default_value_t = TlogArg::IfPresent)]
+    transparency_log: TlogArg,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+#[value(rename_all = "PascalCase")]
+enum TlogArg {
+    Required,
+    IfPresent,
+    Ignore,
+}
+
+impl SignatureArgs {
+    fn requirement(&self, key_files: &[PathBuf]) -> Result<Vec<Requirement>, String> {
+        if key_files.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut keys = Vec::new();
+        for f in key_files {
+            let pem = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
+            keys.push(Key::parse(&f.display().to_string(), &pem).map_err(|e| e.to_string())?);
+        }
+        let tlog = match self.transparency_log {
+            TlogArg::Required => TransparencyLog::Required,
+            TlogArg::IfPresent => TransparencyLog::IfPresent,
+            TlogArg::Ignore => TransparencyLog::Ignore,
+        };
+        Ok(vec![Requirement::new("--key".into(), keys, &self.predicate_types, Some(tlog))])
+    }
+}
+
+/// Verify an artifact's cosign signatures with public keys, as the
+/// operator does: nothing is downloaded but the signatures.
+#[derive(Args, Debug)]
+struct VerifyArgs {
+    /// `registry/repository:tag` or `…@sha256:…`.
+    reference: String,
+    /// A PEM public key (`cosign.pub`); repeat for several. One valid
+    /// signature by any of them passes.
+    #[arg(long = "key", value_name = "FILE", required = true)]
+    keys: Vec<PathBuf>,
+    #[command(flatten)]
+    signature: SignatureArgs,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    output: Format,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -217,6 +287,12 @@ fn exit_code(reason: Reason) -> u8 {
         Reason::UnsafeContent => 7,
         Reason::Unreachable | Reason::RegistryError | Reason::Timeout => 8,
         Reason::Unsupported => 9,
+        // as `cosign verify` says "no signatures found"
+        Reason::NoSignature => 10,
+        Reason::UntrustedSigner => 11,
+        Reason::SignatureMismatch => 12,
+        Reason::TransparencyLogMissing | Reason::TransparencyLogInvalid => 13,
+        Reason::InvalidVerificationKeys => USAGE,
         _ => 1,
     }
 }
@@ -227,8 +303,18 @@ async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Resolve(args) => resolve(args).await,
         Command::Pull(args) => pull(args).await,
-        Command::Crd => {
+        Command::Verify(args) => verify(args).await,
+        Command::Crd { dir: None } => {
             print!("{}", crate::api::crd_yaml());
+            ExitCode::SUCCESS
+        }
+        Command::Crd { dir: Some(dir) } => {
+            for (file, yaml) in crate::api::crds() {
+                if let Err(e) = std::fs::write(dir.join(file), yaml) {
+                    eprintln!("error: {}: {e}", dir.join(file).display());
+                    return ExitCode::from(1);
+                }
+            }
             ExitCode::SUCCESS
         }
         Command::Operator(args) => operator(args).await,
@@ -251,9 +337,39 @@ async fn resolve(args: ResolveArgs) -> ExitCode {
     }
 }
 
+async fn verify(args: VerifyArgs) -> ExitCode {
+    let (reference, client) = match setup(&args.reference, &args.registry) {
+        Ok(x) => x,
+        Err(msg) => return usage(&msg),
+    };
+    let requirements = match args.signature.requirement(&args.keys) {
+        Ok(r) => r,
+        Err(msg) => return usage(&msg),
+    };
+    let limit = args.registry.timeout;
+    let result = tokio::time::timeout(limit, async {
+        let pinned = resolve::reference(&client, &reference).await?;
+        let evidence = pipeline::verify(&client, &pinned, &requirements).await?;
+        Ok::<_, PipelineError>((pinned, evidence))
+    })
+    .await
+    .unwrap_or(Err(PipelineError::Timeout(limit)));
+    match result {
+        Ok((pinned, evidence)) => {
+            output::verified(args.output, &pinned, &requirements, &evidence);
+            ExitCode::SUCCESS
+        }
+        Err(e) => failed(&e, args.output),
+    }
+}
+
 async fn pull(args: PullArgs) -> ExitCode {
     let (reference, client) = match setup(&args.reference, &args.registry) {
         Ok(x) => x,
+        Err(msg) => return usage(&msg),
+    };
+    let requirements = match args.signature.requirement(&args.verify_keys) {
+        Ok(r) => r,
         Err(msg) => return usage(&msg),
     };
     let platform = match args.platform.as_deref().map(Platform::parse).transpose() {
@@ -280,6 +396,7 @@ async fn pull(args: PullArgs) -> ExitCode {
     let limit = args.registry.timeout;
     let result = tokio::time::timeout(limit, async {
         let pinned = resolve::reference(&client, &reference).await?;
+        pipeline::verify(&client, &pinned, &requirements).await?;
         pipeline::run(client.clone(), &pinned, &platform, &opts, &args.out).await
     })
     .await

@@ -7,6 +7,8 @@ use serde_json::json;
 use super::Format;
 use crate::fetch::PullReport;
 use crate::pipeline::PipelineError;
+use crate::resolve::Pinned;
+use crate::verify::{Evidence, Requirement};
 use crate::resolve::Resolution;
 use crate::status::Reason;
 use crate::unpack::Entry;
@@ -51,6 +53,31 @@ pub(super) fn pulled(format: Format, res: &Resolution, report: &PullReport, out:
             }
             if report.files.is_empty() {
                 eprintln!("warning: nothing matched the selection; the output directory is empty");
+            }
+        }
+    }
+}
+
+/// The same evidence status shows, for `ocisync verify`.
+pub(super) fn verified(format: Format, pinned: &Pinned, requirements: &[Requirement], evidence: &[Evidence]) {
+    let trust = crate::verify::fingerprint(requirements).unwrap_or_default();
+    let status = crate::status::verification_status(&pinned.digest, &trust, evidence);
+    match format {
+        Format::Json => println!("{:#}", json!({ "reference": pinned.reference.to_string(), "verification": status })),
+        Format::Text => {
+            println!("verified {}@{}", pinned.reference, pinned.digest);
+            for s in &status.signatures {
+                println!("  format     {} (found by {})", s.format, s.found_by);
+                println!("  signature  {}", s.signature_digest);
+                println!("  key        {} ({})", s.key, s.key_fingerprint);
+                if let Some(p) = &s.predicate_type {
+                    println!("  predicate  {p}");
+                }
+                match (s.tlog_index, &s.integrated_time) {
+                    (Some(i), Some(t)) => println!("  tlog       entry {i}, integrated {}", t.0),
+                    (Some(i), None) => println!("  tlog       entry {i}"),
+                    _ => println!("  tlog       no entry"),
+                }
             }
         }
     }

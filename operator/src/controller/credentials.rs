@@ -19,8 +19,12 @@ use crate::oci::{Credentials, DockerConfig};
 
 /// Secrets whose content is cached; past this the cache starts over.
 const MAX_CACHED: usize = 4096;
-/// The only fields ocisync reads from a Secret.
+/// The only fields ocisync reads from a Secret, besides public keys (`*.pub`).
 const FIELDS: [&str; 4] = [".dockerconfigjson", "ca.crt", "tls.crt", "tls.key"];
+
+fn wanted(field: &str) -> bool {
+    FIELDS.contains(&field) || field.ends_with(".pub")
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub(crate) struct Access {
@@ -112,7 +116,7 @@ impl CredentialSource {
 
     /// A Secret's fields: from the cache while the watch shows the version
     /// that was read, else one GET.
-    async fn secret(&self, namespace: &str, name: &str) -> Result<Fields, AccessError> {
+    pub(crate) async fn secret(&self, namespace: &str, name: &str) -> Result<Fields, AccessError> {
         let key = (namespace.to_string(), name.to_string());
         let watched =
             self.secrets.get(&ObjectRef::new(name).within(namespace)).and_then(|m| m.metadata.resource_version.clone());
@@ -130,7 +134,7 @@ impl CredentialSource {
         })?;
         let data = secret.data.unwrap_or_default();
         let fields: Fields =
-            Arc::new(FIELDS.iter().filter_map(|f| data.get(*f).map(|v| (f.to_string(), v.0.clone()))).collect());
+            Arc::new(data.into_iter().filter(|(k, _)| wanted(k)).map(|(k, v)| (k, v.0)).collect());
         if let Some(rv) = secret.metadata.resource_version {
             let mut cache = self.cache.lock().expect("secret cache poisoned");
             if cache.len() >= MAX_CACHED {

@@ -79,10 +79,11 @@ pub(crate) fn decide(inputs: &Inputs, seen: &Observed) -> Decision {
 
 /// Remember a stalled failure against its inputs, so the same inputs are
 /// not fetched again? Yes when the content itself is the problem; not when
-/// the target is in the way (a ConfigMap someone else owns): that can go
-/// away without any of the inputs changing, and checking it is cheap.
+/// the target is in the way (a ConfigMap someone else owns) or the
+/// signatures are: either can change without any of the inputs changing
+/// (a signature is pushed for the same digest), and checking is cheap.
 pub(crate) fn remember(failure: &Failure) -> bool {
-    failure.reason.is_stalled() && failure.reason != Reason::ConfigMapNotOwned
+    failure.reason.is_stalled() && failure.reason != Reason::ConfigMapNotOwned && !failure.reason.is_verification()
 }
 
 /// 5 s, 10 s, 20 s … up to 5 minutes.
@@ -176,6 +177,7 @@ mod tests {
         assert!(remember(&f(Reason::ContentTooLarge)));
         assert!(!remember(&f(Reason::ConfigMapNotOwned)), "the owner may delete it; checked before any fetch");
         assert!(!remember(&f(Reason::Unreachable)));
+        assert!(!remember(&f(Reason::UntrustedSigner)), "the right key may sign the same digest later");
     }
 
     #[test]

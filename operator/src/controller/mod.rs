@@ -18,6 +18,8 @@ mod registries;
 mod resolutions;
 mod slots;
 mod triggers;
+pub(crate) mod trust;
+mod policies;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -28,7 +30,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt, TryStreamExt as _};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action, ReconcileRequest};
 use kube::runtime::events::{Recorder, Reporter};
@@ -36,7 +38,7 @@ use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 
-use crate::api::{Artifact, REQUESTED_AT_ANNOTATION};
+use crate::api::{Artifact, ClusterArtifactPolicy, REQUESTED_AT_ANNOTATION};
 use crate::publish::{Targets, configmap};
 use credentials::CredentialSource;
 use decide::{Failure, Inputs};
@@ -65,6 +67,8 @@ pub(crate) struct Context {
     client: kube::Client,
     registries: registries::Registries,
     credentials: CredentialSource,
+    /// Cluster policies and namespace labels: what signatures are required.
+    trust: trust::TrustSource,
     targets: Targets,
     recorder: Recorder,
     /// Where fetches are staged before publishing, one directory per Artifact.
@@ -259,10 +263,13 @@ async fn run_controller(
     let (secrets, secret_writer) = reflector::store();
     let (accounts, account_writer) = reflector::store::<ServiceAccount>();
     let (artifacts, artifact_writer) = reflector::store::<Artifact>();
+    let (policies, policy_writer) = reflector::store::<ClusterArtifactPolicy>();
+    let (namespaces, namespace_writer) = reflector::store::<PartialObjectMeta<Namespace>>();
     let ctx = Arc::new(Context {
         client: client.clone(),
         registries: registries::Registries::observed(crate::oci::client::Observer(metrics.clone())),
         credentials: CredentialSource::new(client.clone(), secrets, accounts.clone()),
+        trust: trust::TrustSource { policies: policies.clone(), namespaces: namespaces.clone() },
         targets: Targets::new(client.clone(), config_maps),
         recorder: Recorder::new(
             client.clone(),
@@ -307,6 +314,7 @@ async fn run_controller(
     ));
     let (store, creds) = (artifacts.clone(), ctx.clone());
     let account_store = accounts.clone();
+    let policy_ctx = ctx.clone();
     // Metadata only: a Secret's data has no business in the operator's
     // memory until an Artifact needs it.
     let secret_events: Requests = Box::pin(controller::trigger_with(
@@ -323,10 +331,25 @@ async fn run_controller(
             let namespace = s.namespace().unwrap_or_default();
             let state = store.state();
             let account = |n: &str| account_store.get(&ObjectRef::new(n).within(&namespace));
-            triggers::secret_users(state.iter().map(|a| &**a), account, &namespace, &s.name_any())
+            let name = s.name_any();
+            let mut users: Vec<_> = triggers::secret_users(state.iter().map(|a| &**a), account, &namespace, &name)
                 .into_iter()
                 .map(ObjectRef::from_obj)
-                .collect::<Vec<_>>()
+                .collect();
+            // and whatever a policy with keys in this Secret covers
+            if policy_ctx.trust.policies.state().iter().any(|p| triggers::policy_reads(&p.spec, &namespace, &name)) {
+                users.extend(
+                    state
+                        .iter()
+                        .filter(|a| {
+                            policy_ctx.trust.covering(a).iter().any(|(_, p)| {
+                                p.as_ref().is_ok_and(|p| triggers::policy_reads(&p.spec, &namespace, &name))
+                            })
+                        })
+                        .map(|a| ObjectRef::from_obj(&**a)),
+                );
+            }
+            users
         },
     ));
     let store = artifacts.clone();
@@ -343,9 +366,50 @@ async fn run_controller(
                 .collect::<Vec<_>>()
         },
     ));
+    // A policy reconciles the Artifacts it covers (its old spec's, on delete).
+    let (store, namespace_store) = (artifacts.clone(), namespaces.clone());
+    let policy_events: Requests = Box::pin(controller::trigger_with(
+        watcher(Api::<ClusterArtifactPolicy>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .reflect(policy_writer)
+            .touched_objects(),
+        move |p| {
+            let labels = |ns: &str| {
+                namespace_store.get(&ObjectRef::new(ns)).map(|n| n.labels().clone()).unwrap_or_default()
+            };
+            store
+                .state()
+                .iter()
+                .filter(|a| policies::covers(&p.spec, &labels(&a.namespace().unwrap_or_default()), &a.spec.url) != Ok(false))
+                .map(|a| ObjectRef::from_obj(&**a))
+                .collect::<Vec<_>>()
+        },
+    ));
+    // Namespace labels decide which policies cover an Artifact: a change
+    // reconciles the namespace's Artifacts, when there are policies at all.
+    let (store, policy_store) = (artifacts.clone(), policies.clone());
+    let namespace_events: Requests = Box::pin(controller::trigger_with(
+        watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .reflect(namespace_writer)
+            .touched_objects(),
+        move |ns| {
+            if policy_store.is_empty() {
+                return Vec::new();
+            }
+            let name = ns.name_any();
+            store
+                .state()
+                .iter()
+                .filter(|a| a.namespace().as_deref() == Some(name.as_str()))
+                .map(|a| ObjectRef::from_obj(&**a))
+                .collect::<Vec<_>>()
+        },
+    ));
     // When `stop` fires the queue ends; the applier finishes what is in
     // flight and returns.
-    let queue = futures::stream::select_all([own, owned, secret_events, account_events]).take_until(stop);
+    let queue = futures::stream::select_all([own, owned, secret_events, account_events, policy_events, namespace_events])
+        .take_until(stop);
     let config = controller::Config::default().concurrency(opts.concurrency);
     let reconciler = |a, c| Box::pin(reconcile::reconcile(a, c));
     let mut applied = pin!(controller::applier(reconciler, error_policy, ctx, artifacts, queue, config));

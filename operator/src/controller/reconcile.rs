@@ -1,6 +1,6 @@
 //! One reconcile of one Artifact, as ordered steps that each own a
-//! condition: resolve → (decide) → check the target → fetch → publish →
-//! status. When the digest, the spec and the target are unchanged, a
+//! condition: resolve → (decide) → verify → check the target → fetch →
+//! publish → status. When the digest, the spec and the target are unchanged, a
 //! reconcile is at most one HEAD and no writes. On any failure the last
 //! good content stays exactly as it was.
 
@@ -27,9 +27,10 @@ use crate::pipeline::{self, PipelineError};
 use crate::publish::Owner;
 use crate::resolve::{self, Pinned, ResolveError, Version};
 use crate::status::conditions::{self, Outcome, Step};
-use crate::status::{Reason, Served, next_status};
+use crate::status::{Reason, Served, next_status, verification_status};
 use crate::unpack::UnpackError;
 use crate::unpack::limits::{DOWNLOAD_BYTES, TOTAL_BYTES};
+use crate::verify;
 
 const FIELD_MANAGER: &str = "ocisync";
 /// How soon a sync that found its registry's slots taken comes back:
@@ -122,7 +123,8 @@ pub(super) async fn reconcile(artifact: Arc<Artifact>, ctx: Arc<Context>) -> Res
     match result {
         Ok(served) => {
             let message = served.describe(&artifact.status.clone().unwrap_or_default());
-            report(&artifact, &ctx, Outcome::Synced { message }, Some(&served)).await?;
+            let verified = served.verification.is_some();
+            report(&artifact, &ctx, Outcome::Synced { message, verified }, Some(&served)).await?;
         }
         Err(f) => {
             tracing::debug!(artifact = %name, step = ?f.step, reason = %f.reason, "sync failed");
@@ -181,29 +183,50 @@ async fn sync(
             message: "the Artifact has no uid yet".into(),
         })?,
     };
-    let inputs = Inputs { digest: chosen.digest.clone(), generation: artifact.metadata.generation, trust: None };
+    // What signatures are required (the spec's and every covering
+    // policy's), fingerprinted: a rotated key is a new input.
+    progress.enter(Step::Verify);
+    let requirements =
+        ctx.trust.requirements(artifact, &ctx.credentials).await.map_err(|e| Failure::new(Step::Verify, &e))?;
+    let trust = verify::fingerprint(&requirements);
+    let inputs = Inputs { digest: chosen.digest.clone(), generation: artifact.metadata.generation, trust };
     *progress.inputs.lock().expect("poisoned") = Some(inputs.clone());
     let status = artifact.status.clone().unwrap_or_default();
     let stalled = ctx.stalled_on(&uid);
+    let verified = status.verification.as_ref().filter(|v| v.digest == chosen.digest.to_string());
     let seen = Observed {
         last_synced_digest: status.last_synced_digest.as_deref(),
         observed_generation: status.observed_generation,
         ready: conditions::is_ready(&status.conditions),
         target_current: ctx.targets.is_current(&plan.target, &owner, &chosen.digest),
-        trust: None,
+        trust: verified.map(|v| v.trust.as_str()),
         stalled: stalled.as_ref(),
     };
-    let served = |published| Served {
+    let served = |published, verification| Served {
         tag: chosen.tag.clone(),
         digest: chosen.digest.clone(),
         drift: chosen.drift.clone(),
         published,
+        verification,
     };
     match decide::decide(&inputs, &seen) {
-        Decision::UpToDate => return Ok(served(None)),
+        Decision::UpToDate => return Ok(served(None, verified.cloned())),
         Decision::StillStalled(f) => return Err(f),
         Decision::Sync => {}
     }
+
+    // Verify: nothing is fetched or written for a digest that fails.
+    let verification = match &inputs.trust {
+        None => None,
+        Some(trust) => {
+            let pinned = Pinned::known(plan.repository.with_digest(chosen.digest.clone()), chosen.digest.clone());
+            let evidence = pipeline::verify(&handle.client, &pinned, &requirements)
+                .await
+                .map_err(|e| Failure::new(Step::Verify, &e))?;
+            progress.pass(Step::Verify);
+            Some(verification_status(&chosen.digest, trust, &evidence))
+        }
+    };
 
     // A target that cannot be written is found before anything is fetched.
     progress.enter(Step::Publish);
@@ -227,7 +250,7 @@ async fn sync(
         .await
         .map_err(|e| Failure::new(Step::Publish, &e))?;
     tracing::info!(artifact = %artifact.name_any(), %namespace, digest = %chosen.digest, files = files.count, "published");
-    Ok(served(Some(files)))
+    Ok(served(Some(files), verification))
 }
 
 /// Going over a total the target clamped is the content not fitting the
@@ -292,7 +315,7 @@ async fn report(artifact: &Artifact, ctx: &Context, outcome: Outcome, served: Op
     let body = json!({ "apiVersion": "ocisync.dev/v1alpha1", "kind": "Artifact", "status": new });
     api.patch_status(&artifact.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await?;
     let event = match (&outcome, served.and_then(|s| s.published.as_ref())) {
-        (Outcome::Synced { message }, Some(_)) => Some((EventType::Normal, Reason::Synced, message.clone())),
+        (Outcome::Synced { message, .. }, Some(_)) => Some((EventType::Normal, Reason::Synced, message.clone())),
         (Outcome::Failed { reason, message, .. }, _) => Some((EventType::Warning, *reason, message.clone())),
         (Outcome::InvalidSpec { message }, _) => Some((EventType::Warning, Reason::InvalidSpec, message.clone())),
         _ => None,

@@ -4,10 +4,11 @@
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::ResourceExt;
 
-use crate::api::Artifact;
+use crate::api::{Artifact, ClusterArtifactPolicySpec};
 
-/// The Artifacts in `namespace` that read Secret `name`: by `secretRef` or
-/// `certSecretRef`, or as a pull secret of their ServiceAccount.
+/// The Artifacts in `namespace` that read Secret `name`: by `secretRef`,
+/// `certSecretRef` or `verify.keys.secretRef`, or as a pull secret of
+/// their ServiceAccount.
 pub(crate) fn secret_users<'a>(
     artifacts: impl IntoIterator<Item = &'a Artifact>,
     account: impl Fn(&str) -> Option<std::sync::Arc<ServiceAccount>>,
@@ -21,12 +22,18 @@ pub(crate) fn secret_users<'a>(
             let s = &a.spec;
             s.secret_ref.as_ref().is_some_and(|r| r.name == name)
                 || s.cert_secret_ref.as_ref().is_some_and(|r| r.name == name)
+                || s.verify.as_ref().and_then(|v| v.keys.as_ref()).is_some_and(|k| k.secret_ref.name == name)
                 || s.service_account_name
                     .as_deref()
                     .and_then(&account)
                     .is_some_and(|sa| sa.image_pull_secrets.iter().flatten().any(|r| r.name == name))
         })
         .collect()
+}
+
+/// Does a policy read its keys from Secret `namespace/name`?
+pub(crate) fn policy_reads(policy: &ClusterArtifactPolicySpec, namespace: &str, name: &str) -> bool {
+    policy.verify.keys.as_ref().is_some_and(|k| k.secret_ref.namespace == namespace && k.secret_ref.name == name)
 }
 
 /// The Artifacts in `namespace` that use ServiceAccount `name`.
@@ -65,6 +72,7 @@ mod tests {
             artifact("a", "via-sa", json!({"serviceAccountName": "puller"})),
             artifact("a", "other-sa", json!({"serviceAccountName": "nobody"})),
             artifact("a", "anonymous", json!({})),
+            artifact("a", "signed", json!({"verify": {"keys": {"secretRef": {"name": "keys"}}}})),
             artifact("b", "elsewhere", json!({"secretRef": {"name": "pull"}})),
         ];
         let puller: ServiceAccount =
@@ -78,11 +86,21 @@ mod tests {
             ("a", "ca", vec!["cert"]),
             ("a", "sa-pull", vec!["via-sa"]),
             ("a", "unrelated", vec![]),
+            ("a", "keys", vec!["signed"]),
             ("b", "pull", vec!["elsewhere"]),
         ];
         for (ns, secret, want) in cases {
             assert_eq!(names(secret_users(&arts, account, ns, secret)), want, "{ns}/{secret}");
         }
         assert_eq!(names(account_users(&arts, "a", "puller")), ["via-sa"]);
+    }
+
+    #[test]
+    fn a_policy_reads_the_secret_it_names_in_its_namespace() {
+        let p: ClusterArtifactPolicySpec =
+            serde_json::from_value(json!({"verify": {"keys": {"secretRef": {"name": "k", "namespace": "sec"}}}})).unwrap();
+        assert!(policy_reads(&p, "sec", "k"));
+        assert!(!policy_reads(&p, "other", "k"));
+        assert!(!policy_reads(&p, "sec", "j"));
     }
 }

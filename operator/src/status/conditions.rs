@@ -18,17 +18,19 @@ const SUCCEEDED: &str = "step succeeded";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Step {
     Resolve,
+    Verify,
     Fetch,
     Publish,
 }
 
 impl Step {
-    pub(crate) const ALL: [Step; 3] = [Step::Resolve, Step::Fetch, Step::Publish];
+    pub(crate) const ALL: [Step; 4] = [Step::Resolve, Step::Verify, Step::Fetch, Step::Publish];
 
     /// What a timeout says was going on.
     pub(crate) fn doing(self) -> &'static str {
         match self {
             Step::Resolve => "resolving",
+            Step::Verify => "verifying signatures",
             Step::Fetch => "fetching",
             Step::Publish => "publishing",
         }
@@ -37,6 +39,7 @@ impl Step {
     pub(crate) fn condition(self) -> &'static str {
         match self {
             Step::Resolve => "Resolved",
+            Step::Verify => "Verified",
             Step::Fetch => "Fetched",
             Step::Publish => "Published",
         }
@@ -46,8 +49,9 @@ impl Step {
 /// How a reconcile ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// Every step succeeded; `message` says what is served.
-    Synced { message: String },
+    /// Every step succeeded; `message` says what is served. `verified`:
+    /// signatures were required (and checked); without, no `Verified`.
+    Synced { message: String, verified: bool },
     /// A step failed; the reason says whether retrying can help. `passed`:
     /// the steps this attempt completed; the others keep their last word.
     Failed { step: Step, reason: Reason, message: String, passed: Vec<Step> },
@@ -69,10 +73,12 @@ pub(crate) fn next(existing: &[Condition], outcome: &Outcome, generation: Option
     let w = |type_, status, reason, message| Want { type_, status, reason, message };
     let mut wants = Vec::new();
     match outcome {
-        Outcome::Synced { message } => {
+        Outcome::Synced { message, verified } => {
             wants.push(w(READY, true, Reason::Synced, message));
             for s in Step::ALL {
-                wants.push(w(s.condition(), true, Reason::Succeeded, SUCCEEDED));
+                if s != Step::Verify || *verified {
+                    wants.push(w(s.condition(), true, Reason::Succeeded, SUCCEEDED));
+                }
             }
         }
         Outcome::Failed { step, reason, message, passed } => {
@@ -110,8 +116,13 @@ pub(crate) fn next(existing: &[Condition], outcome: &Outcome, generation: Option
             last_transition_time: since,
         });
     }
-    // Detail conditions of later steps that were not reached keep their last word.
+    // Detail conditions of later steps that were not reached keep their
+    // last word; after a sync without verification, `Verified` goes.
+    let unverified = matches!(outcome, Outcome::Synced { verified: false, .. });
     for c in existing {
+        if unverified && c.type_ == Step::Verify.condition() {
+            continue;
+        }
         if !out.iter().any(|o| o.type_ == c.type_) && Step::ALL.iter().any(|s| s.condition() == c.type_) {
             out.push(c.clone());
         }
@@ -173,7 +184,7 @@ mod tests {
 
     #[test]
     fn synced_then_failed_then_synced() {
-        let ok = Outcome::Synced { message: "3 files from v1@sha256:…".into() };
+        let ok = Outcome::Synced { message: "3 files from v1@sha256:…".into(), verified: false };
         let a = next(&[], &ok, Some(1), &t(100));
         assert!(is_ready(&a));
         assert!(get(&a, RECONCILING).is_none() && get(&a, STALLED).is_none());
@@ -198,6 +209,26 @@ mod tests {
         assert!(is_ready(&c) && get(&c, RECONCILING).is_none());
         assert_eq!(get(&c, "Published").unwrap().last_transition_time, t(100), "never went false");
         assert_eq!(get(&c, READY).unwrap().observed_generation, Some(2));
+    }
+
+    #[test]
+    fn verified_only_when_signatures_were_required() {
+        let verified = Outcome::Synced { message: "m".into(), verified: true };
+        let a = next(&[], &verified, Some(1), &t(1));
+        assert_eq!(get(&a, "Verified").unwrap().status, "True");
+        let refused = Outcome::Failed {
+            step: Step::Verify,
+            reason: Reason::UntrustedSigner,
+            message: "no signature by a trusted key".into(),
+            passed: vec![Step::Resolve],
+        };
+        let b = next(&a, &refused, Some(1), &t(2));
+        assert!(!is_ready(&b));
+        assert_eq!(get(&b, STALLED).unwrap().reason, "UntrustedSigner");
+        assert_eq!(get(&b, "Verified").unwrap().reason, "UntrustedSigner");
+        assert_eq!(get(&b, "Published").unwrap().status, "True", "the last good content stands");
+        let plain = Outcome::Synced { message: "m".into(), verified: false };
+        assert!(get(&next(&b, &plain, Some(2), &t(3)), "Verified").is_none(), "verification dropped from the spec");
     }
 
     #[test]

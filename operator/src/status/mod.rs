@@ -5,17 +5,19 @@
 pub(crate) mod conditions;
 mod next;
 
-pub(crate) use next::{Served, next_status};
+pub(crate) use next::{Served, next_status, verification_status};
 
 use serde::Serialize;
 
 use crate::controller::credentials::AccessError;
 use crate::controller::plan::SpecError;
+use crate::controller::trust::TrustError;
 use crate::fetch::FetchError;
 use crate::oci::RegistryError;
 use crate::publish::PublishError;
 use crate::resolve::ResolveError;
 use crate::unpack::UnpackError;
+use crate::verify::VerifyError;
 
 /// Every condition reason ocisync writes. The names are an API: users
 /// match on them in alerts and scripts.
@@ -40,6 +42,14 @@ pub(crate) enum Reason {
     CredentialsUnavailable,
     InvalidCredentials,
     InvalidSpec,
+    // signatures
+    NoSignature,
+    UntrustedSigner,
+    SignatureMismatch,
+    TransparencyLogMissing,
+    TransparencyLogInvalid,
+    PolicyViolation,
+    InvalidVerificationKeys,
     // the target
     ContentTooLarge,
     KeyCollision,
@@ -69,6 +79,13 @@ impl Reason {
             Reason::CredentialsUnavailable => "CredentialsUnavailable",
             Reason::InvalidCredentials => "InvalidCredentials",
             Reason::InvalidSpec => "InvalidSpec",
+            Reason::NoSignature => "NoSignature",
+            Reason::UntrustedSigner => "UntrustedSigner",
+            Reason::SignatureMismatch => "SignatureMismatch",
+            Reason::TransparencyLogMissing => "TransparencyLogMissing",
+            Reason::TransparencyLogInvalid => "TransparencyLogInvalid",
+            Reason::PolicyViolation => "PolicyViolation",
+            Reason::InvalidVerificationKeys => "InvalidVerificationKeys",
             Reason::ContentTooLarge => "ContentTooLarge",
             Reason::KeyCollision => "KeyCollision",
             Reason::InvalidKey => "InvalidKey",
@@ -93,6 +110,26 @@ impl Reason {
                 | Reason::KeyCollision
                 | Reason::InvalidKey
                 | Reason::ConfigMapNotOwned
+                | Reason::UntrustedSigner
+                | Reason::SignatureMismatch
+                | Reason::TransparencyLogMissing
+                | Reason::TransparencyLogInvalid
+                | Reason::PolicyViolation
+                | Reason::InvalidVerificationKeys
+        )
+    }
+
+    /// A verdict on signatures: it can change without any input changing
+    /// (someone signs the digest), so it is never remembered as final.
+    pub(crate) fn is_verification(self) -> bool {
+        matches!(
+            self,
+            Reason::NoSignature
+                | Reason::UntrustedSigner
+                | Reason::SignatureMismatch
+                | Reason::TransparencyLogMissing
+                | Reason::TransparencyLogInvalid
+                | Reason::PolicyViolation
         )
     }
 
@@ -180,6 +217,30 @@ impl From<&AccessError> for Reason {
     }
 }
 
+impl From<&VerifyError> for Reason {
+    fn from(e: &VerifyError) -> Self {
+        match e {
+            VerifyError::NoSignature { .. } => Reason::NoSignature,
+            VerifyError::UntrustedSigner(_) => Reason::UntrustedSigner,
+            VerifyError::SignatureMismatch(_) => Reason::SignatureMismatch,
+            VerifyError::TransparencyLogMissing(_) => Reason::TransparencyLogMissing,
+            VerifyError::TransparencyLogInvalid(_) => Reason::TransparencyLogInvalid,
+            VerifyError::BadKeys(_) => Reason::InvalidVerificationKeys,
+            VerifyError::PolicyViolation { .. } => Reason::PolicyViolation,
+        }
+    }
+}
+
+impl From<&TrustError> for Reason {
+    fn from(e: &TrustError) -> Self {
+        match e {
+            TrustError::Access(e) => e.into(),
+            TrustError::Verify(e) => e.into(),
+            TrustError::Spec(_) => Reason::InvalidSpec,
+        }
+    }
+}
+
 impl From<&SpecError> for Reason {
     fn from(_: &SpecError) -> Self {
         Reason::InvalidSpec
@@ -206,6 +267,11 @@ mod tests {
             (Reason::ConfigMapNotOwned, true),
             (Reason::InvalidSpec, true),
             (Reason::InvalidCredentials, true),
+            // a signature may yet be pushed; a wrong one needs the user
+            (Reason::NoSignature, false),
+            (Reason::UntrustedSigner, true),
+            (Reason::SignatureMismatch, true),
+            (Reason::PolicyViolation, true),
         ];
         for (reason, stalled) in cases {
             assert_eq!(reason.is_stalled(), stalled, "{reason}");

@@ -5,7 +5,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions::{self, Outcome};
-use crate::api::{ArtifactStatus, Drift, FilesSummary};
+use crate::api::{ArtifactStatus, Drift, FilesSummary, SignatureEvidence, VerificationStatus};
+use crate::verify::Evidence;
 use crate::oci::Digest;
 
 /// What a successful sync serves.
@@ -16,6 +17,8 @@ pub(crate) struct Served {
     pub(crate) drift: Option<Drift>,
     /// `None` when nothing had to be fetched or published.
     pub(crate) published: Option<FilesSummary>,
+    /// The evidence for this digest; `None` when no signature is required.
+    pub(crate) verification: Option<VerificationStatus>,
 }
 
 impl Served {
@@ -34,6 +37,30 @@ impl Served {
             Some(t) => format!("{t}@{}", self.digest),
             None => self.digest.to_string(),
         }
+    }
+}
+
+/// The evidence of a verification, as status shows it.
+pub(crate) fn verification_status(digest: &Digest, trust: &str, evidence: &[Evidence]) -> VerificationStatus {
+    let time = |secs: i64| k8s_openapi::jiff::Timestamp::from_second(secs).ok().map(Time);
+    VerificationStatus {
+        digest: digest.to_string(),
+        trust: trust.to_string(),
+        verified_at: Time(k8s_openapi::jiff::Timestamp::now()),
+        signatures: evidence
+            .iter()
+            .map(|e| SignatureEvidence {
+                required_by: e.required_by.clone(),
+                format: e.format.as_str().into(),
+                found_by: e.found_by.as_str().into(),
+                signature_digest: e.signature.to_string(),
+                key_fingerprint: e.key_fingerprint.clone(),
+                key: e.key.clone(),
+                predicate_type: e.predicate_type.clone(),
+                tlog_index: e.tlog.as_ref().map(|t| t.index),
+                integrated_time: e.tlog.as_ref().and_then(|t| t.integrated_time).and_then(time),
+            })
+            .collect(),
     }
 }
 
@@ -58,6 +85,7 @@ pub(crate) fn next_status(
         new.digest = Some(s.digest.to_string());
         new.revision = Some(s.revision());
         new.drift = s.drift.clone();
+        new.verification = s.verification.clone();
         let message = s.drift.as_ref().map(|d| {
             format!("pinned to {}, while {} names {}", d.pinned, d.tag.as_deref().unwrap_or("the range"), d.latest)
         });
@@ -92,12 +120,13 @@ mod tests {
             digest: digest('a'),
             drift: None,
             published: published.then(|| FilesSummary { count: 2, bytes: 10, ..Default::default() }),
+            verification: None,
         }
     }
 
     #[test]
     fn an_unchanged_sync_writes_nothing() {
-        let ok = |s: &Served, old: &ArtifactStatus| Outcome::Synced { message: s.describe(old) };
+        let ok = |s: &Served, old: &ArtifactStatus| Outcome::Synced { message: s.describe(old), verified: false };
         let first = served(true);
         let a = next_status(
             &ArtifactStatus::default(),
@@ -118,7 +147,7 @@ mod tests {
     fn a_failure_keeps_what_is_served() {
         let s = served(true);
         let a =
-            next_status(&Default::default(), &Outcome::Synced { message: "m".into() }, Some(&s), Some(1), None, &t(1));
+            next_status(&Default::default(), &Outcome::Synced { message: "m".into(), verified: false }, Some(&s), Some(1), None, &t(1));
         let down = Outcome::Failed {
             step: Step::Resolve,
             reason: Reason::Unreachable,
@@ -136,11 +165,11 @@ mod tests {
         s.drift =
             Some(Drift { pinned: digest('a').to_string(), latest: digest('b').to_string(), tag: Some("v1".into()) });
         let a =
-            next_status(&Default::default(), &Outcome::Synced { message: "m".into() }, Some(&s), Some(1), None, &t(1));
+            next_status(&Default::default(), &Outcome::Synced { message: "m".into(), verified: false }, Some(&s), Some(1), None, &t(1));
         assert!(a.drift.is_some() && a.conditions.iter().any(|c| c.type_ == conditions::DRIFTED));
         assert!(s.describe(&a).contains("pinned, while v1 is now"));
         s.drift = None;
-        let b = next_status(&a, &Outcome::Synced { message: "m".into() }, Some(&s), Some(1), None, &t(2));
+        let b = next_status(&a, &Outcome::Synced { message: "m".into(), verified: false }, Some(&s), Some(1), None, &t(2));
         assert!(b.drift.is_none() && !b.conditions.iter().any(|c| c.type_ == conditions::DRIFTED));
     }
 }

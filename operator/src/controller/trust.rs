@@ -1,0 +1,86 @@
+//! What an Artifact's content must carry: its own `spec.verify` and every
+//! ClusterArtifactPolicy that covers it, with their keys read from Secrets.
+//! The Artifact's keys are read only in its own namespace; a policy, being
+//! cluster-scoped and written by an admin, names its Secret's namespace.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::ResourceExt;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{ObjectRef, Store};
+
+use super::credentials::{AccessError, CredentialSource};
+use super::policies;
+use crate::api::{Artifact, ClusterArtifactPolicy};
+use crate::verify::{Requirement, VerifyError, keys};
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TrustError {
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    #[error("spec.verify: {0}")]
+    Spec(String),
+}
+
+pub(crate) struct TrustSource {
+    pub(crate) policies: Store<ClusterArtifactPolicy>,
+    pub(crate) namespaces: Store<PartialObjectMeta<Namespace>>,
+}
+
+impl TrustSource {
+    /// The policies that cover `artifact` (by name, sorted), or the first
+    /// error of one that cannot be read.
+    pub(crate) fn covering(&self, artifact: &Artifact) -> Vec<(String, Result<ClusterArtifactPolicy, String>)> {
+        let namespace = artifact.namespace().unwrap_or_default();
+        let labels: BTreeMap<String, String> = self
+            .namespaces
+            .get(&ObjectRef::new(&namespace))
+            .map(|n| n.labels().clone())
+            .unwrap_or_default();
+        let mut out: Vec<_> = self
+            .policies
+            .state()
+            .into_iter()
+            .filter_map(|p| match policies::covers(&p.spec, &labels, &artifact.spec.url) {
+                Ok(true) => Some((p.name_any(), Ok((*p).clone()))),
+                Ok(false) => None,
+                Err(e) => Some((p.name_any(), Err(e))),
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    pub(crate) async fn requirements(
+        &self,
+        artifact: &Artifact,
+        secrets: &CredentialSource,
+    ) -> Result<Vec<Requirement>, TrustError> {
+        let namespace = artifact.namespace().unwrap_or_default();
+        let mut out = Vec::new();
+        if let Some(v) = &artifact.spec.verify {
+            let r = v.keys.as_ref().ok_or_else(|| {
+                TrustError::Spec("keys.secretRef is required (keyless verification is not available yet)".into())
+            })?;
+            let fields = secrets.secret(&namespace, &r.secret_ref.name).await?;
+            let keys = keys::from_entries(&format!("{namespace}/{}", r.secret_ref.name), &fields)?;
+            out.push(Requirement::new("spec.verify".into(), keys, &v.predicate_types, v.transparency_log));
+        }
+        for (name, policy) in self.covering(artifact) {
+            let required_by = format!("ClusterArtifactPolicy/{name}");
+            let violation =
+                |m: String| VerifyError::PolicyViolation { policy: required_by.clone(), inner: Box::new(VerifyError::BadKeys(m)) };
+            let policy = policy.map_err(violation)?;
+            let v = &policy.spec.verify;
+            let r = v.keys.as_ref().ok_or_else(|| violation("spec.verify.keys is required".into()))?;
+            let (ns, secret) = (&r.secret_ref.namespace, &r.secret_ref.name);
+            let fields = secrets.secret(ns, secret).await.map_err(|e| violation(e.to_string()))?;
+            let keys = keys::from_entries(&format!("{ns}/{secret}"), &fields).map_err(|e| violation(e.to_string()))?;
+            out.push(Requirement::new(required_by, keys, &v.predicate_types, v.transparency_log));
+        }
+        Ok(out)
+    }
+}
