@@ -96,6 +96,7 @@ pub struct Verify {
     /// `IfPresent` (the default for keys): one that is present must verify.
     /// `Ignore`: entries are not looked at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::transparency_log_schema")]
     pub transparency_log: Option<TransparencyLog>,
 }
 
@@ -103,6 +104,16 @@ pub struct Verify {
 #[serde(rename_all = "camelCase")]
 pub struct Keys {
     pub secret_ref: LocalRef,
+}
+
+/// An optional enum as a structural schema: schemars would add `null` to
+/// the enum, which the API server refuses.
+pub(crate) fn transparency_log_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "enum": ["Required", "IfPresent", "Ignore"],
+        "description": "Required: a transparency log entry must be present and verify. IfPresent (the default for keys): one that is present must verify. Ignore: entries are not looked at."
+    })
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]

@@ -43,6 +43,7 @@ pub struct PolicyVerify {
     pub predicate_types: Vec<String>,
     /// As an Artifact's `spec.verify.transparencyLog`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::transparency_log_schema")]
     pub transparency_log: Option<TransparencyLog>,
 }
 

@@ -9,5 +9,6 @@ mod hostile;
 mod kills;
 mod leader;
 mod pull;
+mod signatures;
 mod support;
 mod transport;

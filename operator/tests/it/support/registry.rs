@@ -180,6 +180,11 @@ pub struct Hooks {
     pub blob_requests: AtomicUsize,
     /// Tag lists that link to a next page forever.
     pub endless_tags: AtomicBool,
+    /// Every request, as `METHOD path`.
+    pub log: std::sync::Mutex<Vec<String>>,
+    /// Serve the referrers API this many entries a page (0: all at once),
+    /// linking to the next page as the distribution spec says.
+    pub referrers_page: AtomicUsize,
 }
 
 /// Ways a registry (or what stands between it and us) breaks a blob.
@@ -205,6 +210,24 @@ impl Hooks {
     pub fn fault_blobs(&self, f: Fault) {
         self.blob_fault.store(f as u8, Ordering::SeqCst);
     }
+}
+
+/// Page `page` of a referrers index, with a `Link` to the next one.
+async fn paginate(res: Response, path: &str, page: usize, per_page: usize) -> Response {
+    let (mut parts, body) = res.into_parts();
+    let bytes = axum::body::to_bytes(body, 4 << 20).await.unwrap_or_default();
+    let Ok(mut index) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Response::from_parts(parts, Body::from(bytes));
+    };
+    let all = index["manifests"].as_array().cloned().unwrap_or_default();
+    let chunk: Vec<_> = all.iter().skip(page * per_page).take(per_page).cloned().collect();
+    index["manifests"] = serde_json::Value::Array(chunk);
+    if all.len() > (page + 1) * per_page {
+        let link = format!("<{path}?page={}>; rel=\"next\"", page + 1);
+        parts.headers.insert(header::LINK, link.parse().unwrap());
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(index.to_string()))
 }
 
 /// The blob response `res` broken as `fault` says.
@@ -339,6 +362,13 @@ async fn token(req: Request<Body>) -> Response {
 async fn hook(hooks: Arc<Hooks>, addr: SocketAddr, req: Request<Body>, next: Next) -> Response {
     hooks.requests.fetch_add(1, Ordering::SeqCst);
     let path = req.uri().path().to_string();
+    hooks.log.lock().unwrap().push(format!("{} {path}", req.method()));
+    let per_page = hooks.referrers_page.load(Ordering::SeqCst);
+    if per_page > 0 && path.contains("/referrers/") {
+        let page: usize =
+            req.uri().query().and_then(|q| q.strip_prefix("page=")).and_then(|n| n.parse().ok()).unwrap_or(0);
+        return paginate(next.run(req).await, &path, page, per_page).await;
+    }
     if path == "/token" {
         hooks.token_requests.fetch_add(1, Ordering::SeqCst);
         return next.run(req).await;
