@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The local demo: a real registry on loopback, an artifact pushed with oras,
-# `ocisync pull` on the command line, then a real control plane (etcd +
-# kube-apiserver) with the operator running under its RBAC, an Artifact
-# applied with kubectl, and the ConfigMap it produces. Run from a fresh clone:
+# The local demo: a real registry on loopback, an artifact pushed with oras
+# and signed with cosign (a key pair made here, no transparency log: the
+# demo is offline), `ocisync verify` and `ocisync pull` on the command line,
+# then a real control plane (etcd + kube-apiserver) with the operator running
+# under its RBAC, a verified Artifact applied with kubectl, its evidence,
+# and the ConfigMap it produces. Run from a fresh clone:
 #
 #   e2e/demo.sh
 #
@@ -44,10 +46,20 @@ say "oras push $REF:v1"
 (cd "$WORK/src" && "$BIN/oras" push --plain-http "$REF:v1" app.yaml:application/yaml conf.d/ README.md:text/markdown)
 
 say "ocisync resolve $REF:v1   (one HEAD request)"
-"$OCISYNC" resolve --insecure "oci://$REF:v1"
+DIGEST=$("$OCISYNC" resolve --insecure "oci://$REF:v1")
+echo "$DIGEST"
 
-say "ocisync pull oci://$REF:v1 --select '*.yaml' --select 'conf.d/**' --out $WORK/out"
-"$OCISYNC" pull --insecure "oci://$REF:v1" --select '*.yaml' --select 'conf.d/**' --out "$WORK/out"
+say "cosign generate-key-pair; cosign sign --key cosign.key $REF@$DIGEST"
+(cd "$WORK" && COSIGN_PASSWORD=demo "$BIN/cosign" generate-key-pair >/dev/null 2>&1)
+(cd "$WORK" && COSIGN_PASSWORD=demo "$BIN/cosign" sign --key cosign.key --use-signing-config=false \
+  --tlog-upload=false --allow-http-registry -y "$REF@$DIGEST" 2>/dev/null)
+
+say "ocisync verify oci://$REF:v1 --key cosign.pub   (reads the signatures only)"
+"$OCISYNC" verify --insecure "oci://$REF:v1" --key "$WORK/cosign.pub"
+
+say "ocisync pull oci://$REF:v1 --verify-key cosign.pub --select '*.yaml' --select 'conf.d/**' --out $WORK/out"
+"$OCISYNC" pull --insecure "oci://$REF:v1" --verify-key "$WORK/cosign.pub" --select '*.yaml' --select 'conf.d/**' \
+  --out "$WORK/out" --no-progress
 
 say "the files"
 (cd "$WORK/out" && for f in $(find . -type f | sort); do echo "--- ${f#./}"; cat "$f"; done)
@@ -59,6 +71,9 @@ export KUBECONFIG=$("$ROOT/e2e/setup/start-control-plane.sh" "$WORK/cp" 2>/dev/n
 say "ocisync operator, with the ServiceAccount token of config/rbac (not admin)"
 KUBECONFIG="$WORK/operator.kubeconfig" "$OCISYNC" operator --work-dir "$WORK/work" --metrics-addr 0 2>"$WORK/operator.log" &
 OP_PID=$!
+
+say "kubectl create secret generic cosign-keys --from-file=cosign.pub"
+kubectl create secret generic cosign-keys --namespace default --from-file=cosign.pub="$WORK/cosign.pub"
 
 say "kubectl apply -f artifact.yaml"
 cat > "$WORK/artifact.yaml" <<YAML
@@ -75,6 +90,10 @@ spec:
   interval: 1m
   select:
     include: ["*.yaml", "conf.d/**"]
+  verify:
+    keys:
+      secretRef:
+        name: cosign-keys
   target:
     configMap:
       name: app-config
@@ -85,5 +104,7 @@ kubectl wait --for=condition=Ready artifact/app-config --timeout=60s || { tail -
 
 say "kubectl get artifact"
 kubectl get artifact -o wide
+say "the evidence: kubectl get artifact app-config -o jsonpath='{.status.verification}'"
+kubectl get artifact app-config -o jsonpath='{.status.verification}' | python3 -m json.tool
 say "the ConfigMap"
 kubectl get configmap app-config -o yaml
