@@ -13,6 +13,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
+use crate::api::TransparencyLog;
 use crate::controller::plan::parse_duration;
 use crate::fetch::{self, PullOptions};
 use crate::oci::{Credentials, DockerConfig, Platform, Reference, RegistryClient, TransportOptions};
@@ -21,7 +22,6 @@ use crate::resolve;
 use crate::status::Reason;
 use crate::unpack::limits::parse_size;
 use crate::unpack::{Limits, Selection};
-use crate::api::TransparencyLog;
 use crate::verify::{Key, Requirement};
 
 /// Set up the process (TLS provider, logs, runtime) and run the command.

@@ -8,10 +8,10 @@ use super::Format;
 use crate::fetch::PullReport;
 use crate::pipeline::PipelineError;
 use crate::resolve::Pinned;
-use crate::verify::{Evidence, Requirement};
 use crate::resolve::Resolution;
 use crate::status::Reason;
 use crate::unpack::Entry;
+use crate::verify::{Evidence, Requirement};
 
 /// A terminal gets the first files; all of them are in `--output json`.
 const LISTED: usize = 20;

@@ -133,8 +133,7 @@ impl CredentialSource {
             name: name.into(),
         })?;
         let data = secret.data.unwrap_or_default();
-        let fields: Fields =
-            Arc::new(data.into_iter().filter(|(k, _)| wanted(k)).map(|(k, v)| (k, v.0)).collect());
+        let fields: Fields = Arc::new(data.into_iter().filter(|(k, _)| wanted(k)).map(|(k, v)| (k, v.0)).collect());
         if let Some(rv) = secret.metadata.resource_version {
             let mut cache = self.cache.lock().expect("secret cache poisoned");
             if cache.len() >= MAX_CACHED {

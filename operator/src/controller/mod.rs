@@ -13,13 +13,13 @@ mod decide;
 mod http;
 mod metrics;
 pub(crate) mod plan;
+mod policies;
 mod reconcile;
 mod registries;
 mod resolutions;
 mod slots;
 mod triggers;
 pub(crate) mod trust;
-mod policies;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -374,13 +374,14 @@ async fn run_controller(
             .reflect(policy_writer)
             .touched_objects(),
         move |p| {
-            let labels = |ns: &str| {
-                namespace_store.get(&ObjectRef::new(ns)).map(|n| n.labels().clone()).unwrap_or_default()
-            };
+            let labels =
+                |ns: &str| namespace_store.get(&ObjectRef::new(ns)).map(|n| n.labels().clone()).unwrap_or_default();
             store
                 .state()
                 .iter()
-                .filter(|a| policies::covers(&p.spec, &labels(&a.namespace().unwrap_or_default()), &a.spec.url) != Ok(false))
+                .filter(|a| {
+                    policies::covers(&p.spec, &labels(&a.namespace().unwrap_or_default()), &a.spec.url) != Ok(false)
+                })
                 .map(|a| ObjectRef::from_obj(&**a))
                 .collect::<Vec<_>>()
         },
@@ -408,8 +409,9 @@ async fn run_controller(
     ));
     // When `stop` fires the queue ends; the applier finishes what is in
     // flight and returns.
-    let queue = futures::stream::select_all([own, owned, secret_events, account_events, policy_events, namespace_events])
-        .take_until(stop);
+    let queue =
+        futures::stream::select_all([own, owned, secret_events, account_events, policy_events, namespace_events])
+            .take_until(stop);
     let config = controller::Config::default().concurrency(opts.concurrency);
     let reconciler = |a, c| Box::pin(reconcile::reconcile(a, c));
     let mut applied = pin!(controller::applier(reconciler, error_policy, ctx, artifacts, queue, config));

@@ -98,7 +98,8 @@ mod tests {
     #[test]
     fn a_policy_reads_the_secret_it_names_in_its_namespace() {
         let p: ClusterArtifactPolicySpec =
-            serde_json::from_value(json!({"verify": {"keys": {"secretRef": {"name": "k", "namespace": "sec"}}}})).unwrap();
+            serde_json::from_value(json!({"verify": {"keys": {"secretRef": {"name": "k", "namespace": "sec"}}}}))
+                .unwrap();
         assert!(policy_reads(&p, "sec", "k"));
         assert!(!policy_reads(&p, "other", "k"));
         assert!(!policy_reads(&p, "sec", "j"));

@@ -35,11 +35,8 @@ impl TrustSource {
     /// error of one that cannot be read.
     pub(crate) fn covering(&self, artifact: &Artifact) -> Vec<(String, Result<ClusterArtifactPolicy, String>)> {
         let namespace = artifact.namespace().unwrap_or_default();
-        let labels: BTreeMap<String, String> = self
-            .namespaces
-            .get(&ObjectRef::new(&namespace))
-            .map(|n| n.labels().clone())
-            .unwrap_or_default();
+        let labels: BTreeMap<String, String> =
+            self.namespaces.get(&ObjectRef::new(&namespace)).map(|n| n.labels().clone()).unwrap_or_default();
         let mut out: Vec<_> = self
             .policies
             .state()
@@ -71,8 +68,10 @@ impl TrustSource {
         }
         for (name, policy) in self.covering(artifact) {
             let required_by = format!("ClusterArtifactPolicy/{name}");
-            let violation =
-                |m: String| VerifyError::PolicyViolation { policy: required_by.clone(), inner: Box::new(VerifyError::BadKeys(m)) };
+            let violation = |m: String| VerifyError::PolicyViolation {
+                policy: required_by.clone(),
+                inner: Box::new(VerifyError::BadKeys(m)),
+            };
             let policy = policy.map_err(violation)?;
             let v = &policy.spec.verify;
             let r = v.keys.as_ref().ok_or_else(|| violation("spec.verify.keys is required".into()))?;

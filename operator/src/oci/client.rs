@@ -249,7 +249,9 @@ impl RegistryClient {
         let filtered = res.headers().contains_key("oci-filters-applied");
         let link = res.headers().get(header::LINK).and_then(|v| v.to_str().ok()).and_then(next_link);
         let next = next_page(&self.base, link).map_err(|()| {
-            RegistryError::Protocol(format!("the referrers of {repository}@{digest} link to another host; not followed"))
+            RegistryError::Protocol(format!(
+                "the referrers of {repository}@{digest} link to another host; not followed"
+            ))
         })?;
         let body = read_limited(res, MAX_MANIFEST_BYTES, what).await?;
         Ok(Some(ReferrersPage { body, filtered, next: next.filter(|n| *n != url) }))

@@ -214,7 +214,7 @@ pub(crate) fn worth_reading(entries: &[Descriptor], found_by: FoundBy) -> (Vec<&
     for e in entries {
         let t = e.artifact_type.as_deref();
         let signature = matches!(t, Some(BUNDLE_V03 | COSIGN_SIG));
-        let unknown = found_by == FoundBy::ReferrersTag && matches!(t, None | Some(EMPTY | "")) ;
+        let unknown = found_by == FoundBy::ReferrersTag && matches!(t, None | Some(EMPTY | ""));
         let is_manifest = e.media_type == media::OCI_MANIFEST || e.media_type == media::DOCKER_MANIFEST;
         if is_manifest && (signature || unknown) {
             wanted.push(e);

@@ -6,8 +6,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions::{self, Outcome};
 use crate::api::{ArtifactStatus, Drift, FilesSummary, SignatureEvidence, VerificationStatus};
-use crate::verify::Evidence;
 use crate::oci::Digest;
+use crate::verify::Evidence;
 
 /// What a successful sync serves.
 #[derive(Debug, Clone, PartialEq)]
@@ -146,8 +146,14 @@ mod tests {
     #[test]
     fn a_failure_keeps_what_is_served() {
         let s = served(true);
-        let a =
-            next_status(&Default::default(), &Outcome::Synced { message: "m".into(), verified: false }, Some(&s), Some(1), None, &t(1));
+        let a = next_status(
+            &Default::default(),
+            &Outcome::Synced { message: "m".into(), verified: false },
+            Some(&s),
+            Some(1),
+            None,
+            &t(1),
+        );
         let down = Outcome::Failed {
             step: Step::Resolve,
             reason: Reason::Unreachable,
@@ -164,12 +170,19 @@ mod tests {
         let mut s = served(false);
         s.drift =
             Some(Drift { pinned: digest('a').to_string(), latest: digest('b').to_string(), tag: Some("v1".into()) });
-        let a =
-            next_status(&Default::default(), &Outcome::Synced { message: "m".into(), verified: false }, Some(&s), Some(1), None, &t(1));
+        let a = next_status(
+            &Default::default(),
+            &Outcome::Synced { message: "m".into(), verified: false },
+            Some(&s),
+            Some(1),
+            None,
+            &t(1),
+        );
         assert!(a.drift.is_some() && a.conditions.iter().any(|c| c.type_ == conditions::DRIFTED));
         assert!(s.describe(&a).contains("pinned, while v1 is now"));
         s.drift = None;
-        let b = next_status(&a, &Outcome::Synced { message: "m".into(), verified: false }, Some(&s), Some(1), None, &t(2));
+        let b =
+            next_status(&a, &Outcome::Synced { message: "m".into(), verified: false }, Some(&s), Some(1), None, &t(2));
         assert!(b.drift.is_none() && !b.conditions.iter().any(|c| c.type_ == conditions::DRIFTED));
     }
 }

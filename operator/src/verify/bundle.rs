@@ -52,10 +52,15 @@ pub(super) fn verify<'a>(
     let statement: Statement = serde_json::from_slice(envelope.payload.as_bytes())
         .map_err(|e| Rejection::Mismatch(format!("the in-toto statement is unreadable: {e}")))?;
     if !req.predicate_types.contains(&statement.predicate_type) {
-        return Err(Rejection::NotASignature(format!("an attestation of predicate type {:?}", statement.predicate_type)));
+        return Err(Rejection::NotASignature(format!(
+            "an attestation of predicate type {:?}",
+            statement.predicate_type
+        )));
     }
     if !statement.subject.iter().any(|s| s.digest.get("sha256").map(String::as_str) == Some(digest.hex())) {
-        return Err(Rejection::OtherDigest(format!("a signature whose statement is about another digest, not {digest}")));
+        return Err(Rejection::OtherDigest(format!(
+            "a signature whose statement is about another digest, not {digest}"
+        )));
     }
     let VerificationMaterialContent::PublicKey(hinted) = &bundle.verification_material.content else {
         return Err(Rejection::Untrusted(
@@ -66,7 +71,15 @@ pub(super) fn verify<'a>(
     let key = req
         .keys
         .iter()
-        .find(|k| sigstore_crypto::verify_signature(&k.der, &pae, &envelope.signature.sig, k.algorithm.default_signing_scheme()).is_ok())
+        .find(|k| {
+            sigstore_crypto::verify_signature(
+                &k.der,
+                &pae,
+                &envelope.signature.sig,
+                k.algorithm.default_signing_scheme(),
+            )
+            .is_ok()
+        })
         .ok_or_else(|| match req.keys.iter().find(|k| !hinted.hint.is_empty() && k.hint() == hinted.hint) {
             Some(k) => Rejection::Mismatch(format!("the signature does not verify with {}, the key it names", k.name)),
             None => Rejection::Untrusted(format!("none of {} key(s) made this signature", req.keys.len())),
@@ -79,7 +92,8 @@ pub(super) fn verify<'a>(
         }
         (TransparencyLog::IfPresent, true) => None,
         (_, false) => {
-            let verifier = verifier.ok_or_else(|| Rejection::TlogInvalid("no trusted root to check it against".into()))?;
+            let verifier =
+                verifier.ok_or_else(|| Rejection::TlogInvalid("no trusted root to check it against".into()))?;
             let artifact = sigstore_types::Sha256Hash::from_hex(digest.hex())
                 .map_err(|e| Rejection::Mismatch(format!("digest: {e}")))?;
             let result = verifier

@@ -32,10 +32,14 @@ impl Key {
             return Err(bad("too large for a public key"));
         }
         let text = std::str::from_utf8(pem).map_err(|_| bad("not PEM text"))?;
-        let der = DerPublicKey::from_pem(text).map_err(|_| bad("not a PEM public key (want PUBLIC KEY, as cosign writes)"))?;
+        let der = DerPublicKey::from_pem(text)
+            .map_err(|_| bad("not a PEM public key (want PUBLIC KEY, as cosign writes)"))?;
         let algorithm = KeyAlgorithm::from_spki(&der)
             .map_err(|_| bad("unsupported key type (want ECDSA P-256/P-384, Ed25519 or RSA)"))?;
-        if !matches!(algorithm, KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384 | KeyAlgorithm::Ed25519 | KeyAlgorithm::Rsa) {
+        if !matches!(
+            algorithm,
+            KeyAlgorithm::EcdsaP256 | KeyAlgorithm::EcdsaP384 | KeyAlgorithm::Ed25519 | KeyAlgorithm::Rsa
+        ) {
             return Err(bad("unsupported key type (want ECDSA P-256/P-384, Ed25519 or RSA)"));
         }
         let fingerprint = format!("sha256:{}", hex::encode(Sha256::digest(der.as_bytes())));

@@ -91,7 +91,8 @@ pub(super) fn verify(
     );
     let trust = trust.ok_or_else(|| invalid("no trusted root to check it against"))?;
     let log_id = LogKeyId::new(hex::decode(&p.log_id).map_err(|_| invalid("log ID is not hex"))?);
-    let when = k8s_openapi::jiff::Timestamp::from_second(p.integrated_time).map_err(|_| invalid("integrated time out of range"))?;
+    let when = k8s_openapi::jiff::Timestamp::from_second(p.integrated_time)
+        .map_err(|_| invalid("integrated time out of range"))?;
     let log_key = trust
         .root
         .rekor_key_for_log_at(&log_id, when)

@@ -75,7 +75,9 @@ pub(super) fn verify<'a>(
     let key = req
         .keys
         .iter()
-        .find(|k| schemes(k.algorithm).iter().any(|s| sigstore_crypto::verify_signature(&k.der, payload, &sig, *s).is_ok()))
+        .find(|k| {
+            schemes(k.algorithm).iter().any(|s| sigstore_crypto::verify_signature(&k.der, payload, &sig, *s).is_ok())
+        })
         .ok_or_else(|| Rejection::Untrusted(format!("none of {} key(s) made this signature", req.keys.len())))?;
     let set = annotations.get(REKOR_BUNDLE_ANNOTATION);
     let tlog = match (req.tlog, set) {

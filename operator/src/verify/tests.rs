@@ -80,9 +80,8 @@ fn cosign_v3_bundles_verify_with_the_right_key() {
 
 fn digest_of_annotated() -> Digest {
     let b: serde_json::Value = serde_json::from_slice(&fixture("v3-bundle-annotated/bundle.json")).unwrap();
-    let payload = base64::engine::general_purpose::STANDARD
-        .decode(b["dsseEnvelope"]["payload"].as_str().unwrap())
-        .unwrap();
+    let payload =
+        base64::engine::general_purpose::STANDARD.decode(b["dsseEnvelope"]["payload"].as_str().unwrap()).unwrap();
     let s: serde_json::Value = serde_json::from_slice(&payload).unwrap();
     Digest::parse(&format!("sha256:{}", s["subject"][0]["digest"]["sha256"].as_str().unwrap())).unwrap()
 }
@@ -109,20 +108,40 @@ fn what_is_not_a_valid_signature_and_why() {
         "subject": [{"digest": {"sha256": d.hex()}}],
         "predicateType": "https://spdx.dev/Document", "predicate": {}
     }));
-    let cases: Vec<(&str, Requirement, Digest, Vec<u8>, fn(&VerifyError) -> bool)> = vec![
-        ("wrong key", req(vec![key("other.pub")], TransparencyLog::IfPresent), d.clone(), fixture("v3-bundle/bundle.json"), |e| matches!(e, VerifyError::UntrustedSigner(_))),
+    type Case = (&'static str, Requirement, Digest, Vec<u8>, fn(&VerifyError) -> bool);
+    let cases: Vec<Case> = vec![
+        (
+            "wrong key",
+            req(vec![key("other.pub")], TransparencyLog::IfPresent),
+            d.clone(),
+            fixture("v3-bundle/bundle.json"),
+            |e| matches!(e, VerifyError::UntrustedSigner(_)),
+        ),
         ("flipped bit", right(), d.clone(), flip, |e| matches!(e, VerifyError::SignatureMismatch(_))),
-        ("for another digest", right(), Digest::of(b"B"), fixture("v3-bundle/bundle.json"), |e| matches!(e, VerifyError::SignatureMismatch(_))),
+        ("for another digest", right(), Digest::of(b"B"), fixture("v3-bundle/bundle.json"), |e| {
+            matches!(e, VerifyError::SignatureMismatch(_))
+        }),
         // the statement was swapped: its signature no longer verifies
         ("another predicate type", right(), d.clone(), attestation, |e| matches!(e, VerifyError::NoSignature { .. })),
-        ("tlog required", req(vec![key("cosign.pub")], TransparencyLog::Required), d.clone(), fixture("v3-bundle/bundle.json"), |e| matches!(e, VerifyError::TransparencyLogMissing(_))),
+        (
+            "tlog required",
+            req(vec![key("cosign.pub")], TransparencyLog::Required),
+            d.clone(),
+            fixture("v3-bundle/bundle.json"),
+            |e| matches!(e, VerifyError::TransparencyLogMissing(_)),
+        ),
         ("not json", right(), d.clone(), b"{".to_vec(), |e| matches!(e, VerifyError::SignatureMismatch(_))),
     ];
     for (name, r, digest, bytes, expected) in cases {
         let got = check(&r, &digest, &bundle(bytes), None);
         assert!(got.as_ref().is_err_and(expected), "{name}: {got:?}");
     }
-    let none = check(&right(), &d, &Discovered { others: vec!["application/vnd.example.sbom.v1".into()], ..Default::default() }, None);
+    let none = check(
+        &right(),
+        &d,
+        &Discovered { others: vec!["application/vnd.example.sbom.v1".into()], ..Default::default() },
+        None,
+    );
     assert_eq!(
         none.unwrap_err().to_string(),
         format!("no signature of {d} found (its referrers are not signatures: application/vnd.example.sbom.v1)")
@@ -221,15 +240,20 @@ fn legacy_rekor_bundles_are_checked_against_the_log_key() {
             "data": {"hash": {"algorithm": "sha256", "value": hex::encode(<sha2::Sha256 as sha2::Digest>::digest(payload.as_bytes()))}},
             "signature": {"content": sig, "publicKey": {"content": b64(pem_of(&signer).as_bytes())}}}});
         let body = b64(body.to_string().as_bytes());
-        let canonical =
-            format!(r#"{{"body":"{body}","integratedTime":1700000000,"logID":"{}","logIndex":42}}"#, hex::encode(log_id));
+        let canonical = format!(
+            r#"{{"body":"{body}","integratedTime":1700000000,"logID":"{}","logIndex":42}}"#,
+            hex::encode(log_id)
+        );
         let set = b64(log.sign(canonical.as_bytes()).unwrap().as_bytes());
         serde_json::json!({"SignedEntryTimestamp": set, "Payload": {
             "body": body, "integratedTime": 1700000000, "logIndex": 42, "logID": hex::encode(log_id)}})
         .to_string()
     };
     let with = |set: String| {
-        let a = BTreeMap::from([(SIGNATURE_ANNOTATION.to_string(), sig.clone()), (REKOR_BUNDLE_ANNOTATION.to_string(), set)]);
+        let a = BTreeMap::from([
+            (SIGNATURE_ANNOTATION.to_string(), sig.clone()),
+            (REKOR_BUNDLE_ANNOTATION.to_string(), set),
+        ]);
         legacy(payload.clone().into_bytes(), a)
     };
     let r = req(vec![k.clone()], TransparencyLog::Required);
@@ -260,8 +284,13 @@ fn keys_from_a_secret() {
     ]);
     let keys = keys::from_entries("ns/keys", &entries).unwrap();
     assert_eq!(keys.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(), ["ns/keys/cosign.pub", "ns/keys/other.pub"]);
-    let broken = BTreeMap::from([("a.pub".to_string(), b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n".to_vec())]);
-    assert!(matches!(keys::from_entries("ns/keys", &broken), Err(VerifyError::BadKeys(m)) if m.contains("ns/keys/a.pub")));
+    let broken = BTreeMap::from([(
+        "a.pub".to_string(),
+        b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n".to_vec(),
+    )]);
+    assert!(
+        matches!(keys::from_entries("ns/keys", &broken), Err(VerifyError::BadKeys(m)) if m.contains("ns/keys/a.pub"))
+    );
     assert!(matches!(keys::from_entries("ns/keys", &BTreeMap::new()), Err(VerifyError::BadKeys(_))));
     // made with openssl: the key types cosign supports besides P-256
     for (file, alg) in [

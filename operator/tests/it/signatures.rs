@@ -82,7 +82,16 @@ async fn a_key_signed_bundle_verifies_through_the_referrers_api_across_pages() {
         for i in 0..4 {
             let dir = tempfile::tempdir().unwrap();
             std::fs::write(dir.path().join("sbom.json"), format!("{{\"n\":{i}}}")).unwrap();
-            oras(dir.path(), &["attach", "--artifact-type", "application/vnd.example.sbom.v1", &format!("{host}/app@{d}"), "sbom.json"]);
+            oras(
+                dir.path(),
+                &[
+                    "attach",
+                    "--artifact-type",
+                    "application/vnd.example.sbom.v1",
+                    &format!("{host}/app@{d}"),
+                    "sbom.json",
+                ],
+            );
         }
     })
     .await;
@@ -98,7 +107,8 @@ async fn a_key_signed_bundle_verifies_through_the_referrers_api_across_pages() {
     e.apply("app", &verified(&reg.host(), "app", "keys")).await;
     let st = e.synced("app", &d).await;
     assert_eq!(st["verification"]["signatures"][0]["foundBy"], "ReferrersAPI");
-    let pages = reg.hooks.log.lock().unwrap().iter().filter(|l| l.starts_with("GET ") && l.contains("/referrers/")).count();
+    let pages =
+        reg.hooks.log.lock().unwrap().iter().filter(|l| l.starts_with("GET ") && l.contains("/referrers/")).count();
     assert!(pages >= 3, "five referrers at two a page: {pages} pages read");
 }
 
@@ -128,7 +138,8 @@ async fn what_fails_verification_is_never_fetched() {
     let signer = Signer::new();
     let stranger = Signer::new();
     e.create_secret(keys("keys", &[("cosign.pub", signer.public_pem())])).await;
-    let push = |repo: &str, body: &[u8]| push_files(&host, &format!("{repo}:v1"), &[("f.txt", body)], &["--plain-http"]);
+    let push =
+        |repo: &str, body: &[u8]| push_files(&host, &format!("{repo}:v1"), &[("f.txt", body)], &["--plain-http"]);
 
     let wrong = push("wrong-key", b"1");
     stranger.sign(&format!("{host}/wrong-key@{wrong}"));
@@ -268,7 +279,8 @@ async fn the_cli_agrees_with_cosign() {
     let reg = Distribution::start();
     let host = reg.host();
     let (signer, stranger) = (Signer::new(), Signer::new());
-    let push = |repo: &str, body: &[u8]| push_files(&host, &format!("{repo}:v1"), &[("f.txt", body)], &["--plain-http"]);
+    let push =
+        |repo: &str, body: &[u8]| push_files(&host, &format!("{repo}:v1"), &[("f.txt", body)], &["--plain-http"]);
     let signed = push("signed", b"1");
     signer.sign(&format!("{host}/signed@{signed}"));
     let legacy = push("legacy", b"2");
@@ -289,11 +301,15 @@ async fn the_cli_agrees_with_cosign() {
     ];
     for (reference, key, cosign_rc, ours) in cases {
         assert_eq!(cosign_verify(key, &reference), cosign_rc, "cosign on {reference}");
-        let out = ocisync(&["verify", &reference, "--key", key.to_str().unwrap(), "--insecure", "--output", "json"]).await;
+        let out =
+            ocisync(&["verify", &reference, "--key", key.to_str().unwrap(), "--insecure", "--output", "json"]).await;
         assert_eq!(out.status.code(), Some(ours), "ocisync on {reference}: {}", stderr(&out));
         if ours == 0 {
             let doc = json(&out);
-            assert_eq!(doc["verification"]["signatures"][0]["keyFingerprint"], fingerprint(&std::fs::read_to_string(key).unwrap()));
+            assert_eq!(
+                doc["verification"]["signatures"][0]["keyFingerprint"],
+                fingerprint(&std::fs::read_to_string(key).unwrap())
+            );
         }
     }
     // pull --verify-key: a refused artifact writes nothing

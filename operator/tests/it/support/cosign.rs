@@ -16,7 +16,10 @@ pub struct Signer {
 impl Signer {
     pub fn new() -> Signer {
         let dir = tempfile::tempdir().unwrap();
-        run(Command::new(tool("cosign")).arg("generate-key-pair").current_dir(dir.path()).env("COSIGN_PASSWORD", PASSWORD));
+        run(Command::new(tool("cosign"))
+            .arg("generate-key-pair")
+            .current_dir(dir.path())
+            .env("COSIGN_PASSWORD", PASSWORD));
         Signer { dir }
     }
 
