@@ -74,6 +74,53 @@ pub fn spec(data: &[u8]) {
     }
 }
 
+/// A signature blob as a registry could serve it: as a Sigstore bundle,
+/// and as a legacy payload (the first line, if any, is its signature
+/// annotation; a second, its Rekor bundle), checked with a real key.
+pub fn signature(data: &[u8]) {
+    use std::collections::BTreeMap;
+
+    use crate::oci::Digest;
+    use crate::oci::referrers::{
+        Candidate, Discovered, Envelope, FoundBy, REKOR_BUNDLE_ANNOTATION, SIGNATURE_ANNOTATION,
+    };
+    use crate::verify::{Key, Requirement, check_all};
+
+    const KEY: &[u8] = include_bytes!("../testdata/cosign-v3/cosign.pub");
+    // the digest the fixtures sign, so that mutations reach the crypto
+    let (Ok(key), Ok(digest)) = (
+        Key::parse("cosign.pub", KEY),
+        Digest::parse(include_str!("../testdata/cosign-v3/artifact/digest.txt").trim()),
+    ) else {
+        return;
+    };
+    let mut lines = data.splitn(3, |b| *b == b'\n');
+    let (sig, set, payload) = (lines.next(), lines.next(), lines.next());
+    let mut annotations = BTreeMap::new();
+    if let Some(s) = sig.and_then(|s| std::str::from_utf8(s).ok()) {
+        annotations.insert(SIGNATURE_ANNOTATION.to_string(), s.to_string());
+    }
+    if let Some(s) = set.and_then(|s| std::str::from_utf8(s).ok()) {
+        annotations.insert(REKOR_BUNDLE_ANNOTATION.to_string(), s.to_string());
+    }
+    let candidate = |envelope| Candidate { found_by: FoundBy::ReferrersApi, manifest: Digest::of(data), envelope };
+    let found = Discovered {
+        candidates: vec![
+            candidate(Envelope::Bundle(bytes::Bytes::copy_from_slice(data))),
+            candidate(Envelope::SimpleSigning {
+                payload: bytes::Bytes::copy_from_slice(payload.unwrap_or_default()),
+                annotations,
+            }),
+        ],
+        others: vec![],
+        api: true,
+    };
+    for tlog in [crate::api::TransparencyLog::IfPresent, crate::api::TransparencyLog::Required] {
+        let req = Requirement::new("fuzz".into(), vec![key.clone()], &[], Some(tlog));
+        let _ = check_all(&[req], &digest, &found);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// Every file under `fuzz/regressions/<target>/` (crashes the fuzzers
@@ -82,13 +129,14 @@ mod tests {
     fn regressions_replay() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions");
         type Target = fn(&[u8]);
-        let targets: [(&str, Target); 6] = [
+        let targets: [(&str, Target); 7] = [
             ("reference", super::reference),
             ("manifest", super::manifest),
             ("docker_config", super::docker_config),
             ("auth_headers", super::auth_headers),
             ("unpack", super::unpack),
             ("spec", super::spec),
+            ("signature", super::signature),
         ];
         let mut replayed = 0;
         for (name, target) in targets {
