@@ -312,6 +312,14 @@ async fn the_cli_agrees_with_cosign() {
             );
         }
     }
+    // A's signature attached to B: both refuse it; ocisync says why
+    let b = push("b-with-a", b"B");
+    attach_bundle(&host, "b-with-a", &b, &bundle_of(&host, "signed", &signed));
+    let reference = format!("{host}/b-with-a:v1");
+    assert_ne!(cosign_verify(&key, &reference), 0, "cosign refuses it too");
+    let out = ocisync(&["verify", &reference, "--key", key.to_str().unwrap(), "--insecure"]).await;
+    assert_eq!(out.status.code(), Some(12), "{}", stderr(&out));
+
     // pull --verify-key: a refused artifact writes nothing
     let out_dir = tempfile::tempdir().unwrap();
     let target = out_dir.path().join("out");
@@ -321,4 +329,78 @@ async fn the_cli_agrees_with_cosign() {
     let ok = pull(&format!("{host}/signed:v1"), &target, &["--verify-key", key.to_str().unwrap()]).await;
     assert!(ok.status.success(), "{}", stderr(&ok));
     assert_eq!(std::fs::read(target.join("f.txt")).unwrap(), b"1");
+}
+
+/// The same refusals on a registry with the referrers API, where cosign
+/// stores no tag index: each found through the API, refused with its
+/// reason, and no layer requested.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_referrers_api_refuses_the_same_way() {
+    let e = Env::new("sig-refused-api").await;
+    let reg = Ferro::start().await;
+    let host = reg.host();
+    let (signer, stranger) = (Signer::new(), Signer::new());
+    e.create_secret(keys("keys", &[("cosign.pub", signer.public_pem())])).await;
+    let wrong = reg.push("wrong-key:v1", &[("f.txt", b"1")]).await;
+    let unsigned = reg.push("unsigned:v1", &[("f.txt", b"2")]).await;
+    let attested = reg.push("attested:v1", &[("f.txt", b"3")]).await;
+    let a = reg.push("signed-a:v1", &[("f.txt", b"A")]).await;
+    let b = reg.push("b-with-a:v1", &[("f.txt", b"B")]).await;
+    let (h, w, t, sa) = (host.clone(), wrong.clone(), attested.clone(), a.clone());
+    let signer = blocking(move || {
+        stranger.sign(&format!("{h}/wrong-key@{w}"));
+        signer.attest(&format!("{h}/attested@{t}"), "https://example.com/custom/v1");
+        signer.sign(&format!("{h}/signed-a@{sa}"));
+        signer
+    })
+    .await;
+    // A's bundle, read through the referrers API, attached to B
+    let bundle = api_bundle(&host, "signed-a", &a).await;
+    let (h, bb) = (host.clone(), b.clone());
+    blocking(move || attach_bundle(&h, "b-with-a", &bb, &bundle)).await;
+
+    let cases = [
+        ("wrong-key", &wrong, "UntrustedSigner"),
+        ("unsigned", &unsigned, "NoSignature"),
+        ("attested", &attested, "NoSignature"),
+        ("b-with-a", &b, "SignatureMismatch"),
+    ];
+    for (repo, _, _) in &cases {
+        e.apply(repo, &verified(&host, repo, "keys")).await;
+    }
+    for (repo, digest, reason) in &cases {
+        let (got, message) = e.ready(repo, false).await;
+        assert_eq!(got, *reason, "{repo}: {message}");
+        assert!(e.config_map(repo).await.is_none(), "{repo}");
+        let layer = api_json(&host, &format!("/v2/{repo}/manifests/{digest}")).await["layers"][0]["digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let log = reg.hooks.log.lock().unwrap().clone();
+        assert_eq!(blob_gets(&log, &layer), 0, "{repo}: its layer was never downloaded");
+        assert!(log.iter().any(|l| l.starts_with("GET ") && l.contains(&format!("/v2/{repo}/referrers/"))), "{repo}");
+    }
+    drop(signer);
+}
+
+async fn api_json(host: &str, path: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("http://{host}{path}"))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json")
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .map(|b| serde_json::from_slice(&b).unwrap())
+        .unwrap()
+}
+
+/// The one bundle referring to `digest`, through the referrers API.
+async fn api_bundle(host: &str, repo: &str, digest: &str) -> Vec<u8> {
+    let index = api_json(host, &format!("/v2/{repo}/referrers/{digest}")).await;
+    let sig = index["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let manifest = api_json(host, &format!("/v2/{repo}/manifests/{sig}")).await;
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    reqwest::get(format!("http://{host}/v2/{repo}/blobs/{layer}")).await.unwrap().bytes().await.unwrap().to_vec()
 }
