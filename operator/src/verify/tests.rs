@@ -333,3 +333,24 @@ fn a_policy_failure_is_a_policy_violation() {
         other => panic!("{other:?}"),
     }
 }
+
+/// The embedded public-good trusted root, as `public_good()` builds it,
+/// verifies a real Rekor entry of a key-signed bundle (the conformance
+/// suite's managed-key happy path), and refuses it with a key that did not
+/// sign it. Without a working root every log entry would be refused.
+#[test]
+fn the_embedded_trusted_root_verifies_a_real_log_entry() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/public-good");
+    let read = |f: &str| std::fs::read(format!("{dir}/{f}")).unwrap();
+    let bundle =
+        sigstore_types::Bundle::from_json(std::str::from_utf8(&read("bundle.sigstore.json")).unwrap()).unwrap();
+    let trust = public_good().expect("the embedded root loads");
+    let signer = Key::parse("key.pub", &read("key.pub")).unwrap();
+    let policy = sigstore_verify::PublicKeyVerificationPolicy::new(signer.der.clone());
+    let result = trust.verifier.verify(read("a.txt").as_slice(), &bundle, &policy).unwrap();
+    assert!(result.tlog_verified());
+    assert!(result.integrated_time().is_some());
+    let other = key("cosign.pub");
+    let wrong = sigstore_verify::PublicKeyVerificationPolicy::new(other.der);
+    assert!(trust.verifier.verify(read("a.txt").as_slice(), &bundle, &wrong).is_err());
+}
