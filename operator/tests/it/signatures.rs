@@ -404,3 +404,41 @@ async fn api_bundle(host: &str, repo: &str, digest: &str) -> Vec<u8> {
     let layer = manifest["layers"][0]["digest"].as_str().unwrap();
     reqwest::get(format!("http://{host}/v2/{repo}/blobs/{layer}")).await.unwrap().bytes().await.unwrap().to_vec()
 }
+
+/// A new policy re-evaluates the Artifacts it covers at once (the interval
+/// here is an hour): an unsigned Artifact that synced goes to
+/// `PolicyViolation`, its last good content stays; the policy's removal
+/// lets it be Ready again.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_change_reevaluates_at_once() {
+    let e = Env::new("sig-policy-change").await;
+    let admin = ControlPlane::shared().admin().await;
+    let reg = Distribution::start();
+    let d = push_files(&reg.host(), "app:v1", &[("app.yaml", b"unsigned\n")], &["--plain-http"]);
+    e.apply("app", &Spec::new(&reg.host(), "app").tag("v1").interval("1h")).await;
+    e.synced("app", &d).await;
+    assert!(e.condition("app", "Verified").await.is_none(), "nothing was required");
+
+    let signer = Signer::new();
+    e.create_secret(keys("platform", &[("platform.pub", signer.public_pem())])).await;
+    let policies: Api<ocisync::api::ClusterArtifactPolicy> = Api::all(admin.clone());
+    let name = "sig-policy-change-repo";
+    let policy = serde_json::from_value(json!({
+        "apiVersion": "ocisync.dev/v1alpha1", "kind": "ClusterArtifactPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "urls": [format!("oci://{}/app", reg.host())],
+            "verify": {"keys": {"secretRef": {"name": "platform", "namespace": "sig-policy-change"}}}
+        }
+    }))
+    .unwrap();
+    policies.create(&PostParams::default(), &policy).await.unwrap();
+    let (reason, _) = e.ready("app", false).await;
+    assert_eq!(reason, "PolicyViolation");
+    assert_eq!(e.config_map("app").await.unwrap().data.unwrap()["app.yaml"], "unsigned\n", "the last content stays");
+
+    policies.delete(name, &DeleteParams::default()).await.unwrap();
+    e.ready("app", true).await;
+    assert!(e.condition("app", "Verified").await.is_none());
+    assert!(e.status("app").await.get("verification").is_none());
+}
