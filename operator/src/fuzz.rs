@@ -113,7 +113,6 @@ pub fn signature(data: &[u8]) {
             }),
         ],
         others: vec![],
-        api: true,
     };
     for tlog in [crate::api::TransparencyLog::IfPresent, crate::api::TransparencyLog::Required] {
         let req = Requirement::new("fuzz".into(), vec![key.clone()], &[], Some(tlog));

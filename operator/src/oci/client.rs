@@ -86,8 +86,6 @@ pub(crate) struct RegistryClient {
 /// What one referrers page brought.
 pub(crate) struct ReferrersPage {
     pub(crate) body: Bytes,
-    /// The registry applied the `artifactType` filter itself.
-    pub(crate) filtered: bool,
     pub(crate) next: Option<String>,
 }
 
@@ -246,7 +244,6 @@ impl RegistryClient {
         if !content_type.starts_with(media::OCI_INDEX) {
             return Ok(None);
         }
-        let filtered = res.headers().contains_key("oci-filters-applied");
         let link = res.headers().get(header::LINK).and_then(|v| v.to_str().ok()).and_then(next_link);
         let next = next_page(&self.base, link).map_err(|()| {
             RegistryError::Protocol(format!(
@@ -254,7 +251,7 @@ impl RegistryClient {
             ))
         })?;
         let body = read_limited(res, MAX_MANIFEST_BYTES, what).await?;
-        Ok(Some(ReferrersPage { body, filtered, next: next.filter(|n| *n != url) }))
+        Ok(Some(ReferrersPage { body, next: next.filter(|n| *n != url) }))
     }
 
     /// A small blob read whole, checked against its descriptor: for

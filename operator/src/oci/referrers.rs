@@ -28,8 +28,9 @@ pub(crate) const CERTIFICATE_ANNOTATION: &str = "dev.sigstore.cosign/certificate
 pub(crate) const MAX_PAGES: usize = 16;
 /// Referrers listed at most, over all pages.
 pub(crate) const MAX_REFERRERS: usize = 1000;
-/// Signature manifests (and their one blob each) read at most: each is two
-/// requests, and a registry could list thousands.
+/// Signatures read at most from the referrers, and again from the `.sig`
+/// tag (each its own budget, so junk in one cannot hide the other): each is
+/// up to two requests, and a registry could list thousands.
 pub(crate) const MAX_CANDIDATES: usize = 32;
 /// A signature blob larger than this is not read: a bundle with a
 /// certificate chain and log entries is a few KiB.
@@ -76,8 +77,6 @@ pub(crate) struct Discovered {
     pub(crate) candidates: Vec<Candidate>,
     /// Referrers that are not signatures, by artifact type.
     pub(crate) others: Vec<String>,
-    /// Whether the registry has the referrers API.
-    pub(crate) api: bool,
 }
 
 /// Every signature of `digest` in `repository`, wherever cosign may have put it.
@@ -88,10 +87,7 @@ pub(crate) async fn discover(
 ) -> Result<Discovered, RegistryError> {
     let mut found = Discovered::default();
     let (entries, found_by) = match listed(client, repository, digest).await? {
-        Some(entries) => {
-            found.api = true;
-            (entries, FoundBy::ReferrersApi)
-        }
+        Some(entries) => (entries, FoundBy::ReferrersApi),
         None => (fallback_index(client, repository, digest).await?, FoundBy::ReferrersTag),
     };
     let (wanted, others) = worth_reading(&entries, found_by);
@@ -151,8 +147,9 @@ async fn listed(
         };
         let index: ImageIndex = serde_json::from_slice(&p.body)
             .map_err(|e| RegistryError::Protocol(format!("referrers of {digest}: {e}")))?;
-        // Filtered or not, we look at every entry's type ourselves.
-        let _ = p.filtered;
+        // No `artifactType` query: cosign's two formats have two types,
+        // and the filter is optional for registries anyway
+        // (`OCI-Filters-Applied`); every entry's type is checked here.
         all.extend(index.manifests);
         if all.len() > MAX_REFERRERS {
             return Err(RegistryError::TooLarge {
