@@ -25,6 +25,23 @@ pub(crate) enum TrustError {
     Spec(String),
 }
 
+/// Predicate types a spec may list, and how long one may be.
+const MAX_PREDICATE_TYPES: usize = 16;
+const MAX_PREDICATE_TYPE_LEN: usize = 256;
+
+fn predicate_types(types: &[String]) -> Result<(), String> {
+    if types.len() > MAX_PREDICATE_TYPES {
+        return Err(format!("predicateTypes: more than {MAX_PREDICATE_TYPES}"));
+    }
+    match types.iter().find(|t| t.is_empty() || t.len() > MAX_PREDICATE_TYPE_LEN) {
+        Some(t) => Err(format!(
+            "predicateTypes: {:?} is empty or longer than {MAX_PREDICATE_TYPE_LEN} bytes",
+            t.chars().take(64).collect::<String>()
+        )),
+        None => Ok(()),
+    }
+}
+
 pub(crate) struct TrustSource {
     pub(crate) policies: Store<ClusterArtifactPolicy>,
     pub(crate) namespaces: Store<PartialObjectMeta<Namespace>>,
@@ -62,6 +79,7 @@ impl TrustSource {
             let r = v.keys.as_ref().ok_or_else(|| {
                 TrustError::Spec("keys.secretRef is required (keyless verification is not available yet)".into())
             })?;
+            predicate_types(&v.predicate_types).map_err(TrustError::Spec)?;
             let fields = secrets.secret(&namespace, &r.secret_ref.name).await?;
             let keys = keys::from_entries(&format!("{namespace}/{}", r.secret_ref.name), &fields)?;
             out.push(Requirement::new("spec.verify".into(), keys, &v.predicate_types, v.transparency_log));
@@ -75,11 +93,25 @@ impl TrustSource {
             let policy = policy.map_err(violation)?;
             let v = &policy.spec.verify;
             let r = v.keys.as_ref().ok_or_else(|| violation("spec.verify.keys is required".into()))?;
+            predicate_types(&v.predicate_types).map_err(violation)?;
             let (ns, secret) = (&r.secret_ref.namespace, &r.secret_ref.name);
             let fields = secrets.secret(ns, secret).await.map_err(|e| violation(e.to_string()))?;
             let keys = keys::from_entries(&format!("{ns}/{secret}"), &fields).map_err(|e| violation(e.to_string()))?;
             out.push(Requirement::new(required_by, keys, &v.predicate_types, v.transparency_log));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn predicate_types_are_bounded() {
+        let many: Vec<String> = (0..17).map(|i| format!("https://p/{i}")).collect();
+        assert!(super::predicate_types(&many).is_err());
+        assert!(super::predicate_types(&many[..16]).is_ok());
+        assert!(super::predicate_types(&["".to_string()]).is_err());
+        assert!(super::predicate_types(&["x".repeat(257)]).is_err());
+        assert!(super::predicate_types(&[]).is_ok());
     }
 }
