@@ -26,6 +26,9 @@ step "admission policy (Kubernetes 1.30+, which the test control plane is not): 
 e2e/setup/install-validators.sh
 "${OCISYNC_VALIDATORS:-/var/tmp/ocisync/validators}/bin/python" e2e/check-admission.py
 
+step "Helm chart: lint and render with Helm v4's engine, kubernetes-validate every object, config/rbac in step"
+"${OCISYNC_VALIDATORS:-/var/tmp/ocisync/validators}/bin/python" e2e/check-chart.py
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Python checkers for manifests the test control plane (Kubernetes 1.20)
-# cannot serve: kubernetes-validate (the API's OpenAPI schemas, up to 1.37)
-# and cel-python (to evaluate a ValidatingAdmissionPolicy's CEL on sample
-# objects). Installed from PyPI into a private venv, pinned; skipped when
+# cannot serve: kubernetes-validate (the API's OpenAPI schemas, 1.25 to
+# 1.37), cel-python (to evaluate a ValidatingAdmissionPolicy's CEL on sample
+# objects), and helm-python-sdk (Helm v4's engine, to lint and render the
+# chart, whose RBAC the e2e suite runs the operator under). Installed from PyPI into a private venv, pinned; skipped when
 # already there.
 #
 # Env: OCISYNC_VALIDATORS (default /var/tmp/ocisync/validators)
 set -euo pipefail
 PREFIX=${OCISYNC_VALIDATORS:-/var/tmp/ocisync/validators}
-PINS=(kubernetes-validate==1.37.0 cel-python==0.5.0)
+PINS=(kubernetes-validate==1.37.0 cel-python==0.5.0 helm-python-sdk==0.2.2)
 if [[ -f $PREFIX/PINS ]] && [[ "$(cat "$PREFIX/PINS")" == "${PINS[*]}" ]]; then
   exit 0
 fi

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Prepare a control plane for the operator, as a cluster admin would: the CRD,
-# the ocisync-system namespace, config/rbac; then write a kubeconfig with the
-# token of the operator's ServiceAccount (not admin) to OUT.
+# Prepare a control plane for the operator, as a cluster admin would: the
+# CRDs, the ocisync-system namespace, and the ServiceAccount and RBAC that
+# the Helm chart renders (with the real Helm engine, release "ocisync");
+# then write a kubeconfig with the token of that ServiceAccount (not admin)
+# to OUT.
 #
 # Usage: KUBECONFIG=admin-kubeconfig operator-access.sh OUT
 # Needs kubectl and kustomize on PATH.
@@ -10,7 +12,9 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${1:?usage: $0 OUT-KUBECONFIG}
 kubectl apply --server-side --force-conflicts -k "$ROOT/crds" >/dev/null
 kubectl get namespace ocisync-system >/dev/null 2>&1 || kubectl create namespace ocisync-system >/dev/null
-kustomize build "$ROOT/config/rbac" | kubectl apply -f - >/dev/null
+"$ROOT/e2e/setup/install-validators.sh"
+"${OCISYNC_VALIDATORS:-/var/tmp/ocisync/validators}/bin/python" "$ROOT/e2e/check-chart.py" render-rbac ocisync-system |
+  kubectl apply -f - >/dev/null
 kubectl wait --for=condition=Established crd/artifacts.ocisync.dev crd/clusterartifactpolicies.ocisync.dev --timeout=30s >/dev/null
 token=$(kubectl create token ocisync -n ocisync-system --duration 2h)
 server=$(kubectl config view --raw -o jsonpath='{.clusters[0].cluster.server}')

@@ -56,3 +56,20 @@ async fn the_committed_crd_is_served_with_status_and_columns() {
     assert_eq!(header, ["NAME", "READY", "TAG", "DIGEST", "STATUS", "AGE"], "{table}");
     assert!(table.contains("True") && table.contains("3 files"), "{table}");
 }
+
+/// The samples in config/samples are accepted by the real API server (a
+/// server-side dry run: the CRDs' schemas, not just YAML syntax).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_samples_are_valid_objects() {
+    let cp = ControlPlane::shared();
+    let client = cp.admin().await;
+    cp.crd_established(&client).await;
+    cp.namespace(&client, "samples").await;
+    let dir = crate::support::repo_root().join("config/samples");
+    let out = cp.kubectl(&["apply", "--dry-run=server", "-n", "samples", "-k", dir.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    for name in ["app-config", "app-config-signed", "app-config-pinned", "require-platform-signature"] {
+        assert!(text.contains(&format!("/{name} created (server dry run)")), "{name}: {text}");
+    }
+}

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Lint and render charts/ocisync with the real Helm engine (Helm v4's
+library, from PyPI's helm-python-sdk), then validate every rendered object
+with kubernetes-validate --strict, with default values and with every
+optional feature on. Also: every value in values.yaml has a comment, the
+schema refuses bad values, and the chart's RBAC is what the e2e suite runs
+the operator under (`render-rbac`).
+
+Usage: check-chart.py                 run the checks
+       check-chart.py render-rbac NS  print the chart's ServiceAccount and RBAC for namespace NS
+Run with the validators venv's python (e2e/setup/install-validators.sh)."""
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import tempfile
+
+import helm_python as helm
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CHART = ROOT / "charts/ocisync"
+BIN = pathlib.Path(sys.executable).parent
+TOOLS = pathlib.Path(os.environ.get("OCISYNC_TOOLS", "/var/tmp/ocisync/tools")) / "bin"
+
+ALL_ON = {
+    "nameOverride": "syncer",
+    "replicas": 2,
+    "maxPerRegistry": 2,
+    "watchLabelSelector": "shard=a",
+    "imagePullSecrets": [{"name": "pull"}],
+    "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
+    "admissionPolicy": {"enabled": True},
+    "serviceAccount": {"annotations": {"example.com/role": "ocisync"}},
+    "podAnnotations": {"a": "b"},
+    "nodeSelector": {"kubernetes.io/os": "linux"},
+    "priorityClassName": "system-cluster-critical",
+}
+# kinds kubernetes-validate has no schema for (a CRD's), checked by shape here
+FOREIGN = {"ServiceMonitor"}
+
+
+def render(values, namespace="ocisync-system"):
+    chart = helm.Chart.load(str(CHART))
+    out = chart.render(values, name="ocisync", namespace=namespace, is_install=True)
+    docs = []
+    for path, text in sorted(out.items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        docs += [d for d in yaml.safe_load_all(text) if d]
+    return docs
+
+
+def validate(docs, versions):
+    with tempfile.TemporaryDirectory() as tmp:
+        files = []
+        for i, d in enumerate(docs):
+            if d["kind"] in FOREIGN:
+                continue
+            f = pathlib.Path(tmp) / f"{i:02}-{d['kind']}.yaml"
+            f.write_text(yaml.safe_dump(d))
+            files.append(str(f))
+        for v in versions:
+            subprocess.run([BIN / "kubernetes-validate", "--strict", "--quiet", "-k", v, *files], check=True)
+
+
+def comments_on_every_value():
+    """A value's line, or the mapping it sits in, has a comment above it."""
+    missing = []
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    stack = []  # (indent, commented)
+    for n, line in enumerate(lines):
+        m = re.match(r"^(\s*)([A-Za-z][\w.-]*):(.*)$", line)
+        if not m:
+            continue
+        indent, key, rest = len(m.group(1)), m.group(2), m.group(3).strip()
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        commented = n > 0 and lines[n - 1].strip().startswith("#")
+        inherited = any(c for _, c in stack)
+        if rest and not (commented or inherited):
+            missing.append(key)
+        stack.append((indent, commented))
+    return missing
+
+
+def main():
+    if sys.argv[1:2] == ["render-rbac"]:
+        docs = render({}, namespace=sys.argv[2])
+        keep = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+        print(yaml.safe_dump_all([d for d in docs if d["kind"] in keep]), end="")
+        return 0
+    failures = []
+    for name, values in (("default", {}), ("all on", ALL_ON)):
+        report = helm.lint(str(CHART), values, strict=True, kube_version="v1.30.0")
+        bad = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
+        if bad:
+            failures.append(f"lint ({name}): {bad}")
+    default, all_on = render({}), render(ALL_ON)
+    validate(default, ["1.25.0", "1.37.0"])
+    validate(all_on, ["1.30.0", "1.37.0"])
+    kinds = lambda docs: sorted(d["kind"] for d in docs)
+    want_default = ["ClusterRole", "ClusterRoleBinding", "Deployment", "Role", "RoleBinding", "Service", "ServiceAccount"]
+    if kinds(default) != want_default:
+        failures.append(f"default objects: {kinds(default)}")
+    extra = set(kinds(all_on)) - set(want_default)
+    if extra != {"ServiceMonitor", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}:
+        failures.append(f"optional objects: {sorted(extra)}")
+    deploy = next(d for d in default if d["kind"] == "Deployment")
+    pod = deploy["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    sc = c["securityContext"]
+    checks = {
+        "non-root": pod["securityContext"]["runAsNonRoot"] is True,
+        "seccomp": pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault",
+        "read-only root": sc["readOnlyRootFilesystem"] is True,
+        "no escalation": sc["allowPrivilegeEscalation"] is False,
+        "caps dropped": sc["capabilities"]["drop"] == ["ALL"],
+        "work dir on emptyDir": any(v["name"] == "work" and "emptyDir" in v for v in pod["volumes"]),
+        "probes": c["livenessProbe"]["httpGet"]["path"] == "/healthz" and c["readinessProbe"]["httpGet"]["path"] == "/readyz",
+        "leader election": "--leader-elect=true" in c["args"],
+        "resources": "limits" in c["resources"],
+    }
+    failures += [f"deployment: {k}" for k, ok in checks.items() if not ok]
+    sharded = next(d for d in all_on if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    if "--watch-label-selector=shard=a" not in sharded or "--max-per-registry=2" not in sharded:
+        failures.append(f"values do not reach the arguments: {sharded}")
+    unnamed = [f"{d['kind']}/{d['metadata']['name']}" for d in all_on if not d["metadata"]["name"].startswith("ocisync-syncer")]
+    if unnamed:
+        failures.append(f"nameOverride does not reach: {unnamed}")
+    missing = comments_on_every_value()
+    if missing:
+        failures.append(f"values without a comment: {missing}")
+    chart = helm.Chart.load(str(CHART))
+    for bad in ({"concurrency": 0}, {"image": {"pullPolicy": "Sometimes"}}, {"replicaz": 1}, {"maxTimeout": "ten minutes"}):
+        try:
+            chart.validate_schema(bad)
+            failures.append(f"the schema accepts {bad}")
+        except Exception:
+            pass
+    chart.validate_schema(ALL_ON)
+    for f in (ROOT / "crds").glob("*.ocisync.dev.yaml"):
+        if (CHART / "crds" / f.name).read_bytes() != f.read_bytes():
+            failures.append(f"charts/ocisync/crds/{f.name} differs from crds/: run `ocisync crd --dir charts/ocisync/crds`")
+    # config/rbac (kustomize) must grant what the chart grants, no more
+    built = subprocess.run([TOOLS / "kustomize", "build", ROOT / "config/rbac"], check=True, capture_output=True, text=True)
+    rules = lambda docs: sorted((d["kind"], yaml.safe_dump(d["rules"])) for d in docs if d["kind"] in ("ClusterRole", "Role"))
+    if rules(yaml.safe_load_all(built.stdout)) != rules(default):
+        failures.append("config/rbac and the chart grant different rules")
+    # config/default, the kustomize install: valid, and the same pod as the chart's
+    built = subprocess.run([TOOLS / "kustomize", "build", ROOT / "config/default"], check=True, capture_output=True, text=True)
+    kustomized = [d for d in yaml.safe_load_all(built.stdout) if d]
+    validate(kustomized, ["1.25.0", "1.37.0"])
+    pod_of = lambda docs: next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    if pod_of(kustomized) != pod_of(default):
+        failures.append("config/manager's pod differs from the chart's default one")
+    for f in failures:
+        print("FAIL", f)
+    print(
+        f"chart: lint (strict) and kubernetes-validate on {len(default)} default and {len(all_on)} all-on objects; "
+        f"config/default: {len(kustomized)} objects; {len(failures)} failures"
+    )
+    return 1 if failures else 0
+
+
+sys.exit(main())
