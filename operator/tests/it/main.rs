@@ -6,6 +6,7 @@ mod controller;
 mod defects;
 mod faults;
 mod hostile;
+mod image;
 mod kills;
 mod leader;
 mod pull;
