@@ -67,7 +67,7 @@ async fn the_runtime_image_runs_as_nonroot_and_syncs() {
     std::fs::copy(&cp.operator_kubeconfig, root.join("kubeconfig")).unwrap();
     let nonroot = (Some(rustix::fs::Uid::from_raw(65532)), Some(rustix::fs::Gid::from_raw(65532)));
     for owned in ["work", "kubeconfig"] {
-        rustix::fs::chown(&root.join(owned), nonroot.0, nonroot.1).unwrap();
+        rustix::fs::chown(root.join(owned), nonroot.0, nonroot.1).unwrap();
     }
     let metrics = format!("127.0.0.1:{}", free_port());
     let selector = format!("{}=image", crate::support::cluster::OPERATOR_LABEL);
