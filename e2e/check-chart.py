@@ -8,6 +8,7 @@ the operator under (`render-rbac`).
 
 Usage: check-chart.py                 run the checks
        check-chart.py render-rbac NS  print the chart's ServiceAccount and RBAC for namespace NS
+       check-chart.py render-args NS  print the operator container's arguments, one a line
 Run with the validators venv's python (e2e/setup/install-validators.sh)."""
 import os
 import pathlib
@@ -86,6 +87,10 @@ def comments_on_every_value():
 
 
 def main():
+    if sys.argv[1:2] == ["render-args"]:
+        pod = next(d for d in render({}, namespace=sys.argv[2]) if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+        print("\n".join(pod["containers"][0]["args"]))
+        return 0
     if sys.argv[1:2] == ["render-rbac"]:
         docs = render({}, namespace=sys.argv[2])
         keep = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}

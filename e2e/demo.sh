@@ -10,7 +10,8 @@
 #
 # The first run builds kube-apiserver from Debian's source package (~12 min).
 # Everything it starts is stopped when it ends. Env: CARGO_TARGET_DIR,
-# OCISYNC_TOOLS, CONTROL_PLANE_PREFIX (see e2e/test.sh).
+# OCISYNC_TOOLS, CONTROL_PLANE_PREFIX (see e2e/test.sh); OCISYNC_BIN runs
+# that binary instead of building a release one (e2e/test.sh uses its debug build).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/ocisync-target}
@@ -22,9 +23,13 @@ say() { printf '\n\033[1m# %s\033[0m\n' "$*"; }
 say "installing the real tools and building ocisync (first run only takes a while)"
 "$ROOT/e2e/setup/install-tools.sh" >/dev/null
 "$ROOT/e2e/setup/install-control-plane.sh"
-(cd "$ROOT" && cargo build --release -q -p ocisync)
+"$ROOT/e2e/setup/install-validators.sh"   # Helm's engine, to render the chart
+if [[ -z ${OCISYNC_BIN:-} ]]; then
+  (cd "$ROOT" && cargo build --release -q -p ocisync)
+fi
 export PATH=$BIN:$PATH
-OCISYNC=$CARGO_TARGET_DIR/release/ocisync
+OCISYNC=${OCISYNC_BIN:-$CARGO_TARGET_DIR/release/ocisync}
+PY=${OCISYNC_VALIDATORS:-/var/tmp/ocisync/validators}/bin/python
 
 WORK=$(mktemp -d /tmp/ocisync-demo.XXXXXX)
 . "$ROOT/e2e/setup/registry.sh"
@@ -68,8 +73,18 @@ say "a control plane: etcd + kube-apiserver 1.20 on loopback"
 export KUBECONFIG=$("$ROOT/e2e/setup/start-control-plane.sh" "$WORK/cp" 2>/dev/null)
 "$ROOT/e2e/setup/operator-access.sh" "$WORK/operator.kubeconfig"
 
-say "ocisync operator, with the ServiceAccount token of config/rbac (not admin)"
-KUBECONFIG="$WORK/operator.kubeconfig" "$OCISYNC" operator --work-dir "$WORK/work" --metrics-addr 0 2>"$WORK/operator.log" &
+say "ocisync operator with the chart's arguments (helm template charts/ocisync), under the chart's RBAC (not admin)"
+ARGS=()
+while read -r a; do
+  case $a in
+    --work-dir=*) ARGS+=("--work-dir=$WORK/work") ;;        # the pod's emptyDir
+    --metrics-addr=*) ARGS+=("--metrics-addr=127.0.0.1:0") ;; # any free port here
+    *) ARGS+=("$a") ;;
+  esac
+done < <("$PY" "$ROOT/e2e/check-chart.py" render-args ocisync-system)
+echo "ocisync ${ARGS[*]}"
+KUBECONFIG="$WORK/operator.kubeconfig" POD_NAME=ocisync-demo POD_NAMESPACE=ocisync-system \
+  "$OCISYNC" "${ARGS[@]}" 2>"$WORK/operator.log" &
 OP_PID=$!
 
 say "kubectl create secret generic cosign-keys --from-file=cosign.pub"

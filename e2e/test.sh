@@ -41,3 +41,6 @@ step "cargo test"
 # control plane and finish in about half the time two would take.
 export RUST_TEST_THREADS=${RUST_TEST_THREADS:-6}
 cargo test --workspace --all-targets --locked
+
+step "the demo (with the debug build just tested), to completion"
+OCISYNC_BIN=$CARGO_TARGET_DIR/debug/ocisync e2e/demo.sh >/dev/null
