@@ -43,4 +43,6 @@ export RUST_TEST_THREADS=${RUST_TEST_THREADS:-6}
 cargo test --workspace --all-targets --locked
 
 step "the demo (with the debug build just tested), to completion"
-OCISYNC_BIN=$CARGO_TARGET_DIR/debug/ocisync e2e/demo.sh >/dev/null
+demo_log=$(mktemp)
+OCISYNC_BIN=$CARGO_TARGET_DIR/debug/ocisync e2e/demo.sh >"$demo_log" 2>&1 || { tail -40 "$demo_log"; exit 1; }
+rm -f "$demo_log"
