@@ -7,9 +7,11 @@ schema refuses bad values, and the chart's RBAC is what the e2e suite runs
 the operator under (`render-rbac`).
 
 Usage: check-chart.py                 run the checks
-       check-chart.py render-rbac NS  print the chart's ServiceAccount and RBAC for namespace NS
+       check-chart.py render-rbac NS [VALUES-JSON]  print the chart's ServiceAccount and RBAC for
+                                     release namespace NS (a "releaseName" key names the release)
        check-chart.py render-args NS  print the operator container's arguments, one a line
 Run with the validators venv's python (e2e/setup/install-validators.sh)."""
+import json
 import os
 import pathlib
 import re
@@ -38,13 +40,14 @@ ALL_ON = {
     "nodeSelector": {"kubernetes.io/os": "linux"},
     "priorityClassName": "system-cluster-critical",
 }
+NAMESPACED = {"namespaces": ["team-a", "team-b"]}
 # kinds kubernetes-validate has no schema for (a CRD's), checked by shape here
 FOREIGN = {"ServiceMonitor"}
 
 
-def render(values, namespace="ocisync-system"):
+def render(values, namespace="ocisync-system", name="ocisync"):
     chart = helm.Chart.load(str(CHART))
-    out = chart.render(values, name="ocisync", namespace=namespace, is_install=True)
+    out = chart.render(values, name=name, namespace=namespace, is_install=True)
     docs = []
     for path, text in sorted(out.items()):
         if path.endswith("NOTES.txt"):
@@ -92,19 +95,35 @@ def main():
         print("\n".join(pod["containers"][0]["args"]))
         return 0
     if sys.argv[1:2] == ["render-rbac"]:
-        docs = render({}, namespace=sys.argv[2])
+        values = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
+        docs = render(values, namespace=sys.argv[2], name=values.pop("releaseName", "ocisync"))
         keep = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
         print(yaml.safe_dump_all([d for d in docs if d["kind"] in keep]), end="")
         return 0
     failures = []
-    for name, values in (("default", {}), ("all on", ALL_ON)):
+    for name, values in (("default", {}), ("all on", ALL_ON), ("namespaced", NAMESPACED)):
         report = helm.lint(str(CHART), values, strict=True, kube_version="v1.30.0")
         bad = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
         if bad:
             failures.append(f"lint ({name}): {bad}")
-    default, all_on = render({}), render(ALL_ON)
+    default, all_on, namespaced = render({}), render(ALL_ON), render(NAMESPACED)
     validate(default, ["1.25.0", "1.37.0"])
     validate(all_on, ["1.30.0", "1.37.0"])
+    validate(namespaced, ["1.25.0", "1.37.0"])
+    # namespaced mode: nothing cluster-wide but the policy kind and a get of the listed namespaces
+    cluster_rules = [r for d in namespaced if d["kind"] == "ClusterRole" for r in d["rules"]]
+    want_cluster = [
+        {"apiGroups": ["ocisync.dev"], "resources": ["clusterartifactpolicies"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["namespaces"], "resourceNames": ["team-a", "team-b"], "verbs": ["get"]},
+    ]
+    if cluster_rules != want_cluster:
+        failures.append(f"namespaced mode's cluster-wide rules: {cluster_rules}")
+    roles = sorted(d["metadata"]["namespace"] for d in namespaced if d["kind"] == "Role")
+    if roles != ["ocisync-system", "team-a", "team-b"]:
+        failures.append(f"namespaced mode's Roles: {roles}")
+    ns_args = next(d for d in namespaced if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    if "--namespaces=team-a,team-b" not in ns_args:
+        failures.append(f"namespaced mode's arguments: {ns_args}")
     kinds = lambda docs: sorted(d["kind"] for d in docs)
     want_default = ["ClusterRole", "ClusterRoleBinding", "Deployment", "Role", "RoleBinding", "Service", "ServiceAccount"]
     if kinds(default) != want_default:
@@ -138,7 +157,7 @@ def main():
     if missing:
         failures.append(f"values without a comment: {missing}")
     chart = helm.Chart.load(str(CHART))
-    for bad in ({"concurrency": 0}, {"image": {"pullPolicy": "Sometimes"}}, {"replicaz": 1}, {"maxTimeout": "ten minutes"}):
+    for bad in ({"namespaces": ["Not_A_Namespace"]}, {"concurrency": 0}, {"image": {"pullPolicy": "Sometimes"}}, {"replicaz": 1}, {"maxTimeout": "ten minutes"}):
         try:
             chart.validate_schema(bad)
             failures.append(f"the schema accepts {bad}")

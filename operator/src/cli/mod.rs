@@ -118,6 +118,10 @@ struct OperatorArgs {
     /// `kubectl -l` takes): several operators can split the Artifacts.
     #[arg(long, value_name = "SELECTOR")]
     watch_label_selector: Option<String>,
+    /// Watch only these namespaces (comma-separated), with RBAC granted by
+    /// Roles there; default: the whole cluster.
+    #[arg(long, value_name = "NS,…", value_delimiter = ',')]
+    namespaces: Vec<String>,
 }
 
 /// An optional listen address: `0` (or `off`) for none.
@@ -439,6 +443,11 @@ async fn operator(args: OperatorArgs) -> ExitCode {
         lease_duration: args.lease_duration,
         metrics_addr: args.metrics_addr.0,
         label_selector: args.watch_label_selector,
+        scope: if args.namespaces.is_empty() {
+            crate::controller::scope::Scope::Cluster
+        } else {
+            crate::controller::scope::Scope::Namespaces(args.namespaces)
+        },
     };
     match crate::controller::run(client, opts).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,6 +17,7 @@ mod policies;
 mod reconcile;
 mod registries;
 mod resolutions;
+pub(crate) mod scope;
 mod slots;
 mod triggers;
 pub(crate) mod trust;
@@ -152,6 +153,8 @@ pub(crate) struct Options {
     /// Only Artifacts with these labels (a label selector), so that several
     /// deployments can split the Artifacts between them.
     pub(crate) label_selector: Option<String>,
+    /// The whole cluster, or only these namespaces.
+    pub(crate) scope: scope::Scope,
 }
 
 fn error_policy(artifact: Arc<Artifact>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -259,8 +262,8 @@ async fn run_controller(
 ) -> Result<bool, Error> {
     sweep(&opts.work_dir).await;
     let managed = format!("{}={}", configmap::MANAGED_BY.0, configmap::MANAGED_BY.1);
-    let (config_maps, cm_writer) = reflector::store();
-    let (secrets, secret_writer) = reflector::store();
+    let (config_maps, cm_writer) = reflector::store::<PartialObjectMeta<ConfigMap>>();
+    let (secrets, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
     let (accounts, account_writer) = reflector::store::<ServiceAccount>();
     let (artifacts, artifact_writer) = reflector::store::<Artifact>();
     let (policies, policy_writer) = reflector::store::<ClusterArtifactPolicy>();
@@ -268,9 +271,9 @@ async fn run_controller(
     let ctx = Arc::new(Context {
         client: client.clone(),
         registries: registries::Registries::observed(crate::oci::client::Observer(metrics.clone())),
-        credentials: CredentialSource::new(client.clone(), secrets, accounts.clone()),
+        credentials: CredentialSource::new(client.clone(), secrets.clone(), accounts.clone()),
         trust: trust::TrustSource { policies: policies.clone(), namespaces: namespaces.clone() },
-        targets: Targets::new(client.clone(), config_maps),
+        targets: Targets::new(client.clone(), config_maps.clone()),
         recorder: Recorder::new(
             client.clone(),
             Reporter { controller: "ocisync".into(), instance: Some(opts.identity) },
@@ -290,8 +293,8 @@ async fn run_controller(
     }
     let forget = ctx.clone();
     let own: Requests = Box::pin(controller::trigger_self(
-        watcher(Api::<Artifact>::all(client.clone()), selected)
-            .default_backoff()
+        opts.scope
+            .watch(&client, selected, artifacts.clone())
             .reflect(artifact_writer)
             .inspect_ok(move |e| {
                 if let watcher::Event::Delete(a) = e {
@@ -305,8 +308,12 @@ async fn run_controller(
     // Metadata only: ownership and the digest annotation are all a
     // reconcile needs to know, and ConfigMaps can be large.
     let owned: Requests = Box::pin(controller::trigger_owners::<Artifact, _>(
-        watcher(Api::<PartialObjectMeta<ConfigMap>>::all(client.clone()), watcher::Config::default().labels(&managed))
-            .default_backoff()
+        opts.scope
+            .watch::<PartialObjectMeta<ConfigMap>>(
+                &client,
+                watcher::Config::default().labels(&managed),
+                config_maps.clone(),
+            )
             .reflect(cm_writer)
             .touched_objects(),
         (),
@@ -318,8 +325,8 @@ async fn run_controller(
     // Metadata only: a Secret's data has no business in the operator's
     // memory until an Artifact needs it.
     let secret_events: Requests = Box::pin(controller::trigger_with(
-        watcher(Api::<PartialObjectMeta<Secret>>::all(client.clone()), watcher::Config::default())
-            .default_backoff()
+        opts.scope
+            .watch::<PartialObjectMeta<Secret>>(&client, watcher::Config::default(), secrets.clone())
             .reflect(secret_writer)
             .inspect_ok(move |e| {
                 if let watcher::Event::Delete(s) = e {
@@ -354,8 +361,8 @@ async fn run_controller(
     ));
     let store = artifacts.clone();
     let account_events: Requests = Box::pin(controller::trigger_with(
-        watcher(Api::<ServiceAccount>::all(client.clone()), watcher::Config::default())
-            .default_backoff()
+        opts.scope
+            .watch(&client, watcher::Config::default(), accounts.clone())
             .reflect(account_writer)
             .touched_objects(),
         move |sa| {
@@ -390,10 +397,7 @@ async fn run_controller(
     // reconciles the namespace's Artifacts, when there are policies at all.
     let (store, policy_store) = (artifacts.clone(), policies.clone());
     let namespace_events: Requests = Box::pin(controller::trigger_with(
-        watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), watcher::Config::default())
-            .default_backoff()
-            .reflect(namespace_writer)
-            .touched_objects(),
+        scope::namespaces(&opts.scope, &client, Duration::from_secs(30)).reflect(namespace_writer).touched_objects(),
         move |ns| {
             if policy_store.is_empty() {
                 return Vec::new();

@@ -9,6 +9,7 @@ mod hostile;
 mod image;
 mod kills;
 mod leader;
+mod namespaced;
 mod pull;
 mod signatures;
 mod support;

@@ -297,6 +297,30 @@ impl Env {
     }
 }
 
+/// What `user` may do in `namespace`, as `kubectl auth can-i --list` says:
+/// sorted "resource [names] verbs" lines, verbs sorted, without the
+/// non-resource URLs every user has.
+pub fn permissions(cp: &ControlPlane, user: &str, namespace: &str) -> Vec<String> {
+    let out = cp.kubectl(&["auth", "can-i", "--list", "--as", user, "-n", namespace]);
+    let mut rows: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with(' ') && !l.is_empty())
+        .map(|l| {
+            // Resources  [urls]  [names]  [verbs]
+            let mut cols = l.split('[').map(|c| c.trim().trim_end_matches(']').trim());
+            let resource = cols.next().unwrap_or_default().to_string();
+            let rest: Vec<&str> = cols.collect();
+            let names = rest.get(1).copied().unwrap_or_default();
+            let mut verbs: Vec<&str> = rest.get(2).copied().unwrap_or_default().split_whitespace().collect();
+            verbs.sort_unstable();
+            format!("{resource} [{names}] {}", verbs.join(" "))
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
 /// A `kubernetes.io/dockerconfigjson` Secret with alice's credentials for `host`.
 pub fn pull_secret(name: &str, host: &str, password: &str) -> Value {
     use base64::Engine as _;
