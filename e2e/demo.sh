@@ -6,7 +6,8 @@
 # under its RBAC, a verified Artifact applied with kubectl, its evidence,
 # and the ConfigMap it produces. Run from a fresh clone:
 #
-#   e2e/demo.sh
+#   e2e/demo.sh          # stops everything it started at the end
+#   e2e/demo.sh --keep   # leaves the registry, control plane and operator running, and says how to reach them
 #
 # The first run builds kube-apiserver from Debian's source package (~12 min).
 # Everything it starts is stopped when it ends. Env: CARGO_TARGET_DIR,
@@ -35,7 +36,9 @@ WORK=$(mktemp -d /tmp/ocisync-demo.XXXXXX)
 . "$ROOT/e2e/setup/registry.sh"
 start_registry "$WORK/registry"
 OP_PID=
-trap stop_all EXIT
+KEEP=false
+[[ ${1:-} == --keep ]] && KEEP=true
+$KEEP || trap stop_all EXIT
 REF=$REG/platform/app-config
 say "registry (distribution 2.8) on $REG"
 
@@ -123,3 +126,9 @@ say "the evidence: kubectl get artifact app-config -o jsonpath='{.status.verific
 kubectl get artifact app-config -o jsonpath='{.status.verification}' | python3 -m json.tool
 say "the ConfigMap"
 kubectl get configmap app-config -o yaml
+
+if $KEEP; then
+  say "left running (--keep)"
+  echo "export KUBECONFIG=$KUBECONFIG     # admin; the operator's log: $WORK/operator.log"
+  echo "registry: $REG; stop everything: kill $OP_PID $REG_PID; e2e/setup/stop-control-plane.sh $WORK/cp"
+fi
