@@ -42,6 +42,14 @@ step "cargo test"
 export RUST_TEST_THREADS=${RUST_TEST_THREADS:-6}
 cargo test --workspace --all-targets --locked
 
+step "the Sigstore conformance suite's 140 offline verification cases, through e2e/sigstore-conformance-client"
+CONFORMANCE=${OCISYNC_CONFORMANCE:-$ROOT/../shared/conformance}
+if [[ -x $CONFORMANCE/run-offline.sh ]]; then
+  OCISYNC_BIN=$CARGO_TARGET_DIR/debug/ocisync "$CONFORMANCE/run-offline.sh" e2e/sigstore-conformance-client | tail -3
+else
+  echo "skipped: no conformance snapshot at $CONFORMANCE (set OCISYNC_CONFORMANCE to one)" >&2
+fi
+
 step "the demo (with the debug build just tested), to completion"
 demo_log=$(mktemp)
 OCISYNC_BIN=$CARGO_TARGET_DIR/debug/ocisync e2e/demo.sh >"$demo_log" 2>&1 || { tail -40 "$demo_log"; exit 1; }

@@ -68,6 +68,9 @@ enum Command {
     Resolve(ResolveArgs),
     /// Check an artifact's cosign signatures with public keys.
     Verify(VerifyArgs),
+    /// Check a Sigstore bundle against a file or a digest, by a key or a
+    /// keyless identity, offline (the Sigstore conformance suite's verify).
+    VerifyBlob(VerifyBlobArgs),
     /// Print the CRDs (one YAML stream), or write one file each into `--dir`.
     Crd {
         #[arg(long, value_name = "DIR")]
@@ -275,6 +278,30 @@ struct VerifyArgs {
     registry: RegistryArgs,
 }
 
+#[derive(Args, Debug)]
+struct VerifyBlobArgs {
+    /// The file, or `sha256:<hex>` (taken as a digest unless a file of that name exists).
+    file_or_digest: String,
+    /// The Sigstore bundle (JSON).
+    #[arg(long, value_name = "FILE")]
+    bundle: PathBuf,
+    /// A PEM public key (managed-key bundles).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["certificate_identity", "certificate_oidc_issuer"])]
+    key: Option<PathBuf>,
+    /// The signing certificate's identity (SAN), exactly.
+    #[arg(long, requires = "certificate_oidc_issuer")]
+    certificate_identity: Option<String>,
+    /// The certificate's OIDC issuer, exactly.
+    #[arg(long, requires = "certificate_identity")]
+    certificate_oidc_issuer: Option<String>,
+    /// A `trusted_root.json`; default: the public-good root embedded in ocisync (never fetched).
+    #[arg(long, value_name = "FILE")]
+    trusted_root: Option<PathBuf>,
+    /// Use the embedded staging trusted root instead of the public-good one.
+    #[arg(long)]
+    staging: bool,
+}
+
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum Format {
     Text,
@@ -308,6 +335,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Resolve(args) => resolve(args).await,
         Command::Pull(args) => pull(args).await,
         Command::Verify(args) => verify(args).await,
+        Command::VerifyBlob(args) => verify_blob(args),
         Command::Crd { dir: None } => {
             print!("{}", crate::api::crd_yaml());
             ExitCode::SUCCESS
@@ -364,6 +392,67 @@ async fn verify(args: VerifyArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => failed(&e, args.output),
+    }
+}
+
+fn verify_blob(args: VerifyBlobArgs) -> ExitCode {
+    use crate::verify::Trust;
+    use crate::verify::blob::{self, Input, Signer};
+    let read = |p: &Path| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
+    let setup = || -> Result<(String, Signer, Trust), String> {
+        let bundle = String::from_utf8(read(&args.bundle)?).map_err(|_| "the bundle is not UTF-8".to_string())?;
+        let signer = match (&args.key, &args.certificate_identity, &args.certificate_oidc_issuer) {
+            (Some(k), _, _) => {
+                Signer::Key(Key::parse(&k.display().to_string(), &read(k)?).map_err(|e| e.to_string())?.der)
+            }
+            (None, Some(identity), Some(issuer)) => {
+                Signer::Identity { identity: identity.clone(), issuer: issuer.clone() }
+            }
+            _ => return Err("give --key, or --certificate-identity and --certificate-oidc-issuer".into()),
+        };
+        let root = match (&args.trusted_root, args.staging) {
+            (Some(p), _) => String::from_utf8(read(p)?).map_err(|_| "the trusted root is not UTF-8".to_string())?,
+            (None, true) => sigstore_trust_root::SIGSTORE_STAGING_TRUSTED_ROOT.to_string(),
+            (None, false) => sigstore_trust_root::SIGSTORE_PRODUCTION_TRUSTED_ROOT.to_string(),
+        };
+        let trust = Trust::from_json(&root).map_err(|e| format!("trusted root: {e}"))?;
+        Ok((bundle, signer, trust))
+    };
+    let (bundle, signer, trust) = match setup() {
+        Ok(x) => x,
+        Err(msg) => return usage(&msg),
+    };
+    let digest = args
+        .file_or_digest
+        .strip_prefix("sha256:")
+        .filter(|_| !Path::new(&args.file_or_digest).exists())
+        .and_then(|hex| sigstore_types::Sha256Hash::from_hex(hex).ok());
+    let bytes;
+    let input = match digest {
+        Some(d) => Input::Digest(d),
+        None => match read(Path::new(&args.file_or_digest)) {
+            Ok(b) => {
+                bytes = b;
+                Input::Bytes(&bytes)
+            }
+            Err(msg) => return usage(&msg),
+        },
+    };
+    match blob::verify(&bundle, input, &signer, &trust) {
+        Ok(v) => {
+            println!("verified {}", args.file_or_digest);
+            if let (Some(i), Some(u)) = (&v.identity, &v.issuer) {
+                println!("  identity {i} (issuer {u})");
+            }
+            if let Some(t) = v.integrated_time {
+                println!("  logged   at {t} (seconds since the epoch)");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(exit_code(Reason::from(&e)))
+        }
     }
 }
 

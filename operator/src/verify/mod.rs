@@ -8,6 +8,7 @@
 //! (what `cosign sign --tlog-upload=false` makes), so those, and legacy
 //! simplesigning payloads, are checked here with the crate's primitives.
 
+pub(crate) mod blob;
 mod bundle;
 pub(crate) mod keys;
 mod set;
@@ -133,7 +134,7 @@ impl Trust {
 /// A configurable trusted root comes with keyless verification (the next
 /// step); until then log entries are checked against the public-good
 /// Sigstore root embedded in the crate, never fetched.
-fn public_good() -> Option<&'static Trust> {
+pub(crate) fn public_good() -> Option<&'static Trust> {
     static T: OnceLock<Option<Trust>> = OnceLock::new();
     T.get_or_init(|| Trust::from_json(SIGSTORE_PRODUCTION_TRUSTED_ROOT).ok()).as_ref()
 }
