@@ -442,3 +442,27 @@ async fn a_policy_change_reevaluates_at_once() {
     assert!(e.condition("app", "Verified").await.is_none());
     assert!(e.status("app").await.get("verification").is_none());
 }
+
+/// `ocisync verify-blob` on a real public-good bundle (the conformance
+/// suite's managed-key case, in operator/testdata): by file and by digest
+/// with its key, refused with another key and for other content.
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_blob_checks_a_real_bundle_offline() {
+    let dir = repo_root().join("operator/testdata/public-good");
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let digest = sha256(&std::fs::read(dir.join("a.txt")).unwrap());
+    let other_key = repo_root().join("operator/testdata/cosign-v3/cosign.pub");
+    let tmp = tempfile::tempdir().unwrap();
+    let other_file = tmp.path().join("b.txt");
+    std::fs::write(&other_file, b"not what was signed\n").unwrap();
+    let cases = [
+        (p("a.txt"), p("key.pub"), 0),
+        (digest.clone(), p("key.pub"), 0),
+        (p("a.txt"), other_key.to_str().unwrap().to_string(), 12),
+        (other_file.to_str().unwrap().to_string(), p("key.pub"), 12),
+    ];
+    for (input, key, code) in cases {
+        let out = ocisync(&["verify-blob", &input, "--bundle", &p("bundle.sigstore.json"), "--key", &key]).await;
+        assert_eq!(out.status.code(), Some(code), "{input} with {key}: {}", stderr(&out));
+    }
+}
