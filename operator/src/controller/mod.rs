@@ -36,7 +36,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action, ReconcileRequest};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::{PredicateConfig, WatchStreamExt, watcher};
+use kube::runtime::{PredicateConfig, WatchStreamExt, predicates, watcher};
 use kube::{Api, ResourceExt};
 
 use crate::api::{Artifact, ClusterArtifactPolicy, REQUESTED_AT_ANNOTATION};
@@ -374,30 +374,30 @@ async fn run_controller(
         },
     ));
     // A policy reconciles the Artifacts it covers (its old spec's, on delete).
-    let (store, namespace_store) = (artifacts.clone(), namespaces.clone());
+    let (store, policy_ctx) = (artifacts.clone(), ctx.clone());
     let policy_events: Requests = Box::pin(controller::trigger_with(
         watcher(Api::<ClusterArtifactPolicy>::all(client.clone()), watcher::Config::default())
             .default_backoff()
             .reflect(policy_writer)
             .touched_objects(),
         move |p| {
-            let labels =
-                |ns: &str| namespace_store.get(&ObjectRef::new(ns)).map(|n| n.labels().clone()).unwrap_or_default();
             store
                 .state()
                 .iter()
-                .filter(|a| {
-                    policies::covers(&p.spec, &labels(&a.namespace().unwrap_or_default()), &a.spec.url) != Ok(false)
-                })
+                .filter(|a| policy_ctx.trust.covers(&p.spec, a) != Ok(false))
                 .map(|a| ObjectRef::from_obj(&**a))
                 .collect::<Vec<_>>()
         },
     ));
-    // Namespace labels decide which policies cover an Artifact: a change
+    // Namespace labels decide which policies cover an Artifact: a change of
+    // labels (not any other change, nor a re-read in namespaced scope)
     // reconciles the namespace's Artifacts, when there are policies at all.
     let (store, policy_store) = (artifacts.clone(), policies.clone());
     let namespace_events: Requests = Box::pin(controller::trigger_with(
-        scope::namespaces(&opts.scope, &client, Duration::from_secs(30)).reflect(namespace_writer).touched_objects(),
+        scope::namespaces(&opts.scope, &client, Duration::from_secs(30))
+            .reflect(namespace_writer)
+            .touched_objects()
+            .predicate_filter(predicates::labels, PredicateConfig::default()),
         move |ns| {
             if policy_store.is_empty() {
                 return Vec::new();

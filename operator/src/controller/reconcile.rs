@@ -216,10 +216,10 @@ async fn sync(
     }
 
     // Verify: nothing is fetched or written for a digest that fails.
+    let pinned = Pinned::known(plan.repository.with_digest(chosen.digest.clone()), chosen.digest.clone());
     let verification = match &inputs.trust {
         None => None,
         Some(trust) => {
-            let pinned = Pinned::known(plan.repository.with_digest(chosen.digest.clone()), chosen.digest.clone());
             let evidence = pipeline::verify(&handle.client, &pinned, &requirements)
                 .await
                 .map_err(|e| Failure::new(Step::Verify, &e))?;
@@ -235,7 +235,6 @@ async fn sync(
     // Fetch into this Artifact's own work dir, then publish from it.
     progress.enter(Step::Fetch);
     remove_dir(work.to_path_buf()).await;
-    let pinned = Pinned::known(plan.repository.with_digest(chosen.digest.clone()), chosen.digest.clone());
     let opts = PullOptions { selection: plan.selection.clone(), limits: plan.limits, ..PullOptions::default() };
     let out = work.join("files");
     let pulled = pipeline::run(handle.client.clone(), &pinned, &plan.platform, &opts, &out)

@@ -4,6 +4,7 @@
 //! cluster-scoped and written by an admin, names its Secret's namespace.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::ResourceExt;
@@ -12,7 +13,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::credentials::{AccessError, CredentialSource};
 use super::policies;
-use crate::api::{Artifact, ClusterArtifactPolicy};
+use crate::api::{Artifact, ClusterArtifactPolicy, ClusterArtifactPolicySpec};
 use crate::verify::{Requirement, VerifyError, keys};
 
 #[derive(Debug, thiserror::Error)]
@@ -48,18 +49,24 @@ pub(crate) struct TrustSource {
 }
 
 impl TrustSource {
-    /// The policies that cover `artifact` (by name, sorted), or the first
-    /// error of one that cannot be read.
-    pub(crate) fn covering(&self, artifact: &Artifact) -> Vec<(String, Result<ClusterArtifactPolicy, String>)> {
+    /// Does `policy` cover `artifact`, by its namespace's labels and its
+    /// URL? `Err`: the policy cannot be read (it then covers, failing).
+    pub(crate) fn covers(&self, policy: &ClusterArtifactPolicySpec, artifact: &Artifact) -> Result<bool, String> {
         let namespace = artifact.namespace().unwrap_or_default();
         let labels: BTreeMap<String, String> =
             self.namespaces.get(&ObjectRef::new(&namespace)).map(|n| n.labels().clone()).unwrap_or_default();
+        policies::covers(policy, &labels, &artifact.spec.url)
+    }
+
+    /// The policies that cover `artifact` (by name, sorted), or the first
+    /// error of one that cannot be read.
+    pub(crate) fn covering(&self, artifact: &Artifact) -> Vec<(String, Result<Arc<ClusterArtifactPolicy>, String>)> {
         let mut out: Vec<_> = self
             .policies
             .state()
             .into_iter()
-            .filter_map(|p| match policies::covers(&p.spec, &labels, &artifact.spec.url) {
-                Ok(true) => Some((p.name_any(), Ok((*p).clone()))),
+            .filter_map(|p| match self.covers(&p.spec, artifact) {
+                Ok(true) => Some((p.name_any(), Ok(p))),
                 Ok(false) => None,
                 Err(e) => Some((p.name_any(), Err(e))),
             })

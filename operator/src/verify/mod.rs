@@ -145,15 +145,7 @@ pub(crate) fn check_all(
     digest: &Digest,
     found: &Discovered,
 ) -> Result<Vec<Evidence>, VerifyError> {
-    check_all_with(requirements, digest, found, public_good())
-}
-
-pub(crate) fn check_all_with(
-    requirements: &[Requirement],
-    digest: &Digest,
-    found: &Discovered,
-    trust: Option<&Trust>,
-) -> Result<Vec<Evidence>, VerifyError> {
+    let trust = public_good();
     requirements
         .iter()
         .map(|r| {
