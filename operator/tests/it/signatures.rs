@@ -170,19 +170,25 @@ async fn what_fails_verification_is_never_fetched() {
         e.apply(repo, &verified(&host, repo, "keys")).await;
     }
     for (repo, digest, reason) in &cases {
-        let (got, message) = e.ready(repo, false).await;
-        assert_eq!(got, *reason, "{repo}: {message}");
-        let (status, verified_reason, _) = e.condition(repo, "Verified").await.unwrap();
-        assert_eq!((status.as_str(), verified_reason.as_str()), ("False", *reason), "{repo}");
-        assert!(e.config_map(repo).await.is_none(), "{repo}: nothing unverified is published");
-        let layer = layer_of(&host, repo, digest);
-        assert_eq!(blob_gets(&reg.access_log(), &layer), 0, "{repo}: its layer was never downloaded");
+        refused(&e, repo, reason, &layer_of(&host, repo, digest), || reg.access_log()).await;
     }
     // cosign itself passes the attestation: it counts any attestation by
     // the key as a signature; ocisync does not.
     assert_eq!(cosign_verify(&signer.public_key(), &format!("{host}/attested@{attested}")), 0);
     let stalled = e.condition("wrong-key", "Stalled").await.unwrap();
     assert_eq!(stalled.1, "UntrustedSigner", "only a new key or signature helps");
+}
+
+/// `repo`'s Artifact refused with `reason` (Ready and Verified), nothing
+/// published, and `layer` never in the registry's request log, read once
+/// the refusal is in.
+async fn refused(e: &Env, repo: &str, reason: &str, layer: &str, log: impl Fn() -> Vec<String>) {
+    let (got, message) = e.ready(repo, false).await;
+    assert_eq!(got, reason, "{repo}: {message}");
+    let (status, verified_reason, _) = e.condition(repo, "Verified").await.unwrap();
+    assert_eq!((status.as_str(), verified_reason.as_str()), ("False", reason), "{repo}");
+    assert!(e.config_map(repo).await.is_none(), "{repo}: nothing unverified is published");
+    assert_eq!(blob_gets(&log(), layer), 0, "{repo}: its layer was never downloaded");
 }
 
 fn flip_signature(bundle: &mut Value) {
@@ -369,15 +375,12 @@ async fn the_referrers_api_refuses_the_same_way() {
         e.apply(repo, &verified(&host, repo, "keys")).await;
     }
     for (repo, digest, reason) in &cases {
-        let (got, message) = e.ready(repo, false).await;
-        assert_eq!(got, *reason, "{repo}: {message}");
-        assert!(e.config_map(repo).await.is_none(), "{repo}");
         let layer = api_json(&host, &format!("/v2/{repo}/manifests/{digest}")).await["layers"][0]["digest"]
             .as_str()
             .unwrap()
             .to_string();
+        refused(&e, repo, reason, &layer, || reg.hooks.log.lock().unwrap().clone()).await;
         let log = reg.hooks.log.lock().unwrap().clone();
-        assert_eq!(blob_gets(&log, &layer), 0, "{repo}: its layer was never downloaded");
         assert!(log.iter().any(|l| l.starts_with("GET ") && l.contains(&format!("/v2/{repo}/referrers/"))), "{repo}");
     }
     drop(signer);
