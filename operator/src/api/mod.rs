@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 
+mod keyless;
 mod policy;
+pub use keyless::*;
 pub use policy::*;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -87,14 +89,18 @@ pub struct Verify {
     /// entry of a Secret in the Artifact's namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys: Option<Keys>,
+    /// Keyless signatures (a Fulcio certificate for a CI identity), checked
+    /// against a trusted root. With `keys` too, either kind passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyless: Option<ArtifactKeyless>,
     /// The in-toto predicate types that count as a signature. Default:
     /// only cosign's `https://sigstore.dev/cosign/sign/v1`, so an SBOM or
     /// provenance attestation by the same key is not a signature.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub predicate_types: Vec<String>,
-    /// `Required`: a transparency log entry must be present and verify.
-    /// `IfPresent` (the default for keys): one that is present must verify.
-    /// `Ignore`: entries are not looked at.
+    /// `Required` (the default for keyless): a transparency log entry must
+    /// be present and verify. `IfPresent` (the default for keys): one that
+    /// is present must verify. `Ignore`: entries are not looked at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::api::transparency_log_schema")]
     pub transparency_log: Option<TransparencyLog>,
@@ -112,7 +118,7 @@ pub(crate) fn transparency_log_schema(_: &mut schemars::SchemaGenerator) -> sche
     schemars::json_schema!({
         "type": "string",
         "enum": ["Required", "IfPresent", "Ignore"],
-        "description": "Required: a transparency log entry must be present and verify. IfPresent (the default for keys): one that is present must verify. Ignore: entries are not looked at."
+        "description": "Required (the default for keyless): a transparency log entry must be present and verify. IfPresent (the default for keys): one that is present must verify. Ignore: entries are not looked at."
     })
 }
 
@@ -268,10 +274,33 @@ pub struct SignatureEvidence {
     pub found_by: String,
     /// The signature manifest's digest.
     pub signature_digest: String,
-    /// `sha256:<hex>` of the key's DER SubjectPublicKeyInfo (cosign's hint).
+    /// `sha256:<hex>` of the signing key's DER SubjectPublicKeyInfo
+    /// (cosign's hint; for keyless, the certificate's key).
     pub key_fingerprint: String,
     /// Which Secret entry holds the key: `<namespace>/<secret>/<key>`.
-    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Keyless: the certificate's subject (SAN URI or email).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_subject: Option<String>,
+    /// Keyless: the certificate's OIDC issuer (Fulcio extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_issuer: Option<String>,
+    /// Keyless: the identity rule that matched, as `identities[i]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// Keyless: the trusted root's certificate authority that issued it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_authority: Option<String>,
+    /// The trusted root used: `embedded public-good Sigstore root`, or the
+    /// Secret or ConfigMap it came from, with its content's digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_root: Option<String>,
+    /// RFC 3161 timestamp authority whose signed time was checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_authority: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_timestamp: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub predicate_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

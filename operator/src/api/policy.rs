@@ -38,6 +38,10 @@ pub struct PolicyVerify {
     /// cluster-scoped, so the Secret is named with its namespace).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys: Option<PolicyKeys>,
+    /// As an Artifact's `spec.verify.keyless`; its trusted root's Secret
+    /// or ConfigMap is named with its namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyless: Option<super::PolicyKeyless>,
     /// As an Artifact's `spec.verify.predicateTypes`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub predicate_types: Vec<String>,

@@ -235,13 +235,13 @@ fn exit_code(reason: Reason) -> u8 {
         Reason::LimitExceeded => 6,
         Reason::UnsafeContent => 7,
         Reason::Unreachable | Reason::RegistryError | Reason::Timeout => 8,
-        Reason::Unsupported => 9,
+        Reason::Unsupported | Reason::UnsupportedLogEntry => 9,
         // as `cosign verify` says "no signatures found"
         Reason::NoSignature => 10,
         Reason::UntrustedSigner => 11,
         Reason::SignatureMismatch => 12,
         Reason::TransparencyLogMissing | Reason::TransparencyLogInvalid => 13,
-        Reason::InvalidVerificationKeys => USAGE,
+        Reason::InvalidVerificationKeys | Reason::InvalidTrustedRoot => USAGE,
         _ => 1,
     }
 }

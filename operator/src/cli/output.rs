@@ -69,7 +69,24 @@ pub(super) fn verified(format: Format, pinned: &Pinned, requirements: &[Requirem
             for s in &status.signatures {
                 println!("  format     {} (found by {})", s.format, s.found_by);
                 println!("  signature  {}", s.signature_digest);
-                println!("  key        {} ({})", s.key, s.key_fingerprint);
+                match (&s.key, &s.certificate_subject) {
+                    (Some(k), _) => println!("  key        {k} ({})", s.key_fingerprint),
+                    (None, Some(subject)) => {
+                        println!("  identity   {subject}");
+                        println!("  issuer     {}", s.certificate_issuer.as_deref().unwrap_or(""));
+                        println!("  matched    {}", s.identity.as_deref().unwrap_or(""));
+                        if let Some(ca) = &s.certificate_authority {
+                            println!("  CA         {ca}");
+                        }
+                    }
+                    (None, None) => {}
+                }
+                if let Some(root) = &s.trusted_root {
+                    println!("  root       {root}");
+                }
+                if let (Some(tsa), Some(t)) = (&s.timestamp_authority, &s.signed_timestamp) {
+                    println!("  timestamp  {} by {tsa}", t.0);
+                }
                 if let Some(p) = &s.predicate_type {
                     println!("  predicate  {p}");
                 }

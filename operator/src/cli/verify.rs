@@ -7,11 +7,12 @@ use std::process::ExitCode;
 use clap::{Args, ValueEnum};
 
 use super::{Format, RegistryArgs, exit_code, failed, output, setup, usage};
-use crate::api::TransparencyLog;
+use crate::api::{Identity, TransparencyLog};
 use crate::pipeline::{self, PipelineError};
 use crate::resolve;
 use crate::status::Reason;
-use crate::verify::{Key, Requirement};
+use crate::verify::keyless::Rules;
+use crate::verify::{Key, Requirement, Trust};
 
 /// Which signatures count, as an Artifact's `spec.verify` says it.
 #[derive(Args, Debug)]
@@ -20,9 +21,29 @@ pub(super) struct SignatureArgs {
     /// cosign's `https://sigstore.dev/cosign/sign/v1` only.
     #[arg(long = "predicate-type", value_name = "URI")]
     predicate_types: Vec<String>,
-    /// Required, IfPresent or Ignore.
-    #[arg(long, value_enum, default_value_t = TlogArg::IfPresent)]
-    transparency_log: TlogArg,
+    /// Required, IfPresent or Ignore. Default: IfPresent for keys,
+    /// Required for keyless.
+    #[arg(long, value_enum)]
+    transparency_log: Option<TlogArg>,
+    /// Keyless: the certificate's subject (SAN URI or email), exactly.
+    #[arg(long, value_name = "SUBJECT", conflicts_with = "certificate_identity_regexp")]
+    certificate_identity: Option<String>,
+    /// Keyless: a pattern the whole subject must match.
+    #[arg(long, value_name = "REGEXP")]
+    certificate_identity_regexp: Option<String>,
+    /// Keyless: the certificate's OIDC issuer, exactly.
+    #[arg(long, value_name = "URL", conflicts_with = "certificate_oidc_issuer_regexp")]
+    certificate_oidc_issuer: Option<String>,
+    /// Keyless: a pattern the whole OIDC issuer must match.
+    #[arg(long, value_name = "REGEXP")]
+    certificate_oidc_issuer_regexp: Option<String>,
+    /// A `trusted_root.json` (CAs, logs, timestamp authorities). Default:
+    /// the public-good Sigstore root built into ocisync, never fetched.
+    #[arg(long, value_name = "FILE")]
+    trusted_root: Option<PathBuf>,
+    /// Keyless: accept a certificate without a valid SCT.
+    #[arg(long)]
+    insecure_ignore_sct: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,8 +55,21 @@ enum TlogArg {
 }
 
 impl SignatureArgs {
+    fn identity(&self) -> Option<Identity> {
+        let id = Identity {
+            issuer: self.certificate_oidc_issuer.clone(),
+            issuer_reg_exp: self.certificate_oidc_issuer_regexp.clone(),
+            subject: self.certificate_identity.clone(),
+            subject_reg_exp: self.certificate_identity_regexp.clone(),
+        };
+        (id != Identity::default()).then_some(id)
+    }
+
+    /// The requirement these flags and `key_files` make; none when neither
+    /// a key nor an identity is given.
     pub(super) fn requirement(&self, key_files: &[PathBuf]) -> Result<Vec<Requirement>, String> {
-        if key_files.is_empty() {
+        let identity = self.identity();
+        if key_files.is_empty() && identity.is_none() {
             return Ok(Vec::new());
         }
         let mut keys = Vec::new();
@@ -43,24 +77,39 @@ impl SignatureArgs {
             let pem = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
             keys.push(Key::parse(&f.display().to_string(), &pem).map_err(|e| e.to_string())?);
         }
-        let tlog = match self.transparency_log {
+        let tlog = self.transparency_log.map(|t| match t {
             TlogArg::Required => TransparencyLog::Required,
             TlogArg::IfPresent => TransparencyLog::IfPresent,
             TlogArg::Ignore => TransparencyLog::Ignore,
-        };
-        Ok(vec![Requirement::new("--key".into(), keys, &self.predicate_types, Some(tlog))])
+        });
+        let by = if keys.is_empty() { "--certificate-identity" } else { "--key" };
+        let mut req = Requirement::new(by.into(), keys, &self.predicate_types, tlog);
+        if let Some(id) = identity {
+            let rules = Rules::compile(&[id], self.insecure_ignore_sct)?;
+            req = req.with_keyless(rules, tlog);
+        }
+        if let Some(p) = &self.trusted_root {
+            let bytes = std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let trust = Trust::load(&p.display().to_string(), &bytes).map_err(|e| e.to_string())?;
+            if let Some(k) = &req.keyless {
+                trust.usable(true, k.tlog).map_err(|e| e.to_string())?;
+            }
+            req = req.with_trust(std::sync::Arc::new(trust));
+        }
+        Ok(vec![req])
     }
 }
 
-/// Verify an artifact's cosign signatures with public keys, as the
-/// operator does: nothing is downloaded but the signatures.
+/// Verify an artifact's cosign signatures with public keys or keyless
+/// identities, as the operator does: nothing is downloaded but the
+/// signatures.
 #[derive(Args, Debug)]
 pub(super) struct VerifyArgs {
     /// `registry/repository:tag` or `…@sha256:…`.
     reference: String,
     /// A PEM public key (`cosign.pub`); repeat for several. One valid
-    /// signature by any of them passes.
-    #[arg(long = "key", value_name = "FILE", required = true)]
+    /// signature by any of them (or by the keyless identity) passes.
+    #[arg(long = "key", value_name = "FILE", required_unless_present_any = ["certificate_identity", "certificate_identity_regexp"])]
     keys: Vec<PathBuf>,
     #[command(flatten)]
     signature: SignatureArgs,
@@ -100,7 +149,8 @@ pub(super) async fn verify(args: VerifyArgs) -> ExitCode {
         Err(msg) => return usage(&msg),
     };
     let requirements = match args.signature.requirement(&args.keys) {
-        Ok(r) => r,
+        Ok(r) if !r.is_empty() => r,
+        Ok(_) => return usage("give --key, or --certificate-identity[-regexp] and --certificate-oidc-issuer[-regexp]"),
         Err(msg) => return usage(&msg),
     };
     let limit = args.registry.timeout;

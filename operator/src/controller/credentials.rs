@@ -20,7 +20,7 @@ use crate::oci::{Credentials, DockerConfig};
 /// Secrets whose content is cached; past this the cache starts over.
 const MAX_CACHED: usize = 4096;
 /// The only fields ocisync reads from a Secret, besides public keys (`*.pub`).
-const FIELDS: [&str; 4] = [".dockerconfigjson", "ca.crt", "tls.crt", "tls.key"];
+const FIELDS: [&str; 5] = [".dockerconfigjson", "ca.crt", "tls.crt", "tls.key", super::roots::TRUSTED_ROOT_KEY];
 
 fn wanted(field: &str) -> bool {
     FIELDS.contains(&field) || field.ends_with(".pub")

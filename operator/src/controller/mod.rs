@@ -17,6 +17,7 @@ mod policies;
 mod reconcile;
 mod registries;
 mod resolutions;
+mod roots;
 pub(crate) mod scope;
 mod slots;
 mod triggers;
@@ -272,7 +273,11 @@ async fn run_controller(
         client: client.clone(),
         registries: registries::Registries::observed(crate::oci::client::Observer(metrics.clone())),
         credentials: CredentialSource::new(client.clone(), secrets.clone(), accounts.clone()),
-        trust: trust::TrustSource { policies: policies.clone(), namespaces: namespaces.clone() },
+        trust: trust::TrustSource {
+            policies: policies.clone(),
+            namespaces: namespaces.clone(),
+            roots: roots::Roots::new(client.clone()),
+        },
         targets: Targets::new(client.clone(), config_maps.clone()),
         recorder: Recorder::new(
             client.clone(),

@@ -7,8 +7,9 @@ use kube::ResourceExt;
 use crate::api::{Artifact, ClusterArtifactPolicySpec};
 
 /// The Artifacts in `namespace` that read Secret `name`: by `secretRef`,
-/// `certSecretRef` or `verify.keys.secretRef`, or as a pull secret of
-/// their ServiceAccount.
+/// `certSecretRef`, `verify.keys.secretRef` or
+/// `verify.keyless.trustedRoot.secretRef`, or as a pull secret of their
+/// ServiceAccount.
 pub(crate) fn secret_users<'a>(
     artifacts: impl IntoIterator<Item = &'a Artifact>,
     account: impl Fn(&str) -> Option<std::sync::Arc<ServiceAccount>>,
@@ -23,6 +24,10 @@ pub(crate) fn secret_users<'a>(
             s.secret_ref.as_ref().is_some_and(|r| r.name == name)
                 || s.cert_secret_ref.as_ref().is_some_and(|r| r.name == name)
                 || s.verify.as_ref().and_then(|v| v.keys.as_ref()).is_some_and(|k| k.secret_ref.name == name)
+                || s.verify
+                    .as_ref()
+                    .and_then(|v| v.keyless.as_ref()?.trusted_root.as_ref()?.secret_ref.as_ref())
+                    .is_some_and(|r| r.name == name)
                 || s.service_account_name
                     .as_deref()
                     .and_then(&account)
@@ -31,9 +36,12 @@ pub(crate) fn secret_users<'a>(
         .collect()
 }
 
-/// Does a policy read its keys from Secret `namespace/name`?
+/// Does a policy read its keys or its trusted root from Secret
+/// `namespace/name`?
 pub(crate) fn policy_reads(policy: &ClusterArtifactPolicySpec, namespace: &str, name: &str) -> bool {
-    policy.verify.keys.as_ref().is_some_and(|k| k.secret_ref.namespace == namespace && k.secret_ref.name == name)
+    let is = |r: &crate::api::NamespacedRef| r.namespace == namespace && r.name == name;
+    policy.verify.keys.as_ref().is_some_and(|k| is(&k.secret_ref))
+        || policy.verify.keyless.as_ref().and_then(|k| k.trusted_root.as_ref()?.secret_ref.as_ref()).is_some_and(is)
 }
 
 /// The Artifacts in `namespace` that use ServiceAccount `name`.
@@ -73,6 +81,11 @@ mod tests {
             artifact("a", "other-sa", json!({"serviceAccountName": "nobody"})),
             artifact("a", "anonymous", json!({})),
             artifact("a", "signed", json!({"verify": {"keys": {"secretRef": {"name": "keys"}}}})),
+            artifact(
+                "a",
+                "keyless",
+                json!({"verify": {"keyless": {"identities": [], "trustedRoot": {"secretRef": {"name": "root"}}}}}),
+            ),
             artifact("b", "elsewhere", json!({"secretRef": {"name": "pull"}})),
         ];
         let puller: ServiceAccount =
@@ -87,6 +100,7 @@ mod tests {
             ("a", "sa-pull", vec!["via-sa"]),
             ("a", "unrelated", vec![]),
             ("a", "keys", vec!["signed"]),
+            ("a", "root", vec!["keyless"]),
             ("b", "pull", vec!["elsewhere"]),
         ];
         for (ns, secret, want) in cases {
@@ -103,5 +117,10 @@ mod tests {
         assert!(policy_reads(&p, "sec", "k"));
         assert!(!policy_reads(&p, "other", "k"));
         assert!(!policy_reads(&p, "sec", "j"));
+        let p: ClusterArtifactPolicySpec = serde_json::from_value(json!({"verify": {"keyless": {
+            "identities": [], "trustedRoot": {"secretRef": {"name": "root", "namespace": "sec"}}}}}))
+        .unwrap();
+        assert!(policy_reads(&p, "sec", "root"));
+        assert!(!policy_reads(&p, "other", "root"));
     }
 }

@@ -13,7 +13,10 @@ use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::credentials::{AccessError, CredentialSource};
 use super::policies;
-use crate::api::{Artifact, ClusterArtifactPolicy, ClusterArtifactPolicySpec};
+use super::roots::{Holder, RootError, Roots};
+use crate::api::{
+    Artifact, ClusterArtifactPolicy, ClusterArtifactPolicySpec, Keyless, TransparencyLog, TrustedRootRef,
+};
 use crate::verify::{Requirement, VerifyError, keys};
 
 #[derive(Debug, thiserror::Error)]
@@ -43,9 +46,32 @@ fn predicate_types(types: &[String]) -> Result<(), String> {
     }
 }
 
+impl From<RootError> for TrustError {
+    fn from(e: RootError) -> Self {
+        match e {
+            RootError::Access(e) => TrustError::Access(e),
+            RootError::Verify(e) => TrustError::Verify(e),
+        }
+    }
+}
+
 pub(crate) struct TrustSource {
     pub(crate) policies: Store<ClusterArtifactPolicy>,
     pub(crate) namespaces: Store<PartialObjectMeta<Namespace>>,
+    pub(crate) roots: Roots,
+}
+
+/// Where a keyless block's trusted root is: (Secret or ConfigMap,
+/// namespace, name); `None`: the embedded public-good root.
+type RootAt = Option<(Holder, String, String)>;
+
+fn root_at<R>(r: &Option<TrustedRootRef<R>>, at: impl Fn(&R) -> (String, String)) -> Result<RootAt, String> {
+    let Some(r) = r else { return Ok(None) };
+    match (&r.secret_ref, &r.config_map_ref) {
+        (Some(s), None) => Ok(Some((Holder::Secret, at(s).0, at(s).1))),
+        (None, Some(c)) => Ok(Some((Holder::ConfigMap, at(c).0, at(c).1))),
+        _ => Err("keyless.trustedRoot: give one of secretRef or configMapRef".into()),
+    }
 }
 
 impl TrustSource {
@@ -83,30 +109,86 @@ impl TrustSource {
         let namespace = artifact.namespace().unwrap_or_default();
         let mut out = Vec::new();
         if let Some(v) = &artifact.spec.verify {
-            let r = v.keys.as_ref().ok_or_else(|| {
-                TrustError::Spec("keys.secretRef is required (keyless verification is not available yet)".into())
-            })?;
+            if v.keys.is_none() && v.keyless.is_none() {
+                return Err(TrustError::Spec("give keys, keyless, or both".into()));
+            }
             predicate_types(&v.predicate_types).map_err(TrustError::Spec)?;
-            let fields = secrets.secret(&namespace, &r.secret_ref.name).await?;
-            let keys = keys::from_entries(&format!("{namespace}/{}", r.secret_ref.name), &fields)?;
-            out.push(Requirement::new("spec.verify".into(), keys, &v.predicate_types, v.transparency_log));
+            let keys = match &v.keys {
+                Some(r) => {
+                    let fields = secrets.secret(&namespace, &r.secret_ref.name).await?;
+                    keys::from_entries(&format!("{namespace}/{}", r.secret_ref.name), &fields)?
+                }
+                None => Vec::new(),
+            };
+            let req = Requirement::new("spec.verify".into(), keys, &v.predicate_types, v.transparency_log);
+            let at = root_at(&v.keyless.as_ref().and_then(|k| k.trusted_root.clone()), |r| {
+                (namespace.clone(), r.name.clone())
+            })
+            .map_err(TrustError::Spec)?;
+            out.push(self.keyless(req, v.keyless.as_ref(), at, v.transparency_log, secrets).await?);
         }
         for (name, policy) in self.covering(artifact) {
             let required_by = format!("ClusterArtifactPolicy/{name}");
-            let violation = |m: String| VerifyError::PolicyViolation {
+            let violation = |inner: VerifyError| VerifyError::PolicyViolation {
                 policy: required_by.clone(),
-                inner: Box::new(VerifyError::BadKeys(m)),
+                inner: Box::new(inner),
             };
-            let policy = policy.map_err(violation)?;
+            let bad = |m: String| violation(VerifyError::BadKeys(m));
+            let policy = policy.map_err(bad)?;
             let v = &policy.spec.verify;
-            let r = v.keys.as_ref().ok_or_else(|| violation("spec.verify.keys is required".into()))?;
-            predicate_types(&v.predicate_types).map_err(violation)?;
-            let (ns, secret) = (&r.secret_ref.namespace, &r.secret_ref.name);
-            let fields = secrets.secret(ns, secret).await.map_err(|e| violation(e.to_string()))?;
-            let keys = keys::from_entries(&format!("{ns}/{secret}"), &fields).map_err(|e| violation(e.to_string()))?;
-            out.push(Requirement::new(required_by, keys, &v.predicate_types, v.transparency_log));
+            if v.keys.is_none() && v.keyless.is_none() {
+                return Err(bad("spec.verify: give keys, keyless, or both".into()).into());
+            }
+            predicate_types(&v.predicate_types).map_err(bad)?;
+            let keys = match &v.keys {
+                Some(r) => {
+                    let (ns, secret) = (&r.secret_ref.namespace, &r.secret_ref.name);
+                    let fields = secrets.secret(ns, secret).await.map_err(|e| bad(e.to_string()))?;
+                    keys::from_entries(&format!("{ns}/{secret}"), &fields).map_err(|e| bad(e.to_string()))?
+                }
+                None => Vec::new(),
+            };
+            let req = Requirement::new(required_by.clone(), keys, &v.predicate_types, v.transparency_log);
+            let at = root_at(&v.keyless.as_ref().and_then(|k| k.trusted_root.clone()), |r| {
+                (r.namespace.clone(), r.name.clone())
+            })
+            .map_err(bad)?;
+            let req =
+                self.keyless(req, v.keyless.as_ref(), at, v.transparency_log, secrets).await.map_err(|e| match e {
+                    TrustError::Verify(inner) => violation(inner),
+                    other => bad(other.to_string()),
+                })?;
+            out.push(req);
         }
         Ok(out)
+    }
+
+    /// Add a keyless block (rules, trusted root) to a requirement, checking
+    /// that the root can verify what is asked of it.
+    async fn keyless<R>(
+        &self,
+        req: Requirement,
+        keyless: Option<&Keyless<R>>,
+        at: RootAt,
+        tlog: Option<TransparencyLog>,
+        secrets: &CredentialSource,
+    ) -> Result<Requirement, TrustError> {
+        let mut req = match keyless {
+            Some(k) => {
+                let rules = self.roots.rules(&k.identities, k.ignore_sct).map_err(TrustError::Spec)?;
+                req.with_keyless(rules, tlog)
+            }
+            None => req,
+        };
+        if let Some((holder, ns, name)) = at {
+            req = req.with_trust(self.roots.load(secrets, holder, &ns, &name).await?);
+        }
+        if let Some(k) = &req.keyless {
+            let trust =
+                req.trust().ok_or_else(|| VerifyError::BadTrustedRoot("the embedded root does not load".into()))?;
+            trust.usable(true, k.tlog)?;
+        }
+        Ok(req)
     }
 }
 

@@ -50,6 +50,8 @@ pub(crate) enum Reason {
     TransparencyLogInvalid,
     PolicyViolation,
     InvalidVerificationKeys,
+    InvalidTrustedRoot,
+    UnsupportedLogEntry,
     // the target
     ContentTooLarge,
     KeyCollision,
@@ -86,6 +88,8 @@ impl Reason {
             Reason::TransparencyLogInvalid => "TransparencyLogInvalid",
             Reason::PolicyViolation => "PolicyViolation",
             Reason::InvalidVerificationKeys => "InvalidVerificationKeys",
+            Reason::InvalidTrustedRoot => "InvalidTrustedRoot",
+            Reason::UnsupportedLogEntry => "UnsupportedLogEntry",
             Reason::ContentTooLarge => "ContentTooLarge",
             Reason::KeyCollision => "KeyCollision",
             Reason::InvalidKey => "InvalidKey",
@@ -116,6 +120,8 @@ impl Reason {
                 | Reason::TransparencyLogInvalid
                 | Reason::PolicyViolation
                 | Reason::InvalidVerificationKeys
+                | Reason::InvalidTrustedRoot
+                | Reason::UnsupportedLogEntry
         )
     }
 
@@ -129,6 +135,7 @@ impl Reason {
                 | Reason::SignatureMismatch
                 | Reason::TransparencyLogMissing
                 | Reason::TransparencyLogInvalid
+                | Reason::UnsupportedLogEntry
                 | Reason::PolicyViolation
         )
     }
@@ -226,6 +233,8 @@ impl From<&VerifyError> for Reason {
             VerifyError::TransparencyLogMissing(_) => Reason::TransparencyLogMissing,
             VerifyError::TransparencyLogInvalid(_) => Reason::TransparencyLogInvalid,
             VerifyError::BadKeys(_) => Reason::InvalidVerificationKeys,
+            VerifyError::BadTrustedRoot(_) => Reason::InvalidTrustedRoot,
+            VerifyError::UnsupportedLogEntry(_) => Reason::UnsupportedLogEntry,
             VerifyError::PolicyViolation { .. } => Reason::PolicyViolation,
         }
     }

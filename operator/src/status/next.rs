@@ -56,9 +56,16 @@ pub(crate) fn verification_status(digest: &Digest, trust: &str, evidence: &[Evid
                 signature_digest: e.signature.to_string(),
                 key_fingerprint: e.key_fingerprint.clone(),
                 key: e.key.clone(),
+                certificate_subject: e.keyless.as_ref().map(|k| k.subject.clone()),
+                certificate_issuer: e.keyless.as_ref().map(|k| k.issuer.clone()),
+                identity: e.keyless.as_ref().map(|k| format!("{}.{}", e.required_by, k.rule)),
+                certificate_authority: e.keyless.as_ref().and_then(|k| k.authority.clone()),
+                trusted_root: e.trusted_root.clone(),
                 predicate_type: e.predicate_type.clone(),
                 tlog_index: e.tlog.as_ref().map(|t| t.index),
                 integrated_time: e.tlog.as_ref().and_then(|t| t.integrated_time).and_then(time),
+                timestamp_authority: e.timestamp.as_ref().map(|t| t.0.clone()),
+                signed_timestamp: e.timestamp.as_ref().and_then(|t| time(t.1)),
             })
             .collect(),
     }

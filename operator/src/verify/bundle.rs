@@ -4,18 +4,63 @@
 use serde::Deserialize;
 use sigstore_types::bundle::VerificationMaterialContent;
 use sigstore_types::{Bundle, SignatureContent};
-use sigstore_verify::{PublicKeyVerificationPolicy, Verifier};
+use sigstore_verify::PublicKeyVerificationPolicy;
 
-use super::{Key, LogEntry, Rejection, Requirement};
+use super::{Key, LogEntry, Rejection, Requirement, Trust, keyless};
 use crate::api::TransparencyLog;
 use crate::oci::Digest;
 
 const IN_TOTO: &str = "application/vnd.in-toto+json";
 
-pub(super) struct Verified<'a> {
-    pub(super) key: &'a Key,
-    pub(super) predicate_type: String,
-    pub(super) tlog: Option<LogEntry>,
+pub(super) enum Verified<'a> {
+    Key { key: &'a Key, predicate_type: String, tlog: Option<LogEntry> },
+    Keyless { predicate_type: String, v: keyless::Verified },
+}
+
+/// The log entry kinds `sigstore-verify` reads. Rekor v2's `dsse 0.0.2`
+/// (what cosign makes for an image against Rekor v2) is not among them.
+const KNOWN_ENTRIES: [(&str, &str); 4] =
+    [("hashedrekord", "0.0.1"), ("hashedrekord", "0.0.2"), ("dsse", "0.0.1"), ("intoto", "0.0.2")];
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Peek {
+    #[serde(default)]
+    verification_material: Option<PeekMaterial>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PeekMaterial {
+    #[serde(default)]
+    tlog_entries: Vec<PeekEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PeekEntry {
+    kind_version: Option<KindVersion>,
+}
+
+#[derive(Deserialize)]
+struct KindVersion {
+    kind: String,
+    version: String,
+}
+
+/// A log entry of a kind that cannot be checked, named, before the bundle
+/// is parsed (the parser refuses it with a generic error).
+pub(super) fn unsupported_entry(text: &str) -> Option<String> {
+    let peek: Peek = serde_json::from_str(text).ok()?;
+    peek.verification_material?.tlog_entries.into_iter().filter_map(|e| e.kind_version).find_map(|kv| {
+        (!KNOWN_ENTRIES.contains(&(kv.kind.as_str(), kv.version.as_str()))).then(|| {
+            format!(
+                "a {} {} entry (Rekor v2 DSSE entries are not supported yet; sign against Rekor v1)",
+                kv.kind.chars().take(32).collect::<String>(),
+                kv.version.chars().take(16).collect::<String>()
+            )
+        })
+    })
 }
 
 #[derive(Deserialize)]
@@ -37,9 +82,12 @@ pub(super) fn verify<'a>(
     bytes: &[u8],
     digest: &Digest,
     req: &'a Requirement,
-    verifier: Option<&Verifier>,
+    trust: Option<&Trust>,
 ) -> Result<Verified<'a>, Rejection> {
     let text = std::str::from_utf8(bytes).map_err(|_| Rejection::Mismatch("the bundle is not UTF-8 JSON".into()))?;
+    if let Some(what) = unsupported_entry(text) {
+        return Err(Rejection::Unsupported(what));
+    }
     let bundle = Bundle::from_json(text).map_err(|e| Rejection::Mismatch(format!("unreadable bundle: {e}")))?;
     let SignatureContent::DsseEnvelope(envelope) = &bundle.content else {
         return Err(Rejection::NotASignature("a bundle signing a blob, not an in-toto statement".into()));
@@ -63,10 +111,16 @@ pub(super) fn verify<'a>(
         )));
     }
     let VerificationMaterialContent::PublicKey(hinted) = &bundle.verification_material.content else {
-        return Err(Rejection::Untrusted(
-            "a keyless signature (a certificate); keyless identities are not configured".into(),
-        ));
+        let k = req.keyless.as_ref().ok_or_else(|| {
+            Rejection::Untrusted(format!("a keyless signature, and {} lists no keyless identities", req.required_by))
+        })?;
+        let trust = trust.ok_or_else(|| Rejection::Untrusted("no trusted root to check it against".into()))?;
+        let v = keyless::verify(&bundle, envelope, digest, &k.rules, k.tlog, trust)?;
+        return Ok(Verified::Keyless { predicate_type: statement.predicate_type, v });
     };
+    if req.keys.is_empty() {
+        return Err(Rejection::Untrusted(format!("a key-signed signature, and {} lists no keys", req.required_by)));
+    }
     let pae = envelope.pae();
     let key = req
         .keys
@@ -93,7 +147,7 @@ pub(super) fn verify<'a>(
         (TransparencyLog::IfPresent, true) => None,
         (_, false) => {
             let verifier =
-                verifier.ok_or_else(|| Rejection::TlogInvalid("no trusted root to check it against".into()))?;
+                &trust.ok_or_else(|| Rejection::TlogInvalid("no trusted root to check it against".into()))?.verifier;
             let artifact = sigstore_types::Sha256Hash::from_hex(digest.hex())
                 .map_err(|e| Rejection::Mismatch(format!("digest: {e}")))?;
             let result = verifier
@@ -106,5 +160,5 @@ pub(super) fn verify<'a>(
             })
         }
     };
-    Ok(Verified { key, predicate_type: statement.predicate_type, tlog })
+    Ok(Verified::Key { key, predicate_type: statement.predicate_type, tlog })
 }

@@ -42,7 +42,7 @@ impl Key {
         ) {
             return Err(bad("unsupported key type (want ECDSA P-256/P-384, Ed25519 or RSA)"));
         }
-        let fingerprint = format!("sha256:{}", hex::encode(Sha256::digest(der.as_bytes())));
+        let fingerprint = spki_fingerprint(der.as_bytes());
         Ok(Key { name: name.to_string(), der, algorithm, fingerprint })
     }
 
@@ -51,6 +51,11 @@ impl Key {
         use base64::Engine as _;
         base64::engine::general_purpose::STANDARD.encode(Sha256::digest(self.der.as_bytes()))
     }
+}
+
+/// `sha256:<hex>` of a DER SubjectPublicKeyInfo.
+pub(crate) fn spki_fingerprint(der: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(der)))
 }
 
 /// Every `*.pub` entry of a Secret, named `<prefix>/<entry>`.

@@ -10,13 +10,16 @@
 
 pub(crate) mod blob;
 mod bundle;
+pub(crate) mod keyless;
+#[cfg(test)]
+mod keyless_tests;
 pub(crate) mod keys;
 mod set;
 mod simple;
 #[cfg(test)]
 mod tests;
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use sha2::{Digest as _, Sha256};
 use sigstore_trust_root::{SIGSTORE_PRODUCTION_TRUSTED_ROOT, TrustedRoot};
@@ -35,7 +38,18 @@ pub(crate) struct Requirement {
     /// `spec.verify` or `ClusterArtifactPolicy/<name>`: who asked.
     pub(crate) required_by: String,
     pub(crate) keys: Vec<Key>,
+    pub(crate) keyless: Option<Keyless>,
     pub(crate) predicate_types: Vec<String>,
+    /// For key-signed signatures.
+    pub(crate) tlog: TransparencyLog,
+    /// The logs' keys and, for keyless, the CAs; `None`: the embedded
+    /// public-good root.
+    pub(crate) trust: Option<Arc<Trust>>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Keyless {
+    pub(crate) rules: keyless::Rules,
     pub(crate) tlog: TransparencyLog,
 }
 
@@ -48,7 +62,23 @@ impl Requirement {
     ) -> Self {
         let predicate_types =
             if predicate_types.is_empty() { vec![COSIGN_SIGN_V1.to_string()] } else { predicate_types.to_vec() };
-        Requirement { required_by, keys, predicate_types, tlog: tlog.unwrap_or_default() }
+        Requirement { required_by, keys, keyless: None, predicate_types, tlog: tlog.unwrap_or_default(), trust: None }
+    }
+
+    /// Keyless signatures count too; the log is `Required` unless the spec
+    /// says otherwise.
+    pub(crate) fn with_keyless(mut self, rules: keyless::Rules, tlog: Option<TransparencyLog>) -> Self {
+        self.keyless = Some(Keyless { rules, tlog: tlog.unwrap_or(TransparencyLog::Required) });
+        self
+    }
+
+    pub(crate) fn with_trust(mut self, trust: Arc<Trust>) -> Self {
+        self.trust = Some(trust);
+        self
+    }
+
+    pub(crate) fn trust(&self) -> Option<&Trust> {
+        self.trust.as_deref().or_else(|| public_good())
     }
 }
 
@@ -74,10 +104,25 @@ pub(crate) struct Evidence {
     pub(crate) format: Format,
     pub(crate) found_by: FoundBy,
     pub(crate) signature: Digest,
-    pub(crate) key: String,
+    /// Where the key came from; `None` for keyless.
+    pub(crate) key: Option<String>,
     pub(crate) key_fingerprint: String,
+    pub(crate) keyless: Option<KeylessEvidence>,
     pub(crate) predicate_type: Option<String>,
     pub(crate) tlog: Option<LogEntry>,
+    /// The trusted root, when one was used (keyless, or a log entry).
+    pub(crate) trusted_root: Option<String>,
+    /// An RFC 3161 signed time (seconds) and its authority.
+    pub(crate) timestamp: Option<(String, i64)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct KeylessEvidence {
+    pub(crate) subject: String,
+    pub(crate) issuer: String,
+    /// `identities[i]` of the requirement.
+    pub(crate) rule: String,
+    pub(crate) authority: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -101,6 +146,10 @@ pub(crate) enum VerifyError {
     TransparencyLogInvalid(String),
     #[error("{0}")]
     BadKeys(String),
+    #[error("trusted root: {0}")]
+    BadTrustedRoot(String),
+    #[error("unsupported transparency log entry: {0}")]
+    UnsupportedLogEntry(String),
     #[error("{policy} is not satisfied: {inner}")]
     PolicyViolation { policy: String, inner: Box<VerifyError> },
 }
@@ -114,29 +163,74 @@ pub(crate) enum Rejection {
     OtherDigest(String),
     TlogMissing(String),
     TlogInvalid(String),
+    Unsupported(String),
     Mismatch(String),
 }
 
-/// The logs' keys, for log entries in key-signed signatures.
+/// A `trusted_root.json` larger than this is not one (public-good's is
+/// about 10 KiB).
+pub(crate) const MAX_TRUSTED_ROOT: usize = 1 << 20;
+
+/// A trusted root: the CAs, logs and timestamp authorities signatures are
+/// checked against.
 pub(crate) struct Trust {
     pub(crate) root: TrustedRoot,
     pub(crate) verifier: Verifier,
+    /// Where it came from, with its content's digest: for status.
+    pub(crate) source: String,
+}
+
+impl std::fmt::Debug for Trust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.source)
+    }
 }
 
 impl Trust {
     pub(crate) fn from_json(json: &str) -> Result<Trust, String> {
-        let root = TrustedRoot::from_json(json).map_err(|e| e.to_string())?;
-        let verifier = Verifier::new(&root).map_err(|e| e.to_string())?;
-        Ok(Trust { root, verifier })
+        Trust::load("a trusted root", json.as_bytes()).map_err(|e| e.to_string())
+    }
+
+    /// Read a `trusted_root.json` that `source` (a Secret, a ConfigMap, a
+    /// file) holds.
+    pub(crate) fn load(source: &str, bytes: &[u8]) -> Result<Trust, VerifyError> {
+        let bad = |m: String| VerifyError::BadTrustedRoot(format!("{source}: {m}"));
+        if bytes.len() > MAX_TRUSTED_ROOT {
+            return Err(bad(format!("larger than {MAX_TRUSTED_ROOT} bytes")));
+        }
+        let text = std::str::from_utf8(bytes).map_err(|_| bad("not UTF-8 JSON".into()))?;
+        let root = TrustedRoot::from_json(text).map_err(|e| bad(e.to_string()))?;
+        let verifier = Verifier::new(&root).map_err(|e| bad(e.to_string()))?;
+        let digest = hex::encode(Sha256::digest(bytes));
+        Ok(Trust { root, verifier, source: format!("{source} (sha256:{})", &digest[..16]) })
+    }
+
+    /// Can this root check what a requirement asks? Keyless needs a CA, a
+    /// required log needs a log key.
+    pub(crate) fn usable(&self, keyless: bool, tlog: TransparencyLog) -> Result<(), VerifyError> {
+        let bad = |m: &str| VerifyError::BadTrustedRoot(format!("{}: {m}", self.source));
+        if keyless && self.root.certificate_authorities.is_empty() {
+            return Err(bad("lists no certificate authority, so no keyless signature can verify"));
+        }
+        if tlog == TransparencyLog::Required && self.root.tlogs.is_empty() {
+            return Err(bad("lists no transparency log, and transparencyLog is Required"));
+        }
+        Ok(())
     }
 }
 
-/// A configurable trusted root comes with keyless verification (the next
-/// step); until then log entries are checked against the public-good
-/// Sigstore root embedded in the crate, never fetched.
+pub(crate) const PUBLIC_GOOD: &str = "embedded public-good Sigstore root";
+
+/// Used when no trusted root is configured: the public-good Sigstore root
+/// built into the crate, never fetched.
 pub(crate) fn public_good() -> Option<&'static Trust> {
     static T: OnceLock<Option<Trust>> = OnceLock::new();
-    T.get_or_init(|| Trust::from_json(SIGSTORE_PRODUCTION_TRUSTED_ROOT).ok()).as_ref()
+    T.get_or_init(|| {
+        Trust::load(PUBLIC_GOOD, SIGSTORE_PRODUCTION_TRUSTED_ROOT.as_bytes())
+            .ok()
+            .map(|t| Trust { source: PUBLIC_GOOD.to_string(), ..t })
+    })
+    .as_ref()
 }
 
 /// Check every requirement against what discovery found; all must pass.
@@ -145,11 +239,10 @@ pub(crate) fn check_all(
     digest: &Digest,
     found: &Discovered,
 ) -> Result<Vec<Evidence>, VerifyError> {
-    let trust = public_good();
     requirements
         .iter()
         .map(|r| {
-            check(r, digest, found, trust).map_err(|e| match r.required_by.starts_with("ClusterArtifactPolicy/") {
+            check(r, digest, found, r.trust()).map_err(|e| match r.required_by.starts_with("ClusterArtifactPolicy/") {
                 true => VerifyError::PolicyViolation { policy: r.required_by.clone(), inner: Box::new(e) },
                 false => e,
             })
@@ -191,25 +284,48 @@ pub(crate) fn check(
         Some(Rejection::OtherDigest(m) | Rejection::Mismatch(m)) => VerifyError::SignatureMismatch(m),
         Some(Rejection::TlogMissing(m)) => VerifyError::TransparencyLogMissing(m),
         Some(Rejection::TlogInvalid(m)) => VerifyError::TransparencyLogInvalid(m),
+        Some(Rejection::Unsupported(m)) => VerifyError::UnsupportedLogEntry(m),
     })
 }
 
 fn candidate(req: &Requirement, digest: &Digest, c: &Candidate, trust: Option<&Trust>) -> Result<Evidence, Rejection> {
-    let evidence = |format, key: &Key, predicate_type, tlog| Evidence {
+    let evidence = |format, key: &Key, predicate_type, tlog: Option<LogEntry>| Evidence {
         required_by: req.required_by.clone(),
         format,
         found_by: c.found_by,
         signature: c.manifest.clone(),
-        key: key.name.clone(),
+        key: Some(key.name.clone()),
         key_fingerprint: key.fingerprint.clone(),
+        keyless: None,
         predicate_type,
+        trusted_root: tlog.as_ref().and(trust).map(|t| t.source.clone()),
         tlog,
+        timestamp: None,
     };
     match &c.envelope {
-        Envelope::Bundle(bytes) => {
-            let v = bundle::verify(bytes, digest, req, trust.map(|t| &t.verifier))?;
-            Ok(evidence(Format::SigstoreBundle, v.key, Some(v.predicate_type), v.tlog))
-        }
+        Envelope::Bundle(bytes) => match bundle::verify(bytes, digest, req, trust)? {
+            bundle::Verified::Key { key, predicate_type, tlog } => {
+                Ok(evidence(Format::SigstoreBundle, key, Some(predicate_type), tlog))
+            }
+            bundle::Verified::Keyless { predicate_type, v } => Ok(Evidence {
+                required_by: req.required_by.clone(),
+                format: Format::SigstoreBundle,
+                found_by: c.found_by,
+                signature: c.manifest.clone(),
+                key: None,
+                key_fingerprint: v.key_fingerprint,
+                keyless: Some(KeylessEvidence {
+                    subject: v.subject,
+                    issuer: v.issuer,
+                    rule: format!("keyless.identities[{}]", v.rule),
+                    authority: v.authority,
+                }),
+                predicate_type: Some(predicate_type),
+                tlog: v.tlog,
+                trusted_root: trust.map(|t| t.source.clone()),
+                timestamp: v.timestamp,
+            }),
+        },
         Envelope::SimpleSigning { payload, annotations } => {
             let v = simple::verify(payload, annotations, digest, req, trust)?;
             Ok(evidence(Format::SimpleSigning, v.key, None, v.tlog))
@@ -238,6 +354,11 @@ pub(crate) fn fingerprint(requirements: &[Requirement]) -> Option<String> {
             h.update([0]);
         }
         h.update(format!("{:?}", r.tlog).as_bytes());
+        if let Some(k) = &r.keyless {
+            h.update(k.rules.canonical.as_bytes());
+            h.update(format!("{:?}", k.tlog).as_bytes());
+        }
+        h.update(r.trust().map(|t| t.source.as_str()).unwrap_or("").as_bytes());
         h.update([1]);
     }
     Some(format!("sha256:{}", hex::encode(h.finalize())))
