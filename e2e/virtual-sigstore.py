@@ -9,6 +9,9 @@ independent verifier, so the generator and ocisync cannot share a mistake.
 
   virtual-sigstore.py init DIR
   virtual-sigstore.py sign DIR OUT --digest sha256:HEX --subject S --issuer I [case options]
+  virtual-sigstore.py issue DIR OUT --public-key PEM --subject S --issuer I
+      a certificate from the CA for an existing key, without SCT (a private
+      PKI, for `cosign sign --certificate`)
   virtual-sigstore.py check DIR BUNDLE --digest sha256:HEX [--subject S --issuer I]
       exit 0: sigstore-python verifies it; 1: it refuses (the reason on stderr)
 
@@ -219,6 +222,17 @@ def log_entry(d, a, envelope, payload, sig, cert):
             "canonicalizedBody": b64(body)}
 
 
+def issue(d, a):
+    pub = serialization.load_pem_public_key(open(a.public_key, "rb").read())
+    a.no_sct, a.untrusted_ca = True, False
+
+    class Key:  # leaf() only asks for the public half
+        def public_key(self):
+            return pub
+    cert, _ = leaf(d, a, Key())
+    open(a.out, "wb").write(cert.public_bytes(serialization.Encoding.PEM))
+
+
 def check(d, a):
     from sigstore.models import Bundle, TrustedRoot
     from sigstore.verify import Verifier, policy
@@ -257,6 +271,15 @@ def main():
     s.add_argument("--no-sct", action="store_true")
     s.add_argument("--no-tlog", action="store_true")
     s.add_argument("--tamper", choices=["set", "proof"])
+    i = sub.add_parser("issue")
+    i.add_argument("dir")
+    i.add_argument("out")
+    i.add_argument("--public-key", required=True)
+    i.add_argument("--subject", required=True)
+    i.add_argument("--issuer", required=True)
+    i.add_argument("--issuer-oid", choices=["v1", "v2", "both"], default="both")
+    i.add_argument("--not-before", type=int, default=-60)
+    i.add_argument("--lifetime", type=int, default=3600)
     c = sub.add_parser("check")
     c.add_argument("dir")
     c.add_argument("bundle")
@@ -265,7 +288,8 @@ def main():
     c.add_argument("--issuer")
     c.add_argument("--root")
     a = p.parse_args()
-    {"init": lambda: init(a.dir), "sign": lambda: sign(a.dir, a), "check": lambda: check(a.dir, a)}[a.cmd]()
+    {"init": lambda: init(a.dir), "sign": lambda: sign(a.dir, a), "issue": lambda: issue(a.dir, a),
+     "check": lambda: check(a.dir, a)}[a.cmd]()
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ mod defects;
 mod faults;
 mod hostile;
 mod image;
+mod keyless;
 mod kills;
 mod leader;
 mod namespaced;

@@ -24,12 +24,12 @@ fn verified(host: &str, repo: &str, secret: &str) -> Spec {
 }
 
 /// The artifact's one layer: its digest, to look for in access logs.
-fn layer_of(host: &str, repo: &str, digest: &str) -> String {
+pub(super) fn layer_of(host: &str, repo: &str, digest: &str) -> String {
     let m: Value = serde_json::from_slice(&crane(&["manifest", &format!("{host}/{repo}@{digest}")]).stdout).unwrap();
     m["layers"][0]["digest"].as_str().unwrap().to_string()
 }
 
-fn blob_gets(log: &[String], blob: &str) -> usize {
+pub(super) fn blob_gets(log: &[String], blob: &str) -> usize {
     log.iter().filter(|l| l.contains("GET ") && l.contains(&format!("/blobs/{blob}"))).count()
 }
 
@@ -182,7 +182,7 @@ async fn what_fails_verification_is_never_fetched() {
 /// `repo`'s Artifact refused with `reason` (Ready and Verified), nothing
 /// published, and `layer` never in the registry's request log, read once
 /// the refusal is in.
-async fn refused(e: &Env, repo: &str, reason: &str, layer: &str, log: impl Fn() -> Vec<String>) {
+pub(super) async fn refused(e: &Env, repo: &str, reason: &str, layer: &str, log: impl Fn() -> Vec<String>) {
     let (got, message) = e.ready(repo, false).await;
     assert_eq!(got, reason, "{repo}: {message}");
     let (status, verified_reason, _) = e.condition(repo, "Verified").await.unwrap();

@@ -48,6 +48,13 @@ impl Signer {
         self.cosign("sign", reference, &[]);
     }
 
+    /// A key-signed bundle that carries a certificate for the key instead of
+    /// a key hint: `cosign sign --certificate --certificate-chain`.
+    pub fn sign_with_certificate(&self, reference: &str, certificate: &Path, chain: &Path) {
+        let (cert, chain) = (certificate.to_str().unwrap(), chain.to_str().unwrap());
+        self.cosign("sign", reference, &["--certificate", cert, "--certificate-chain", chain]);
+    }
+
     /// The legacy format, under the `sha256-<hex>.sig` tag.
     pub fn sign_legacy(&self, reference: &str) {
         self.cosign("sign", reference, &["--new-bundle-format=false"]);

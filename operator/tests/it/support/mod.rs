@@ -13,6 +13,7 @@
 pub mod cluster;
 pub mod cosign;
 pub mod registry;
+pub mod sigstore;
 pub mod tarball;
 
 use std::net::TcpListener;
