@@ -184,6 +184,26 @@ async fn a_certificate_from_a_private_ca_without_a_log() {
     assert!(e.config_map("required").await.is_none() && e.config_map("no-log").await.is_none());
     // Only the Artifact that verified downloaded the layer.
     assert_eq!(blob_gets(&reg.access_log(), &layer), 1);
+
+    // The CLI, with the same root in a file: exit 0, or 11 for another
+    // identity; `IfPresent` passes too, there being no entry to check.
+    let root = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(root.path(), v.ca_only_root()).unwrap();
+    let reference = format!("{host}/app:v1");
+    let cli = |subject: &'static str, tlog: &'static str| {
+        let (root, reference) = (root.path().to_str().unwrap().to_string(), reference.clone());
+        async move {
+            let args = ["verify", "--insecure", &reference, "--trusted-root", &root, "--transparency-log", tlog];
+            let id = ["--certificate-identity", subject, "--certificate-oidc-issuer", GITHUB, "--output", "json"];
+            ocisync(&[&args[..], &id[..]].concat()).await
+        }
+    };
+    let out = cli(SUBJECT, "Ignore").await;
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["verification"]["signatures"][0]["certificateSubject"], SUBJECT);
+    assert_eq!(cli("https://github.com/org/other", "Ignore").await.status.code(), Some(11));
+    assert_eq!(cli(SUBJECT, "IfPresent").await.status.code(), Some(0));
 }
 
 /// A cluster policy with a keyless block whose trusted root lives in the
