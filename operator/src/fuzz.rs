@@ -114,8 +114,17 @@ pub fn signature(data: &[u8]) {
         ],
         others: vec![],
     };
+    // Keyless too: any certificate a mutated bundle carries goes through
+    // the identity rules, the chain check (timed or not) and the log.
+    let id = crate::api::Identity {
+        issuer_reg_exp: Some(".*".into()),
+        subject_reg_exp: Some(".*".into()),
+        ..Default::default()
+    };
+    let rules = crate::verify::keyless::Rules::compile(&[id], false).expect("a valid rule");
     for tlog in [crate::api::TransparencyLog::IfPresent, crate::api::TransparencyLog::Required] {
         let req = Requirement::new("fuzz".into(), vec![key.clone()], &[], Some(tlog));
+        let _ = check_all(&[req.clone().with_keyless(rules.clone(), Some(tlog))], &digest, &found);
         let _ = check_all(&[req], &digest, &found);
     }
 }
