@@ -114,18 +114,47 @@ pub fn signature(data: &[u8]) {
         ],
         others: vec![],
     };
-    // Keyless too: any certificate a mutated bundle carries goes through
-    // the identity rules, the chain check (timed or not) and the log.
-    let id = crate::api::Identity {
-        issuer_reg_exp: Some(".*".into()),
-        subject_reg_exp: Some(".*".into()),
-        ..Default::default()
-    };
-    let rules = crate::verify::keyless::Rules::compile(&[id], false).expect("a valid rule");
     for tlog in [crate::api::TransparencyLog::IfPresent, crate::api::TransparencyLog::Required] {
         let req = Requirement::new("fuzz".into(), vec![key.clone()], &[], Some(tlog));
-        let _ = check_all(&[req.clone().with_keyless(rules.clone(), Some(tlog))], &digest, &found);
         let _ = check_all(&[req], &digest, &found);
+    }
+}
+
+/// A keyless bundle as a referrer of the digest the public-good seed's
+/// statement names (`a.txt`), against the embedded public-good root and a
+/// Rekor v2 root, in every log mode: the identity rules, the timed chain
+/// check through `sigstore-verify`, the untimed one through webpki, the
+/// entry-kind peek and the evidence all see mutated input.
+pub fn keyless(data: &[u8]) {
+    use std::sync::{Arc, OnceLock};
+
+    use crate::api::{Identity, TransparencyLog};
+    use crate::oci::Digest;
+    use crate::oci::referrers::{Candidate, Discovered, Envelope, FoundBy};
+    use crate::verify::keyless::Rules;
+    use crate::verify::{Requirement, Trust, check_all};
+
+    static REKOR2: OnceLock<Option<Arc<Trust>>> = OnceLock::new();
+    let rekor2 = REKOR2.get_or_init(|| {
+        Trust::load("rekor2", include_bytes!("../testdata/public-good/keyless/rekor2-trusted_root.json"))
+            .ok()
+            .map(Arc::new)
+    });
+    let digest = Digest::of(include_bytes!("../testdata/public-good/a.txt"));
+    let any = Identity { issuer_reg_exp: Some(".*".into()), subject_reg_exp: Some(".*".into()), ..Default::default() };
+    let Ok(rules) = Rules::compile(&[any], false) else { return };
+    let envelope = Envelope::Bundle(bytes::Bytes::copy_from_slice(data));
+    let found = Discovered {
+        candidates: vec![Candidate { found_by: FoundBy::ReferrersApi, manifest: Digest::of(data), envelope }],
+        others: vec![],
+    };
+    let types = ["https://slsa.dev/provenance/v1".to_string()];
+    for tlog in [TransparencyLog::Required, TransparencyLog::IfPresent, TransparencyLog::Ignore] {
+        let req = Requirement::new("fuzz".into(), vec![], &types, Some(tlog)).with_keyless(rules.clone(), Some(tlog));
+        let _ = check_all(std::slice::from_ref(&req), &digest, &found);
+        if let Some(root) = rekor2 {
+            let _ = check_all(&[req.with_trust(root.clone())], &digest, &found);
+        }
     }
 }
 
@@ -137,7 +166,7 @@ mod tests {
     fn regressions_replay() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions");
         type Target = fn(&[u8]);
-        let targets: [(&str, Target); 7] = [
+        let targets: [(&str, Target); 8] = [
             ("reference", super::reference),
             ("manifest", super::manifest),
             ("docker_config", super::docker_config),
@@ -145,6 +174,7 @@ mod tests {
             ("unpack", super::unpack),
             ("spec", super::spec),
             ("signature", super::signature),
+            ("keyless", super::keyless),
         ];
         let mut replayed = 0;
         for (name, target) in targets {
