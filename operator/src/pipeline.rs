@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::fetch::{self, FetchError, PullOptions, PullReport};
+use crate::publish::volume::{Revision, Volume, VolumeError};
 use crate::oci::referrers;
 use crate::oci::{Platform, RegistryClient, RegistryError};
 use crate::resolve::{self, Pinned, Resolution, ResolveError};
@@ -25,6 +26,8 @@ pub(crate) enum PipelineError {
     Verify(#[from] VerifyError),
     #[error("gave up after {0:?} (--timeout)")]
     Timeout(std::time::Duration),
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
 }
 
 impl From<&PipelineError> for Reason {
@@ -35,6 +38,8 @@ impl From<&PipelineError> for Reason {
             PipelineError::Discover(e) => e.into(),
             PipelineError::Verify(e) => e.into(),
             PipelineError::Timeout(_) => Reason::Timeout,
+            PipelineError::Volume(VolumeError::Reserved(_)) => Reason::UnsafeContent,
+            PipelineError::Volume(VolumeError::Io { .. }) => Reason::Internal,
         }
     }
 }
@@ -72,4 +77,59 @@ pub(crate) async fn run(
     let resolution = resolve::manifest(&client, pinned, platform).await?;
     let report = fetch::pull(client, &resolution, opts, out).await?;
     Ok(Pulled { resolution, report })
+}
+
+/// How a volume came to hold what was asked.
+pub(crate) enum Placed {
+    /// It already did: nothing was done.
+    Current(Revision),
+    /// A kept revision held it: switched back, nothing downloaded.
+    Restored(Revision),
+    Published(Revision, Box<Pulled>),
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, VolumeError> + Send + 'static,
+) -> Result<T, PipelineError> {
+    tokio::task::spawn_blocking(f).await.map_err(fetch::task)?.map_err(PipelineError::from)
+}
+
+/// Put what `pinned` names (selected as `content` says) into `volume` as
+/// its current revision, fetching only when no kept revision holds it.
+pub(crate) async fn into_volume(
+    client: Arc<RegistryClient>,
+    pinned: &Pinned,
+    platform: &Platform,
+    opts: &PullOptions,
+    volume: &Volume,
+    content: &str,
+) -> Result<Placed, PipelineError> {
+    let v = volume.clone();
+    let key = content.to_string();
+    let (current, held) = blocking(move || {
+        v.recover()?;
+        Ok((v.current(), v.holding(&key)?))
+    })
+    .await?;
+    if let Some(c) = current.filter(|c| c.marker.content == content) {
+        return Ok(Placed::Current(c));
+    }
+    if let Some(r) = held {
+        let (v, name) = (volume.clone(), r.name.clone());
+        blocking(move || {
+            v.switch(&name)?;
+            v.link_top_level()?;
+            v.prune(std::time::SystemTime::now()).map(drop)
+        })
+        .await?;
+        return Ok(Placed::Restored(r));
+    }
+    let staging = volume.staging();
+    let pulled = run(client, pinned, platform, opts, &staging).await?;
+    let (v, digest, key, dir) = (volume.clone(), pinned.digest.to_string(), content.to_string(), staging.clone());
+    let published = blocking(move || v.publish(&dir, &digest, &key)).await;
+    if published.is_err() {
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(staging)).await;
+    }
+    Ok(Placed::Published(published?, Box::new(pulled)))
 }

@@ -4,6 +4,7 @@
 mod output;
 mod progress;
 mod verify;
+mod volume;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -217,6 +218,8 @@ struct PullArgs {
     #[command(flatten)]
     signature: verify::SignatureArgs,
     #[command(flatten)]
+    volume: volume::VolumeArgs,
+    #[command(flatten)]
     registry: RegistryArgs,
 }
 
@@ -318,6 +321,28 @@ async fn pull(args: PullArgs) -> ExitCode {
     };
     let client = Arc::new(client);
     let limit = args.registry.timeout;
+    if args.volume.volume {
+        let vol = args.volume.volume(&args.out);
+        let selection: [&[String]; 3] = [&args.select, &args.exclude, &args.media_types];
+        let placed = tokio::time::timeout(limit, async {
+            let pinned = resolve::reference(&client, &reference).await?;
+            pipeline::verify(&client, &pinned, &requirements).await?;
+            let content = volume::content_key(&pinned.digest.to_string(), &selection, &platform.to_string());
+            pipeline::into_volume(client.clone(), &pinned, &platform, &opts, &vol, &content).await
+        })
+        .await
+        .unwrap_or(Err(PipelineError::Timeout(limit)));
+        if let Some(b) = bar {
+            b.finish();
+        }
+        return match placed {
+            Ok(p) => {
+                volume::placed(args.output, &p, &args.out);
+                ExitCode::SUCCESS
+            }
+            Err(e) => failed(&e, args.output),
+        };
+    }
     let result = tokio::time::timeout(limit, async {
         let pinned = resolve::reference(&client, &reference).await?;
         pipeline::verify(&client, &pinned, &requirements).await?;

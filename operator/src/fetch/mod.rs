@@ -160,6 +160,6 @@ pub(crate) async fn pull(
     Ok(PullReport { files, bytes, layers_fetched, layers_skipped })
 }
 
-pub(super) fn task(e: impl std::fmt::Display) -> FetchError {
+pub(crate) fn task(e: impl std::fmt::Display) -> FetchError {
     FetchError::Task(e.to_string())
 }

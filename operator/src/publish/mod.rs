@@ -5,6 +5,7 @@
 
 pub(crate) mod configmap;
 mod links;
+pub(crate) mod volume;
 
 use std::path::PathBuf;
 
