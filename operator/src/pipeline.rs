@@ -7,9 +7,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::fetch::{self, FetchError, PullOptions, PullReport};
-use crate::publish::volume::{Revision, Volume, VolumeError};
 use crate::oci::referrers;
 use crate::oci::{Platform, RegistryClient, RegistryError};
+use crate::publish::volume::{Revision, Volume, VolumeError};
 use crate::resolve::{self, Pinned, Resolution, ResolveError};
 use crate::status::Reason;
 use crate::verify::{self, Evidence, Requirement, VerifyError};

@@ -15,3 +15,4 @@ mod pull;
 mod signatures;
 mod support;
 mod transport;
+mod volume;

@@ -159,8 +159,7 @@ impl Volume {
         let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
         let name = format!("{REVISION_PREFIX}{seq:010}-{}", &hex[..hex.len().min(12)]);
         let published_at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs();
-        let marker =
-            Marker { digest: digest.into(), content: content.into(), revision: name.clone(), published_at };
+        let marker = Marker { digest: digest.into(), content: content.into(), revision: name.clone(), published_at };
         finish_tree(staged, &self.modes)?;
         let marker_path = staged.join(MARKER);
         let mut f = fs::File::create(&marker_path).map_err(io(&marker_path))?;

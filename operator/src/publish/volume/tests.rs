@@ -51,7 +51,10 @@ fn a_revision_is_switched_in_whole_with_links_and_a_marker() {
     assert_eq!(v.current().unwrap().name, r2.name);
     assert_eq!(read(&v, "app.yaml"), "two");
     assert!(fs::symlink_metadata(v.dir.join("conf")).is_err(), "a link to a name the revision lacks goes");
-    assert_eq!(names(&v), ["..data", "..r0000000001-aaaaaaaaaaaa", "..r0000000002-bbbbbbbbbbbb", "app.yaml", "new.txt"]);
+    assert_eq!(
+        names(&v),
+        ["..data", "..r0000000001-aaaaaaaaaaaa", "..r0000000002-bbbbbbbbbbbb", "app.yaml", "new.txt"]
+    );
     // The old revision is still whole for a reader that resolved ..data before.
     assert_eq!(read(&v, "..r0000000001-aaaaaaaaaaaa/conf/a.txt"), "A");
 }
