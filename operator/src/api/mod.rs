@@ -184,9 +184,36 @@ pub struct Limits {
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Target {
-    /// Publish the files as one ConfigMap in this namespace.
+    /// Publish the files as one ConfigMap in this namespace (the default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map: Option<ConfigMapTarget>,
+    /// Publish the files into the operator's shared volume (its
+    /// `--volume-root`) at `<namespace>/<path>`, switched atomically.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<VolumeTarget>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeTarget {
+    /// Under the namespace's directory of the volume; default: the
+    /// Artifact's name. Letters, digits, `-`, `_`, `.` and `/` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Mode of the files, octal. Default `0644`; directories are `0755`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_mode: Option<String>,
+}
+
+/// Where a volume target's files are.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeStatus {
+    /// Relative to the volume root: mount the volume's claim with this
+    /// `subPath` (the files are under `..data`, and linked at the top).
+    pub path: String,
+    /// The revision directory `..data` points at.
+    pub revision: String,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -235,6 +262,9 @@ pub struct ArtifactStatus {
     pub last_synced_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub files: Option<FilesSummary>,
+    /// For a volume target: where the files are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<VolumeStatus>,
     /// Set when a digest is pinned and the tag or range now names another.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<Drift>,

@@ -125,6 +125,19 @@ struct OperatorArgs {
     /// Roles there; default: the whole cluster.
     #[arg(long, value_name = "NS,…", value_delimiter = ',')]
     namespaces: Vec<String>,
+    /// The shared volume (a ReadWriteMany claim's mount) that
+    /// `spec.target.volume` publishes into, at `<namespace>/<path>`.
+    #[arg(long, value_name = "DIR")]
+    volume_root: Option<PathBuf>,
+    /// Revisions each volume keeps.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=100))]
+    volume_keep: u16,
+    /// How long a replaced revision stays for readers (a Go duration).
+    #[arg(long, default_value = "5m", value_parser = volume::grace)]
+    volume_grace: Duration,
+    /// Owner of the files written, `UID:GID` (needs the privilege to chown).
+    #[arg(long, value_name = "UID:GID", value_parser = volume::owner)]
+    volume_owner: Option<(u32, u32)>,
 }
 
 /// An optional listen address: `0` (or `off`) for none.
@@ -380,6 +393,12 @@ async fn operator(args: OperatorArgs) -> ExitCode {
     });
     let opts = crate::controller::Options {
         work_dir: args.work_dir,
+        volumes: args.volume_root.map(|dir| crate::publish::volume::target::Root {
+            dir,
+            keep: usize::from(args.volume_keep),
+            grace: args.volume_grace,
+            owner: args.volume_owner,
+        }),
         max_timeout: args.max_timeout,
         concurrency: args.concurrency.max(1),
         per_registry: args.max_per_registry.unwrap_or(args.concurrency / 2).max(1),

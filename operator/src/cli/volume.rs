@@ -32,7 +32,15 @@ pub(super) struct VolumeArgs {
     file_mode: u32,
 }
 
-fn grace(s: &str) -> Result<Duration, String> {
+pub(super) fn owner(s: &str) -> Result<(u32, u32), String> {
+    let (u, g) = s.split_once(':').ok_or_else(|| format!("{s:?} is not UID:GID"))?;
+    match (u.parse(), g.parse()) {
+        (Ok(u), Ok(g)) => Ok((u, g)),
+        _ => Err(format!("{s:?} is not UID:GID")),
+    }
+}
+
+pub(super) fn grace(s: &str) -> Result<Duration, String> {
     match parse_duration(s) {
         Some(d) if d <= Duration::from_secs(7 * 24 * 3600) => Ok(d),
         Some(_) => Err("at most 168h".into()),
@@ -50,10 +58,10 @@ fn mode(s: &str) -> Result<u32, String> {
 impl VolumeArgs {
     pub(super) fn volume(&self, out: &Path) -> Volume {
         Volume {
-            dir: out.to_path_buf(),
             keep: usize::from(self.keep),
             grace: self.grace,
             modes: Modes { file: self.file_mode, ..Modes::default() },
+            ..Volume::new(out.to_path_buf())
         }
     }
 }

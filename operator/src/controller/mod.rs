@@ -137,6 +137,8 @@ impl Context {
 
 pub(crate) struct Options {
     pub(crate) work_dir: PathBuf,
+    /// The shared volume `spec.target.volume` writes into, if any.
+    pub(crate) volumes: Option<crate::publish::volume::target::Root>,
     /// The ceiling on any Artifact's `spec.timeout`.
     pub(crate) max_timeout: Duration,
     /// Reconciles running at once.
@@ -278,7 +280,7 @@ async fn run_controller(
             namespaces: namespaces.clone(),
             roots: roots::Roots::new(client.clone()),
         },
-        targets: Targets::new(client.clone(), config_maps.clone()),
+        targets: Targets::new(client.clone(), config_maps.clone(), opts.volumes.clone()),
         recorder: Recorder::new(
             client.clone(),
             Reporter { controller: "ocisync".into(), instance: Some(opts.identity) },

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::api::ArtifactSpec;
 use crate::oci::{Digest, Platform, Reference};
-use crate::publish::{Target, configmap};
+use crate::publish::{Target, configmap, volume};
 use crate::resolve::Version;
 use crate::resolve::semver::Range;
 use crate::unpack::limits::parse_size;
@@ -81,28 +81,11 @@ impl Plan {
             max_total_bytes: size("limits.maxTotalBytes", &l.max_total_bytes, defaults.max_total_bytes)?,
             max_files: l.max_files.unwrap_or(defaults.max_files),
         };
-        let cm = spec.target.config_map.clone().unwrap_or_default();
-        if let Some(n) = &cm.name {
-            dns_subdomain(n).map_err(|m| bad("target.configMap.name", m))?;
-        }
-        for (k, v) in &cm.labels {
-            label_key(k).map_err(|m| bad("target.configMap.labels", m))?;
-            label_value(v).map_err(|m| bad("target.configMap.labels", format!("value of {k:?}: {m}")))?;
-        }
-        for k in cm.annotations.keys() {
-            label_key(k).map_err(|m| bad("target.configMap.annotations", m))?;
-        }
-        let annotation_bytes: usize = cm.annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
-        if annotation_bytes > 64 * 1024 {
-            return Err(bad("target.configMap.annotations", "more than 64 KiB in all"));
-        }
-        let target = Target::ConfigMap(configmap::Spec {
-            name: cm.name.unwrap_or_else(|| name.to_string()),
-            artifact: name.to_string(),
-            keys: cm.keys,
-            labels: cm.labels,
-            annotations: cm.annotations,
-        });
+        let target = match (&spec.target.config_map, &spec.target.volume) {
+            (Some(_), Some(_)) => return Err(bad("target", "give configMap or volume, not both")),
+            (_, Some(v)) => Target::Volume(volume_target(name, v, spec)?),
+            (cm, None) => Target::ConfigMap(config_map_target(name, cm.clone().unwrap_or_default())?),
+        };
         let clamped = target.capacity().is_some_and(|c| c < limits.max_total_bytes);
         if let Some(c) = target.capacity() {
             limits.max_total_bytes = limits.max_total_bytes.min(c);
@@ -124,6 +107,51 @@ impl Plan {
             target,
         })
     }
+}
+
+fn config_map_target(name: &str, cm: crate::api::ConfigMapTarget) -> Result<configmap::Spec, SpecError> {
+    if let Some(n) = &cm.name {
+        dns_subdomain(n).map_err(|m| bad("target.configMap.name", m))?;
+    }
+    for (k, v) in &cm.labels {
+        label_key(k).map_err(|m| bad("target.configMap.labels", m))?;
+        label_value(v).map_err(|m| bad("target.configMap.labels", format!("value of {k:?}: {m}")))?;
+    }
+    for k in cm.annotations.keys() {
+        label_key(k).map_err(|m| bad("target.configMap.annotations", m))?;
+    }
+    let annotation_bytes: usize = cm.annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
+    if annotation_bytes > 64 * 1024 {
+        return Err(bad("target.configMap.annotations", "more than 64 KiB in all"));
+    }
+    Ok(configmap::Spec {
+        name: cm.name.unwrap_or_else(|| name.to_string()),
+        artifact: name.to_string(),
+        keys: cm.keys,
+        labels: cm.labels,
+        annotations: cm.annotations,
+    })
+}
+
+fn volume_target(
+    name: &str,
+    v: &crate::api::VolumeTarget,
+    spec: &ArtifactSpec,
+) -> Result<volume::target::Spec, SpecError> {
+    let path = v.path.clone().unwrap_or_else(|| name.to_string());
+    volume::target::check_path(&path).map_err(|m| bad("target.volume.path", m))?;
+    let file_mode = match v.file_mode.as_deref() {
+        None => 0o644,
+        Some(m) => match u32::from_str_radix(m, 8) {
+            Ok(m) if m <= 0o777 => m,
+            _ => return Err(bad("target.volume.fileMode", format!("{m:?} is not a mode like 0644"))),
+        },
+    };
+    // The same digest selected otherwise, or for another platform, is
+    // other content.
+    let selection = serde_json::to_vec(&(&spec.select, &spec.platform)).unwrap_or_default();
+    let selection = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&selection));
+    Ok(volume::target::Spec { path, file_mode, selection: selection[..16].to_string() })
 }
 
 fn duration(field: &'static str, v: Option<&str>, default: Duration, max: Duration) -> Result<Duration, SpecError> {
@@ -234,8 +262,31 @@ mod tests {
         assert!(matches!(p.follow, Some(Version::Tag(ref t)) if t == "latest"));
         assert_eq!((p.interval, p.timeout), (DEFAULT_INTERVAL, DEFAULT_TIMEOUT));
         assert_eq!(p.platform.to_string(), "linux/amd64");
-        let Target::ConfigMap(cm) = &p.target;
+        let Target::ConfigMap(cm) = &p.target else { panic!("{:?}", p.target) };
         assert_eq!((cm.name.as_str(), cm.keys), ("app", KeyStyle::Path));
+    }
+
+    #[test]
+    fn a_volume_target_is_confined_and_unclamped() {
+        let p = plan(json!({"url": "oci://r.io/app", "target": {"volume": {"path": "team/app", "fileMode": "0640"}}}));
+        let p = p.unwrap();
+        let Target::Volume(v) = &p.target else { panic!("{:?}", p.target) };
+        assert_eq!((v.path.as_str(), v.file_mode), ("team/app", 0o640));
+        assert!(!p.clamped, "a volume holds more than a ConfigMap");
+        let default = plan(json!({"url": "oci://r.io/app", "target": {"volume": {}}})).unwrap();
+        let Target::Volume(d) = &default.target else { panic!() };
+        assert_eq!(d.path, "app", "the Artifact's name");
+        let other = plan(json!({"url": "oci://r.io/app", "select": {"include": ["*.yaml"]}, "target": {"volume": {}}}));
+        let Target::Volume(o) = &other.unwrap().target else { panic!() };
+        assert_ne!(o.content("sha256:a"), d.content("sha256:a"), "another selection is other content");
+        let field = |spec| plan(spec).unwrap_err().field;
+        assert_eq!(field(json!({"url": "oci://r.io/a", "target": {"volume": {"path": "../x"}}})), "target.volume.path");
+        assert_eq!(field(json!({"url": "oci://r.io/a", "target": {"volume": {"path": "/etc"}}})), "target.volume.path");
+        assert_eq!(
+            field(json!({"url": "oci://r.io/a", "target": {"volume": {"fileMode": "4755"}}})),
+            "target.volume.fileMode"
+        );
+        assert_eq!(field(json!({"url": "oci://r.io/a", "target": {"volume": {}, "configMap": {}}})), "target");
     }
 
     #[test]

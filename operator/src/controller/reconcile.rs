@@ -24,7 +24,7 @@ use crate::api::{Artifact, REQUESTED_AT_ANNOTATION};
 use crate::fetch::{FetchError, PullOptions};
 use crate::oci::{Digest, Reference};
 use crate::pipeline::{self, PipelineError};
-use crate::publish::Owner;
+use crate::publish::{Owner, Published};
 use crate::resolve::{self, Pinned, ResolveError, Version};
 use crate::status::conditions::{self, Outcome, Step};
 use crate::status::{Reason, Served, next_status, verification_status};
@@ -202,11 +202,12 @@ async fn sync(
         trust: verified.map(|v| v.trust.as_str()),
         stalled: stalled.as_ref(),
     };
-    let served = |published, verification| Served {
+    let served = |published: Option<Published>, verification| Served {
         tag: chosen.tag.clone(),
         digest: chosen.digest.clone(),
         drift: chosen.drift.clone(),
-        published,
+        volume: published.as_ref().and_then(|p| p.volume.clone()),
+        published: published.map(|p| p.files),
         verification,
     };
     match decide::decide(&inputs, &seen) {
@@ -232,24 +233,33 @@ async fn sync(
     progress.enter(Step::Publish);
     ctx.targets.check(&plan.target, &owner).await.map_err(|e| Failure::new(Step::Publish, &e))?;
 
-    // Fetch into this Artifact's own work dir, then publish from it.
+    // A volume that kept a revision of this content switches back to it.
+    if let Some(p) =
+        ctx.targets.restore(&plan.target, &owner, &chosen.digest).await.map_err(|e| Failure::new(Step::Publish, &e))?
+    {
+        return Ok(served(Some(p), verification));
+    }
+
+    // Fetch into this Artifact's own work dir (or beside the volume's
+    // revisions), then publish from it.
     progress.enter(Step::Fetch);
     remove_dir(work.to_path_buf()).await;
     let opts = PullOptions { selection: plan.selection.clone(), limits: plan.limits, ..PullOptions::default() };
-    let out = work.join("files");
+    let out = ctx.targets.fetch_dir(&plan.target, &owner, work).map_err(|e| Failure::new(Step::Publish, &e))?;
     let pulled = pipeline::run(handle.client.clone(), &pinned, &plan.platform, &opts, &out)
         .await
         .map_err(|e| fetch_failure(plan, &e))?;
     progress.pass(Step::Fetch);
 
     progress.enter(Step::Publish);
-    let files = ctx
+    let published = ctx
         .targets
         .publish(&plan.target, &owner, &chosen.digest, &out, &pulled.report.files)
         .await
         .map_err(|e| Failure::new(Step::Publish, &e))?;
-    tracing::info!(artifact = %artifact.name_any(), %namespace, digest = %chosen.digest, files = files.count, "published");
-    Ok(served(Some(files), verification))
+    let files = published.files.count;
+    tracing::info!(artifact = %artifact.name_any(), %namespace, digest = %chosen.digest, files, "published");
+    Ok(served(Some(published), verification))
 }
 
 /// Going over a total the target clamped is the content not fitting the

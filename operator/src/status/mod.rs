@@ -57,6 +57,7 @@ pub(crate) enum Reason {
     KeyCollision,
     InvalidKey,
     ConfigMapNotOwned,
+    VolumeNotOwned,
     // the operator itself
     Timeout,
     ApiError,
@@ -94,6 +95,7 @@ impl Reason {
             Reason::KeyCollision => "KeyCollision",
             Reason::InvalidKey => "InvalidKey",
             Reason::ConfigMapNotOwned => "ConfigMapNotOwned",
+            Reason::VolumeNotOwned => "VolumeNotOwned",
             Reason::Timeout => "Timeout",
             Reason::ApiError => "ApiError",
             Reason::Internal => "Internal",
@@ -114,6 +116,7 @@ impl Reason {
                 | Reason::KeyCollision
                 | Reason::InvalidKey
                 | Reason::ConfigMapNotOwned
+                | Reason::VolumeNotOwned
                 | Reason::UntrustedSigner
                 | Reason::SignatureMismatch
                 | Reason::TransparencyLogMissing
@@ -210,6 +213,15 @@ impl From<&PublishError> for Reason {
             PublishError::NotOwned { .. } | PublishError::Conflict { .. } => Reason::ConfigMapNotOwned,
             PublishError::Api(_) => Reason::ApiError,
             PublishError::Io { .. } => Reason::Internal,
+            PublishError::Volume(e) => {
+                use crate::publish::volume::{VolumeError, target::TargetError};
+                match e {
+                    TargetError::NoRoot | TargetError::Unsafe(_) => Reason::InvalidSpec,
+                    TargetError::NotOwned(_) => Reason::VolumeNotOwned,
+                    TargetError::Volume(VolumeError::Reserved(_)) => Reason::UnsafeContent,
+                    TargetError::Volume(VolumeError::Io { .. }) => Reason::Internal,
+                }
+            }
         }
     }
 }

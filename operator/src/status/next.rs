@@ -5,7 +5,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions::{self, Outcome};
-use crate::api::{ArtifactStatus, Drift, FilesSummary, SignatureEvidence, VerificationStatus};
+use crate::api::{ArtifactStatus, Drift, FilesSummary, SignatureEvidence, VerificationStatus, VolumeStatus};
 use crate::oci::Digest;
 use crate::verify::Evidence;
 
@@ -17,6 +17,8 @@ pub(crate) struct Served {
     pub(crate) drift: Option<Drift>,
     /// `None` when nothing had to be fetched or published.
     pub(crate) published: Option<FilesSummary>,
+    /// Where a volume target put them.
+    pub(crate) volume: Option<VolumeStatus>,
     /// The evidence for this digest; `None` when no signature is required.
     pub(crate) verification: Option<VerificationStatus>,
 }
@@ -99,6 +101,7 @@ pub(crate) fn next_status(
         new.conditions = conditions::with_drift(new.conditions, message.as_deref(), generation, now);
         if let Some(files) = &s.published {
             new.files = Some(files.clone());
+            new.volume = s.volume.clone();
             new.last_synced_digest = Some(s.digest.to_string());
             new.last_synced_at = Some(now.clone());
         }
@@ -127,6 +130,7 @@ mod tests {
             digest: digest('a'),
             drift: None,
             published: published.then(|| FilesSummary { count: 2, bytes: 10, ..Default::default() }),
+            volume: None,
             verification: None,
         }
     }

@@ -193,3 +193,46 @@ async fn the_same_content_twice_costs_no_download() {
     let placed: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(placed["placed"], "published");
 }
+
+/// `spec.target.volume` on the real API server: the shared operator's
+/// `--volume-root`, a path under the namespace, the tag followed, and
+/// what the volume refuses.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_artifact_publishes_into_the_operators_volume_and_follows_the_tag() {
+    use crate::support::cluster::{ControlPlane, Env, Operator, Spec};
+    use serde_json::json;
+    let e = Env::new("vol-op").await;
+    let root = Operator::volume_root(e.cp).join("vol-op/team/app");
+    let reg = Distribution::start();
+    let host = reg.host();
+    let d1 = push_files(&host, "app:live", &[("app.yaml", b"one\n"), ("extra.txt", b"x")], &["--plain-http"]);
+    let spec = Spec::new(&host, "app").tag("live").interval("2s");
+    e.apply("app", &spec.clone().set("target", json!({"volume": {"path": "team/app"}}))).await;
+    let st = e.synced("app", &d1).await;
+    assert_eq!(st["volume"]["path"], "vol-op/team/app");
+    let rev1 = st["volume"]["revision"].as_str().unwrap().to_string();
+    assert_eq!(std::fs::read_link(root.join("..data")).unwrap().to_str().unwrap(), rev1);
+    assert_eq!(std::fs::read_to_string(root.join("app.yaml")).unwrap(), "one\n");
+    assert_eq!(st["files"]["count"], 2);
+    assert!(e.config_map("app").await.is_none(), "a volume target writes no ConfigMap");
+
+    let d2 = push_files(&host, "app:live", &[("app.yaml", b"two\n")], &["--plain-http"]);
+    let st = e.synced("app", &d2).await;
+    assert_ne!(st["volume"]["revision"], rev1.as_str());
+    assert_eq!(std::fs::read_to_string(root.join("app.yaml")).unwrap(), "two\n");
+    assert!(std::fs::symlink_metadata(root.join("extra.txt")).is_err(), "a file the new version lacks is gone");
+    assert!(root.join(&rev1).join("extra.txt").exists(), "the old revision is kept for readers");
+
+    // Another Artifact naming the same directory; paths out of the
+    // namespace; two targets at once.
+    e.apply("thief", &spec.clone().set("target", json!({"volume": {"path": "team/app"}}))).await;
+    e.apply("escape", &spec.clone().set("target", json!({"volume": {"path": "../other-ns/app"}}))).await;
+    e.apply("both", &spec.clone().set("target", json!({"volume": {}, "configMap": {}}))).await;
+    for (name, reason) in [("thief", "VolumeNotOwned"), ("escape", "InvalidSpec"), ("both", "InvalidSpec")] {
+        let (got, message) = e.ready(name, false).await;
+        assert_eq!(got, reason, "{name}: {message}");
+    }
+    assert_eq!(std::fs::read_to_string(root.join("app.yaml")).unwrap(), "two\n");
+    assert!(!Operator::volume_root(e.cp).join("other-ns").exists());
+    let _ = ControlPlane::shared();
+}

@@ -16,6 +16,7 @@
 //! stopped being current, so a reader holding a path into one is not cut
 //! off. Nothing here is async: callers run it on a blocking thread.
 
+pub(crate) mod target;
 #[cfg(test)]
 mod tests;
 
@@ -47,7 +48,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> VolumeError + '_ {
 }
 
 /// What a revision holds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Marker {
     pub(crate) digest: String,
@@ -57,6 +58,10 @@ pub(crate) struct Marker {
     pub(crate) revision: String,
     /// Seconds since the epoch.
     pub(crate) published_at: u64,
+    /// What the operator's status shows for it, to show it again when the
+    /// revision is switched back to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) files: Option<crate::api::FilesSummary>,
 }
 
 /// How files are written.
@@ -103,8 +108,10 @@ impl Volume {
             let e = e.map_err(io(&self.dir))?;
             let name = e.file_name().to_string_lossy().into_owned();
             let path = e.path();
+            // `..tmp-*` is ours; `...tmp-*.ocisync-*` is the fetch's own
+            // staging beside it.
             let incomplete = name.starts_with(TMP_PREFIX)
-                || (name.starts_with("..") && name.contains(".ocisync-"))
+                || name.starts_with(&format!(".{TMP_PREFIX}"))
                 || (name.starts_with(REVISION_PREFIX) && read_marker(&path).is_none());
             if incomplete {
                 remove(&path)?;
@@ -149,6 +156,16 @@ impl Volume {
     /// Turn a staged tree into the current revision: check its names, set
     /// modes, write the marker, fsync, rename, switch, link, prune.
     pub(crate) fn publish(&self, staged: &Path, digest: &str, content: &str) -> Result<Revision, VolumeError> {
+        self.publish_with(staged, digest, content, None)
+    }
+
+    pub(crate) fn publish_with(
+        &self,
+        staged: &Path,
+        digest: &str,
+        content: &str,
+        files: Option<crate::api::FilesSummary>,
+    ) -> Result<Revision, VolumeError> {
         for e in fs::read_dir(staged).map_err(io(staged))? {
             let name = e.map_err(io(staged))?.file_name().to_string_lossy().into_owned();
             if name.starts_with("..") {
@@ -159,7 +176,8 @@ impl Volume {
         let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
         let name = format!("{REVISION_PREFIX}{seq:010}-{}", &hex[..hex.len().min(12)]);
         let published_at = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs();
-        let marker = Marker { digest: digest.into(), content: content.into(), revision: name.clone(), published_at };
+        let marker =
+            Marker { digest: digest.into(), content: content.into(), revision: name.clone(), published_at, files };
         finish_tree(staged, &self.modes)?;
         let marker_path = staged.join(MARKER);
         let mut f = fs::File::create(&marker_path).map_err(io(&marker_path))?;

@@ -105,10 +105,11 @@ fn recovery_removes_what_a_crash_left_and_keeps_what_was_whole() {
     fs::create_dir_all(v.dir.join("...tmp-9-9.ocisync-9-9/root")).unwrap();
     fs::create_dir_all(v.dir.join("..r0000000007-cc")).unwrap();
     symlink("..r0000000007-cc", v.dir.join("..data_tmp")).unwrap();
-    // Something the user put beside: never touched.
+    // Something the user put beside, and the operator's claim: never touched.
     fs::write(v.dir.join("README.local"), "mine").unwrap();
+    fs::write(v.dir.join("..ocisync-owner"), "uid").unwrap();
     v.recover().unwrap();
-    assert_eq!(names(&v), ["..data", &r1.name, "README.local", "a"]);
+    assert_eq!(names(&v), ["..data", "..ocisync-owner", &r1.name, "README.local", "a"]);
     // ..data pointing at a revision that is gone: the newest whole one.
     let s = stage(&v, &[("a", "2")]);
     let r2 = v.publish(&s, "sha256:bb", "k2").unwrap();

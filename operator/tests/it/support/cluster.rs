@@ -172,11 +172,25 @@ impl Operator {
             std::fs::create_dir_all(work.join("stale-uid/files/.staging")).unwrap();
             std::fs::write(work.join("stale-uid/files/.staging/half-written"), b"x").unwrap();
             let selector = format!("!{OPERATOR_LABEL}");
-            let mut op = Operator::start(cp, "operator-0", &["--watch-label-selector", &selector]);
+            let volumes = Operator::volume_root(cp);
+            let args = [
+                "--watch-label-selector",
+                &selector,
+                "--volume-root",
+                volumes.to_str().unwrap(),
+                "--volume-grace",
+                "2s",
+            ];
+            let mut op = Operator::start(cp, "operator-0", &args);
             let proc = op.proc.take();
             at_exit(move || drop(proc));
             op
         })
+    }
+
+    /// The shared operator's `--volume-root`.
+    pub fn volume_root(cp: &ControlPlane) -> PathBuf {
+        cp.dir.join("volumes")
     }
 
     pub async fn metrics_text(&self) -> String {
