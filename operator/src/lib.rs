@@ -10,6 +10,7 @@
 //! entry point; everything else is internal.
 #![forbid(unsafe_code)]
 
+mod agent;
 pub mod api;
 mod cli;
 mod controller;

@@ -1,6 +1,7 @@
 //! `ocisync` on a laptop or in a pipeline: the same resolve → fetch path the
 //! controller runs, driven from flags.
 
+mod agent;
 mod output;
 mod progress;
 mod verify;
@@ -76,6 +77,10 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Follow one Artifact and publish what the operator synced into a
+    /// directory shared with an app (a sidecar, or with --one-time an init
+    /// container).
+    Agent(agent::AgentArgs),
     /// Run the Artifact controller (in cluster, or against $KUBECONFIG).
     Operator(OperatorArgs),
 }
@@ -230,8 +235,14 @@ struct PullArgs {
     verify_keys: Vec<PathBuf>,
     #[command(flatten)]
     signature: verify::SignatureArgs,
+    /// Write --out as a volume: each version a revision under it, `..data`
+    /// switched with one rename, top-level links through it (the kubelet's
+    /// ConfigMap-volume layout). What a kept revision holds is not
+    /// downloaded again.
+    #[arg(long)]
+    volume: bool,
     #[command(flatten)]
-    volume: volume::VolumeArgs,
+    revisions: volume::VolumeArgs,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -284,6 +295,7 @@ async fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Operator(args) => operator(args).await,
+        Command::Agent(args) => agent::run(args).await,
     }
 }
 
@@ -334,8 +346,8 @@ async fn pull(args: PullArgs) -> ExitCode {
     };
     let client = Arc::new(client);
     let limit = args.registry.timeout;
-    if args.volume.volume {
-        let vol = args.volume.volume(&args.out);
+    if args.volume {
+        let vol = args.revisions.volume(&args.out);
         let selection: [&[String]; 3] = [&args.select, &args.exclude, &args.media_types];
         let placed = tokio::time::timeout(limit, async {
             let pinned = resolve::reference(&client, &reference).await?;

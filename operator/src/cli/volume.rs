@@ -15,19 +15,13 @@ use crate::publish::volume::{Modes, Volume};
 
 #[derive(Args, Debug)]
 pub(super) struct VolumeArgs {
-    /// Write --out as a volume: each version a revision under it, `..data`
-    /// switched with one rename, top-level links through it (the kubelet's
-    /// ConfigMap-volume layout). What a kept revision holds is not
-    /// downloaded again.
-    #[arg(long)]
-    pub(super) volume: bool,
-    /// Revisions to keep (with --volume).
+    /// Revisions to keep.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=100))]
     keep: u16,
-    /// How long a replaced revision stays for readers (with --volume).
+    /// How long a replaced revision stays for readers.
     #[arg(long, default_value = "5m", value_parser = grace)]
     grace: Duration,
-    /// Mode of the files written, octal (with --volume); directories 0755.
+    /// Mode of the files written, octal; directories 0755.
     #[arg(long, default_value = "0644", value_parser = mode)]
     file_mode: u32,
 }

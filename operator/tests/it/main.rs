@@ -1,6 +1,7 @@
 //! Every integration test, in one binary: one harness compiled once, one
 //! control plane and one shared operator for all the tests that need them.
 
+mod agent;
 mod api_server;
 mod controller;
 mod defects;

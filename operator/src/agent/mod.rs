@@ -1,0 +1,270 @@
+//! `ocisync agent`: a sidecar (or, with `--one-time`, an init container)
+//! that watches one Artifact and publishes the digest the operator synced
+//! (and, where asked, verified) into a directory shared with the app, in
+//! the volume layout (`publish::volume`). It fetches by that digest
+//! itself, so what it writes is exactly what the operator checked, and it
+//! needs only `get`/`list`/`watch` on that one Artifact (by name) and `get`
+//! on its pull Secret.
+
+mod wanted;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
+use kube::runtime::{WatchStreamExt as _, watcher};
+
+use crate::api::{Artifact, VolumeTarget};
+use crate::controller::plan::Plan;
+use crate::fetch::PullOptions;
+use crate::oci::{Credentials, DockerConfig, RegistryClient, TransportOptions};
+use crate::pipeline::{self, PipelineError, Placed};
+use crate::publish::Target;
+use crate::publish::volume::Volume;
+use crate::resolve::Pinned;
+pub(crate) use wanted::{Wanted, wanted};
+
+/// What to do after a publish.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Hooks {
+    /// Run with `OCISYNC_DIGEST`, `OCISYNC_REVISION`, `OCISYNC_DIR` set.
+    pub(crate) exec: Vec<String>,
+    /// POST `{"digest", "revision", "dir"}` here.
+    pub(crate) url: Option<String>,
+}
+
+pub(crate) struct Options {
+    pub(crate) namespace: String,
+    pub(crate) name: String,
+    pub(crate) volume: Volume,
+    pub(crate) one_time: bool,
+    pub(crate) hooks: Hooks,
+    pub(crate) listen: Option<SocketAddr>,
+    pub(crate) timeout: Duration,
+    /// Pull credentials when the Artifact names no Secret.
+    pub(crate) docker_config: Option<DockerConfig>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AgentError {
+    #[error("Artifact {0} not found")]
+    NotFound(String),
+    #[error("watching the Artifact: {0}")]
+    Watch(String),
+    #[error("spec: {0}")]
+    Spec(String),
+    #[error("pull credentials: {0}")]
+    Credentials(String),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error("gave up after {0:?}: {1}")]
+    Timeout(Duration, String),
+}
+
+/// Shared with the HTTP endpoints.
+#[derive(Default)]
+pub(crate) struct State {
+    published: Mutex<Option<(String, String)>>,
+    publishes: std::sync::atomic::AtomicU64,
+    failures: std::sync::atomic::AtomicU64,
+}
+
+pub(crate) async fn run(client: kube::Client, opts: Options) -> Result<(), AgentError> {
+    let state = Arc::new(State::default());
+    let v = opts.volume.clone();
+    let current = tokio::task::spawn_blocking(move || v.recover().map(|_| v.current()))
+        .await
+        .map_err(|e| AgentError::Watch(e.to_string()))?
+        .map_err(PipelineError::from)?;
+    if let Some(r) = current {
+        *state.published.lock().expect("poisoned") = Some((r.marker.digest.clone(), r.name.clone()));
+    }
+    if let Some(addr) = opts.listen {
+        tokio::spawn(serve(addr, state.clone()));
+    }
+    let api: Api<Artifact> = Api::namespaced(client.clone(), &opts.namespace);
+    let config = watcher::Config::default().fields(&format!("metadata.name={}", opts.name));
+    let mut events = std::pin::pin!(watcher::watcher(api, config).default_backoff());
+    let what = format!("{}/{}", opts.namespace, opts.name);
+    let mut waiting = String::from("no event yet");
+    let deadline = tokio::time::Instant::now() + opts.timeout;
+    loop {
+        let next = if opts.one_time {
+            match tokio::time::timeout_at(deadline, events.next()).await {
+                Ok(e) => e,
+                Err(_) => return Err(AgentError::Timeout(opts.timeout, waiting)),
+            }
+        } else {
+            events.next().await
+        };
+        let artifact = match next {
+            Some(Ok(watcher::Event::Apply(a) | watcher::Event::InitApply(a))) => a,
+            Some(Ok(watcher::Event::InitDone)) if opts.one_time && waiting == "no event yet" => {
+                return Err(AgentError::NotFound(what));
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(e)) if opts.one_time => return Err(AgentError::Watch(e.to_string())),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "watching the Artifact");
+                continue;
+            }
+            None => return Err(AgentError::Watch("the watch ended".into())),
+        };
+        let digest = match wanted(&artifact) {
+            Wanted::Digest(d) => d,
+            Wanted::Wait(why) => {
+                tracing::info!(artifact = %what, %why, "waiting");
+                waiting = why;
+                continue;
+            }
+        };
+        match publish(&client, &opts, &artifact, &digest, &state).await {
+            Ok(()) if opts.one_time => return Ok(()),
+            Ok(()) => {}
+            Err(e) if opts.one_time => return Err(e),
+            Err(e) => {
+                state.failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(artifact = %what, %digest, error = %e, "could not publish; next change or restart retries");
+                waiting = e.to_string();
+            }
+        }
+    }
+}
+
+async fn publish(
+    client: &kube::Client,
+    opts: &Options,
+    artifact: &Artifact,
+    digest: &str,
+    state: &State,
+) -> Result<(), AgentError> {
+    // The spec as a volume target: its selection, platform and limits,
+    // not clamped to what a ConfigMap holds.
+    let mut spec = artifact.spec.clone();
+    spec.target.config_map = None;
+    spec.target.volume = Some(VolumeTarget::default());
+    let plan = Plan::new(&opts.name, &spec).map_err(|e| AgentError::Spec(e.to_string()))?;
+    let Target::Volume(target) = &plan.target else { return Err(AgentError::Spec("not a volume".into())) };
+    let digest = crate::oci::Digest::parse(digest).map_err(|e| AgentError::Spec(e.to_string()))?;
+    let content = target.content(&digest.to_string());
+    let credentials = credentials(client, opts, artifact, &plan.repository.registry).await?;
+    let transport = TransportOptions { insecure: plan.insecure, ..TransportOptions::default() };
+    let registry = RegistryClient::new(&plan.repository.registry, credentials, &transport)
+        .map_err(|e| AgentError::Credentials(e.to_string()))?;
+    let pinned = Pinned::known(plan.repository.with_digest(digest.clone()), digest.clone());
+    let pull = PullOptions { selection: plan.selection.clone(), limits: plan.limits, ..PullOptions::default() };
+    let placed = tokio::time::timeout(
+        opts.timeout,
+        pipeline::into_volume(Arc::new(registry), &pinned, &plan.platform, &pull, &opts.volume, &content),
+    )
+    .await
+    .map_err(|_| AgentError::Timeout(opts.timeout, format!("fetching {digest}")))??;
+    let (revision, changed) = match &placed {
+        Placed::Current(r) => (r, false),
+        Placed::Restored(r) | Placed::Published(r, _) => (r, true),
+    };
+    *state.published.lock().expect("poisoned") = Some((digest.to_string(), revision.name.clone()));
+    if changed {
+        state.publishes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(%digest, revision = %revision.name, "published");
+        hooks(&opts.hooks, &digest.to_string(), &revision.name, &opts.volume.dir).await;
+    }
+    Ok(())
+}
+
+/// The Artifact's `secretRef` (read in its namespace), else the agent's
+/// own docker config, else anonymous.
+async fn credentials(
+    client: &kube::Client,
+    opts: &Options,
+    artifact: &Artifact,
+    registry: &str,
+) -> Result<Credentials, AgentError> {
+    if let Some(r) = &artifact.spec.secret_ref {
+        let api: Api<Secret> = Api::namespaced(client.clone(), &opts.namespace);
+        let secret = api.get(&r.name).await.map_err(|e| AgentError::Credentials(format!("Secret {}: {e}", r.name)))?;
+        let bytes = secret
+            .data
+            .and_then(|mut d| d.remove(".dockerconfigjson"))
+            .ok_or_else(|| AgentError::Credentials(format!("Secret {} has no .dockerconfigjson", r.name)))?;
+        let cfg = DockerConfig::parse(&bytes.0).map_err(|e| AgentError::Credentials(e.to_string()))?;
+        return Ok(cfg.credentials_for(registry));
+    }
+    Ok(opts.docker_config.as_ref().map_or(Credentials::Anonymous, |c| c.credentials_for(registry)))
+}
+
+/// Hooks run after the switch; a failing hook is logged, never retried
+/// (the files are in place either way).
+async fn hooks(h: &Hooks, digest: &str, revision: &str, dir: &std::path::Path) {
+    if let Some((program, args)) = h.exec.split_first() {
+        let run = tokio::process::Command::new(program)
+            .args(args)
+            .env("OCISYNC_DIGEST", digest)
+            .env("OCISYNC_REVISION", revision)
+            .env("OCISYNC_DIR", dir)
+            .kill_on_drop(true)
+            .status();
+        match tokio::time::timeout(Duration::from_secs(60), run).await {
+            Ok(Ok(s)) if s.success() => {}
+            Ok(Ok(s)) => tracing::warn!(status = %s, "the change hook failed"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "the change hook did not start"),
+            Err(_) => tracing::warn!("the change hook ran over 60 s and was killed"),
+        }
+    }
+    if let Some(url) = &h.url {
+        let body = serde_json::json!({"digest": digest, "revision": revision, "dir": dir});
+        let sent = reqwest::Client::new()
+            .post(url)
+            .timeout(Duration::from_secs(10))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string())
+            .send()
+            .await;
+        match sent.map(|r| r.status()) {
+            Ok(s) if s.is_success() => {}
+            Ok(s) => tracing::warn!(%url, status = %s, "the change URL refused"),
+            Err(e) => tracing::warn!(%url, error = %e, "the change URL is unreachable"),
+        }
+    }
+}
+
+async fn serve(addr: SocketAddr, state: Arc<State>) {
+    use axum::Router;
+    use axum::http::{StatusCode, header};
+    use axum::routing::get;
+    let ready = {
+        let s = state.clone();
+        move || async move {
+            match s.published.lock().expect("poisoned").clone() {
+                Some((d, _)) => (StatusCode::OK, d),
+                None => (StatusCode::SERVICE_UNAVAILABLE, "nothing published yet".to_string()),
+            }
+        }
+    };
+    let metrics = move || async move {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut out = String::new();
+        out.push_str("# TYPE ocisync_agent_published gauge\n");
+        if let Some((d, r)) = state.published.lock().expect("poisoned").clone() {
+            out.push_str(&format!("ocisync_agent_published{{digest=\"{d}\",revision=\"{r}\"}} 1\n"));
+        }
+        out.push_str("# TYPE ocisync_agent_publishes counter\n");
+        out.push_str(&format!("ocisync_agent_publishes_total {}\n", state.publishes.load(Relaxed)));
+        out.push_str("# TYPE ocisync_agent_failures counter\n");
+        out.push_str(&format!("ocisync_agent_failures_total {}\n# EOF\n", state.failures.load(Relaxed)));
+        ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], out)
+    };
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics));
+    match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => {
+            let _ = axum::serve(l, app).await;
+        }
+        Err(e) => tracing::error!(%addr, error = %e, "cannot listen"),
+    }
+}
