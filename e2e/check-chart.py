@@ -39,7 +39,10 @@ ALL_ON = {
     "podAnnotations": {"a": "b"},
     "nodeSelector": {"kubernetes.io/os": "linux"},
     "priorityClassName": "system-cluster-critical",
+    "volume": {"enabled": True, "storageClassName": "nfs"},
+    "agentRoles": [{"namespace": "team-a", "serviceAccount": "web", "artifacts": ["web-config"], "secrets": ["pull"]}],
 }
+EXISTING_CLAIM = {"volume": {"enabled": True, "existingClaim": "shared-files"}}
 NAMESPACED = {"namespaces": ["team-a", "team-b"]}
 # kinds kubernetes-validate has no schema for (a CRD's), checked by shape here
 FOREIGN = {"ServiceMonitor"}
@@ -129,7 +132,7 @@ def main():
     if kinds(default) != want_default:
         failures.append(f"default objects: {kinds(default)}")
     extra = set(kinds(all_on)) - set(want_default)
-    if extra != {"ServiceMonitor", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}:
+    if extra != {"PersistentVolumeClaim", "ServiceMonitor", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}:
         failures.append(f"optional objects: {sorted(extra)}")
     deploy = next(d for d in default if d["kind"] == "Deployment")
     pod = deploy["spec"]["template"]["spec"]
@@ -147,7 +150,33 @@ def main():
         "resources": "limits" in c["resources"],
     }
     failures += [f"deployment: {k}" for k, ok in checks.items() if not ok]
-    sharded = next(d for d in all_on if d["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    # the shared volume: the claim, its mount and the operator's flags; an
+    # existing claim is used, not created
+    all_on_pod = next(d for d in all_on if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    claim = next(d for d in all_on if d["kind"] == "PersistentVolumeClaim")
+    if (claim["spec"]["accessModes"], claim["spec"].get("storageClassName")) != (["ReadWriteMany"], "nfs"):
+        failures.append(f"volume claim: {claim['spec']}")
+    vol = next(v for v in all_on_pod["volumes"] if v["name"] == "volume")
+    if vol["persistentVolumeClaim"]["claimName"] != claim["metadata"]["name"]:
+        failures.append(f"the pod mounts {vol}, not the claim")
+    if not {"--volume-root=/volume", "--volume-keep=2", "--volume-grace=5m"} <= set(all_on_pod["containers"][0]["args"]):
+        failures.append(f"volume flags: {all_on_pod['containers'][0]['args']}")
+    existing = render(EXISTING_CLAIM)
+    validate(existing, ["1.25.0", "1.37.0"])
+    ex_pod = next(d for d in existing if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    if any(d["kind"] == "PersistentVolumeClaim" for d in existing) or not any(
+        v.get("persistentVolumeClaim", {}).get("claimName") == "shared-files" for v in ex_pod["volumes"]
+    ):
+        failures.append("an existing claim is mounted, not created")
+    # the agent's Role: the named Artifacts and Secrets, nothing else
+    agent_role = next(d for d in all_on if d["kind"] == "Role" and d["metadata"]["name"] == "ocisync-syncer-agent-web")
+    want_agent = [
+        {"apiGroups": ["ocisync.dev"], "resources": ["artifacts"], "resourceNames": ["web-config"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["pull"], "verbs": ["get"]},
+    ]
+    if agent_role["rules"] != want_agent or agent_role["metadata"]["namespace"] != "team-a":
+        failures.append(f"agent Role: {agent_role}")
+    sharded = all_on_pod["containers"][0]["args"]
     if "--watch-label-selector=shard=a" not in sharded or "--max-per-registry=2" not in sharded:
         failures.append(f"values do not reach the arguments: {sharded}")
     unnamed = [f"{d['kind']}/{d['metadata']['name']}" for d in all_on if not d["metadata"]["name"].startswith("ocisync-syncer")]
@@ -157,7 +186,8 @@ def main():
     if missing:
         failures.append(f"values without a comment: {missing}")
     chart = helm.Chart.load(str(CHART))
-    for bad in ({"namespaces": ["Not_A_Namespace"]}, {"concurrency": 0}, {"image": {"pullPolicy": "Sometimes"}}, {"replicaz": 1}, {"maxTimeout": "ten minutes"}):
+    for bad in ({"namespaces": ["Not_A_Namespace"]}, {"concurrency": 0}, {"volume": {"keep": 0}},
+                {"agentRoles": [{"namespace": "a", "serviceAccount": "b"}]}, {"image": {"pullPolicy": "Sometimes"}}, {"replicaz": 1}, {"maxTimeout": "ten minutes"}):
         try:
             chart.validate_schema(bad)
             failures.append(f"the schema accepts {bad}")
@@ -179,6 +209,17 @@ def main():
     pod_of = lambda docs: next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]["spec"]
     if pod_of(kustomized) != pod_of(default):
         failures.append("config/manager's pod differs from the chart's default one")
+    # config/volume: the install with the shared volume, the same pod as the
+    # chart's with volume.enabled and the claim the overlay creates
+    built = subprocess.run([TOOLS / "kustomize", "build", ROOT / "config/volume"], check=True, capture_output=True, text=True)
+    with_volume = [d for d in yaml.safe_load_all(built.stdout) if d]
+    validate(with_volume, ["1.25.0", "1.37.0"])
+    chart_volume = render({"volume": {"enabled": True, "existingClaim": "ocisync-volume", "keep": 2, "grace": "5m"}})
+    kpod, cpod = pod_of(with_volume), pod_of(chart_volume)
+    if kpod["volumes"] != cpod["volumes"] or kpod["containers"][0]["volumeMounts"] != cpod["containers"][0]["volumeMounts"]:
+        failures.append("config/volume mounts the claim differently from the chart")
+    if "--volume-root=/volume" not in kpod["containers"][0]["args"]:
+        failures.append("config/volume does not pass --volume-root")
     for f in failures:
         print("FAIL", f)
     print(
