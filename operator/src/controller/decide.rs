@@ -83,7 +83,9 @@ pub(crate) fn decide(inputs: &Inputs, seen: &Observed) -> Decision {
 /// signatures are: either can change without any of the inputs changing
 /// (a signature is pushed for the same digest), and checking is cheap.
 pub(crate) fn remember(failure: &Failure) -> bool {
-    failure.reason.is_stalled() && !matches!(failure.reason, Reason::ConfigMapNotOwned | Reason::VolumeNotOwned) && !failure.reason.is_verification()
+    failure.reason.is_stalled()
+        && !matches!(failure.reason, Reason::ConfigMapNotOwned | Reason::VolumeNotOwned)
+        && !failure.reason.is_verification()
 }
 
 /// 5 s, 10 s, 20 s … up to 5 minutes.

@@ -137,7 +137,7 @@ impl Targets {
             // One small read of the marker; a missing volume is not current.
             Target::Volume(spec) => {
                 let Some(root) = &self.volumes else { return false };
-                root.owned_by(&owner.namespace, spec, &owner.uid)
+                root.owned_by(&owner.namespace, spec, &owner.reference.name)
                     && root
                         .volume(&owner.namespace, spec)
                         .current()
@@ -153,9 +153,9 @@ impl Targets {
             Target::ConfigMap(spec) => configmap::check(&self.client, spec, owner).await.map(|_| ()),
             Target::Volume(spec) => {
                 let root = self.volumes.clone().ok_or(volume::target::TargetError::NoRoot)?;
-                let (spec, namespace, uid) = (spec.clone(), owner.namespace.clone(), owner.uid.clone());
+                let (spec, namespace, name) = (spec.clone(), owner.namespace.clone(), owner.reference.name.clone());
                 tokio::task::spawn_blocking(move || {
-                    let v = root.claim(&namespace, &spec, &uid)?;
+                    let v = root.claim(&namespace, &spec, &name)?;
                     v.recover().map_err(volume::target::TargetError::from)
                 })
                 .await

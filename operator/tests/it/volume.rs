@@ -234,5 +234,17 @@ async fn an_artifact_publishes_into_the_operators_volume_and_follows_the_tag() {
     }
     assert_eq!(std::fs::read_to_string(root.join("app.yaml")).unwrap(), "two\n");
     assert!(!Operator::volume_root(e.cp).join("other-ns").exists());
+
+    // Re-created under its name (as GitOps tools do), the Artifact takes
+    // its directory back, from the kept revision: nothing downloaded.
+    let before = reg.access_log().len();
+    e.artifacts().delete("app", &Default::default()).await.unwrap();
+    eventually("app is gone", 10, async || e.artifacts().get_opt("app").await.unwrap().is_none().then_some(())).await;
+    e.apply("app", &spec.set("target", json!({"volume": {"path": "team/app"}}))).await;
+    let st = e.synced("app", &d2).await;
+    assert_eq!(st["volume"]["path"], "vol-op/team/app");
+    assert_eq!(st["files"]["count"], 1, "the kept revision's files, from its marker");
+    let gets = reg.access_log()[before..].iter().filter(|l| l.contains("GET ") && l.contains("/blobs/")).count();
+    assert_eq!(gets, 0, "no blob downloaded again");
     let _ = ControlPlane::shared();
 }

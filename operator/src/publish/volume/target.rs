@@ -4,7 +4,8 @@
 //! no absolute path, no `..`, no component the layout reserves, and no
 //! symbolic link anywhere on the way (each directory is created, never
 //! followed). A directory is claimed by the first Artifact that writes it
-//! (its uid in `..ocisync-owner`), and no volume nests in another.
+//! (its name in `..ocisync-owner`: a re-created Artifact of the same name
+//! takes its directory back), and no volume nests in another.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -99,14 +100,14 @@ impl Root {
 
     /// Is the volume there and this owner's? (A current revision written
     /// for another Artifact is not this one's to serve.)
-    pub(crate) fn owned_by(&self, namespace: &str, spec: &Spec, uid: &str) -> bool {
+    pub(crate) fn owned_by(&self, namespace: &str, spec: &Spec, artifact: &str) -> bool {
         let owner = self.dir.join(namespace).join(&spec.path).join(OWNER);
-        fs::read_to_string(owner).is_ok_and(|o| o.trim() == uid)
+        fs::read_to_string(owner).is_ok_and(|o| o.trim() == artifact)
     }
 
     /// Create the directories down to the volume without following a link,
-    /// refuse to nest in another volume, and claim it for `uid`.
-    pub(crate) fn claim(&self, namespace: &str, spec: &Spec, uid: &str) -> Result<Volume, TargetError> {
+    /// refuse to nest in another volume, and claim it for `artifact`.
+    pub(crate) fn claim(&self, namespace: &str, spec: &Spec, artifact: &str) -> Result<Volume, TargetError> {
         check_path(&spec.path).map_err(|m| TargetError::Unsafe(format!("spec.target.volume.path: {m}")))?;
         // The root is the operator's configuration (a mount): created if
         // need be, and the one path here that may be reached through links.
@@ -129,10 +130,10 @@ impl Root {
         }
         let owner = dir.join(OWNER);
         match fs::read_to_string(&owner) {
-            Ok(o) if o.trim() != uid => return Err(TargetError::NotOwned(Root::relative(namespace, spec))),
+            Ok(o) if o.trim() != artifact => return Err(TargetError::NotOwned(Root::relative(namespace, spec))),
             Ok(_) => {}
             Err(_) => {
-                fs::write(&owner, uid).map_err(|source| VolumeError::Io { path: owner.clone(), source })?;
+                fs::write(&owner, artifact).map_err(|source| VolumeError::Io { path: owner.clone(), source })?;
             }
         }
         Ok(self.volume(namespace, spec))
