@@ -140,6 +140,10 @@ struct OperatorArgs {
     /// How long a replaced revision stays for readers (a Go duration).
     #[arg(long, default_value = "5m", value_parser = volume::grace)]
     volume_grace: Duration,
+    /// Layers kept on disk (under --work-dir) for other syncs of the same
+    /// digest, at most this many bytes; `0` turns the cache off.
+    #[arg(long, value_parser = parse_size, default_value = "512MiB")]
+    blob_cache_size: u64,
     /// Owner of the files written, `UID:GID` (needs the privilege to chown).
     #[arg(long, value_name = "UID:GID", value_parser = volume::owner)]
     volume_owner: Option<(u32, u32)>,
@@ -411,6 +415,7 @@ async fn operator(args: OperatorArgs) -> ExitCode {
             grace: args.volume_grace,
             owner: args.volume_owner,
         }),
+        blob_cache_bytes: args.blob_cache_size,
         max_timeout: args.max_timeout,
         concurrency: args.concurrency.max(1),
         per_registry: args.max_per_registry.unwrap_or(args.concurrency / 2).max(1),

@@ -53,6 +53,8 @@ pub(crate) enum Error {
     Lease(#[from] kube_lease_manager::LeaseManagerError),
     #[error("lost the leader lease; exiting so that a restart rejoins as a follower")]
     LostLeadership,
+    #[error("the blob cache: {0}")]
+    BlobCache(std::io::Error),
 }
 
 /// What the controller remembers of one Artifact between reconciles.
@@ -75,6 +77,8 @@ pub(crate) struct Context {
     recorder: Recorder,
     /// Where fetches are staged before publishing, one directory per Artifact.
     work_dir: PathBuf,
+    /// Layers shared by the syncs of this process.
+    blob_cache: Option<Arc<crate::fetch::cache::BlobCache>>,
     /// No sync runs longer than this, whatever its spec says.
     max_timeout: Duration,
     /// Syncs in flight per registry host.
@@ -139,6 +143,8 @@ pub(crate) struct Options {
     pub(crate) work_dir: PathBuf,
     /// The shared volume `spec.target.volume` writes into, if any.
     pub(crate) volumes: Option<crate::publish::volume::target::Root>,
+    /// Bytes of layers kept for other syncs of the same digest; 0: none.
+    pub(crate) blob_cache_bytes: u64,
     /// The ceiling on any Artifact's `spec.timeout`.
     pub(crate) max_timeout: Duration,
     /// Reconciles running at once.
@@ -285,6 +291,12 @@ async fn run_controller(
             client.clone(),
             Reporter { controller: "ocisync".into(), instance: Some(opts.identity) },
         ),
+        blob_cache: match opts.blob_cache_bytes {
+            0 => None,
+            n => Some(Arc::new(
+                crate::fetch::cache::BlobCache::new(opts.work_dir.join(".blob-cache"), n).map_err(Error::BlobCache)?,
+            )),
+        },
         work_dir: opts.work_dir,
         max_timeout: opts.max_timeout,
         slots: slots::Slots::new(usize::from(opts.per_registry)),

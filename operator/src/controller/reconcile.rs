@@ -244,7 +244,12 @@ async fn sync(
     // revisions), then publish from it.
     progress.enter(Step::Fetch);
     remove_dir(work.to_path_buf()).await;
-    let opts = PullOptions { selection: plan.selection.clone(), limits: plan.limits, ..PullOptions::default() };
+    let opts = PullOptions {
+        selection: plan.selection.clone(),
+        limits: plan.limits,
+        cache: ctx.blob_cache.clone(),
+        ..PullOptions::default()
+    };
     let out = ctx.targets.fetch_dir(&plan.target, &owner, work).map_err(|e| Failure::new(Step::Publish, &e))?;
     let pulled = pipeline::run(handle.client.clone(), &pinned, &plan.platform, &opts, &out)
         .await

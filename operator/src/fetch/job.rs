@@ -1,6 +1,8 @@
 //! One layer's download and unpack, in one pass: the download task hashes
 //! the bytes and hands them through a small bounded channel to a blocking
-//! thread that decompresses and writes.
+//! thread that decompresses and writes. With a blob cache, the bytes come
+//! from it when it holds the digest (hashed again on the way), and a
+//! download is written to it as it streams, kept only once it verified.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -12,6 +14,7 @@ use futures::StreamExt;
 use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
+use super::cache::BlobCache;
 use super::{FetchError, Progress, task};
 use crate::oci::{Digest, RegistryClient, RegistryError};
 use crate::unpack::{self, Budget, LayerPlan, LayerReport, Selection};
@@ -25,6 +28,13 @@ pub(super) struct LayerJob {
     pub(super) budget: Arc<Budget>,
     pub(super) progress: Option<Arc<dyn Progress>>,
     pub(super) cancel: Arc<AtomicBool>,
+    pub(super) cache: Option<Arc<BlobCache>>,
+}
+
+/// Where a layer's bytes come from.
+enum Source {
+    Registry(reqwest::Response),
+    Cache(PathBuf),
 }
 
 impl LayerJob {
@@ -33,7 +43,17 @@ impl LayerJob {
             return Err(FetchError::Cancelled);
         }
         let desc = &self.plan.descriptor;
-        let response = self.client.blob(&self.repository, desc).await?;
+        let cache = self.cache.clone().filter(|c| c.fits(desc.size));
+        // While this sync fetches the digest, another waits, then reads the cache.
+        let _fetching = match &cache {
+            Some(c) => Some(c.lock(&desc.digest).await),
+            None => None,
+        };
+        let source = match cache.as_ref().and_then(|c| c.get(&desc.digest)) {
+            Some(path) => Source::Cache(path),
+            None => Source::Registry(self.client.blob(&self.repository, desc).await?),
+        };
+        let from_cache = matches!(source, Source::Cache(_));
         // Two chunks in flight per layer. hyper hands out chunks of up to
         // ~400 KiB, so a deeper queue costs megabytes per layer and, measured
         // on the 256 MiB bench, is no faster.
@@ -43,7 +63,14 @@ impl LayerJob {
         let unpacker = tokio::task::spawn_blocking(move || {
             unpack::unpack_layer(&kind, &digest, ChannelReader { rx, cur: Bytes::new() }, &dir, &selection, &budget)
         });
-        let downloaded = self.download(response, tx).await;
+        let downloaded = self.download(source, cache.as_deref(), tx).await;
+        if from_cache && downloaded.is_err() {
+            // Not what its name says (a disk error, tampering): dropped, and
+            // the next attempt downloads it.
+            if let Some(c) = &cache {
+                c.evict(&desc.digest);
+            }
+        }
         let unpacked = unpacker.await.map_err(task)?;
         // A bad download explains a failed unpack better than the unpack does.
         downloaded?;
@@ -53,25 +80,47 @@ impl LayerJob {
     /// Stream the blob to the unpacker, hashing as it goes. When the unpacker
     /// stops early (the tar ended, or it failed) the rest is still read and
     /// hashed: the digest decides whether its verdict stands.
-    async fn download(&self, response: reqwest::Response, tx: mpsc::Sender<Bytes>) -> Result<(), FetchError> {
+    async fn download(
+        &self,
+        source: Source,
+        cache: Option<&BlobCache>,
+        tx: mpsc::Sender<Bytes>,
+    ) -> Result<(), FetchError> {
         let desc = &self.plan.descriptor;
         let what = || format!("layer {}", desc.digest);
         let mut tx = Some(tx);
         let mut hasher = Sha256::new();
         let mut received = 0u64;
-        let mut body = response.bytes_stream();
+        let (mut body, mut keep, from_registry) = match source {
+            Source::Registry(r) => {
+                let keep = match cache {
+                    Some(c) => Keep::open(c.temp()).await,
+                    None => None,
+                };
+                (r.bytes_stream().map(|c| c.map_err(|e| crate::oci::error::chain(&e))).boxed(), keep, true)
+            }
+            Source::Cache(path) => {
+                (file_chunks(path).await.map_err(|e| FetchError::from(io(&what(), e)))?, None, false)
+            }
+        };
         while let Some(chunk) = body.next().await {
             if self.cancel.load(Ordering::Relaxed) {
                 return Err(FetchError::Cancelled);
             }
-            let chunk = chunk
-                .map_err(|e| RegistryError::Interrupted { what: what(), message: crate::oci::error::chain(&e) })?;
+            let chunk = chunk.map_err(|message| RegistryError::Interrupted { what: what(), message })?;
             received += chunk.len() as u64;
             if received > desc.size {
                 return Err(RegistryError::SizeMismatch { what: what(), expected: desc.size, actual: received }.into());
             }
             hasher.update(&chunk);
-            self.client.observe_blob_bytes(chunk.len() as u64);
+            if from_registry {
+                self.client.observe_blob_bytes(chunk.len() as u64);
+            }
+            if let Some(k) = &mut keep
+                && !k.write(&chunk).await
+            {
+                keep = None;
+            }
             if let Some(p) = &self.progress {
                 p.advance(chunk.len() as u64);
             }
@@ -88,7 +137,78 @@ impl LayerJob {
         if actual != desc.digest {
             return Err(RegistryError::DigestMismatch { what: what(), expected: desc.digest.clone(), actual }.into());
         }
+        if let (Some(k), Some(c)) = (keep.take(), cache) {
+            k.into_cache(c, &desc.digest, received).await;
+        }
         Ok(())
+    }
+}
+
+fn io(what: &str, e: std::io::Error) -> RegistryError {
+    RegistryError::Interrupted { what: what.to_string(), message: format!("reading the blob cache: {e}") }
+}
+
+type Chunks = futures::stream::BoxStream<'static, Result<Bytes, String>>;
+
+/// A cached blob as a stream of chunks.
+async fn file_chunks(path: PathBuf) -> std::io::Result<Chunks> {
+    use tokio::io::AsyncReadExt as _;
+    let file = tokio::fs::File::open(path).await?;
+    Ok(futures::stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let mut buf = vec![0u8; 256 << 10];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(Bytes::from(buf)), Some(file)))
+            }
+            Err(e) => Some((Err(format!("reading the blob cache: {e}")), None)),
+        }
+    })
+    .boxed())
+}
+
+/// A download being written to the cache; removed unless it verified.
+struct Keep {
+    path: PathBuf,
+    file: Option<tokio::fs::File>,
+    kept: bool,
+}
+
+impl Keep {
+    async fn open(path: PathBuf) -> Option<Keep> {
+        let file = tokio::fs::File::create(&path).await.ok()?;
+        Some(Keep { path, file: Some(file), kept: false })
+    }
+
+    /// `false` when the cache cannot take it (disk full): the download
+    /// goes on without it.
+    async fn write(&mut self, chunk: &[u8]) -> bool {
+        use tokio::io::AsyncWriteExt as _;
+        match &mut self.file {
+            Some(f) => f.write_all(chunk).await.is_ok(),
+            None => false,
+        }
+    }
+
+    async fn into_cache(mut self, cache: &BlobCache, digest: &Digest, size: u64) {
+        use tokio::io::AsyncWriteExt as _;
+        if let Some(mut f) = self.file.take()
+            && f.flush().await.is_ok()
+        {
+            drop(f);
+            cache.insert(digest, &self.path, size);
+            self.kept = true;
+        }
+    }
+}
+
+impl Drop for Keep {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 //! and writes. Nothing holds a whole layer in memory, and nothing is
 //! committed until every digest, size and limit has checked out.
 
+pub(crate) mod cache;
 mod job;
 
 use std::path::Path;
@@ -48,13 +49,21 @@ pub(crate) struct PullOptions {
     /// Layers fetched at once.
     pub(crate) concurrency: usize,
     pub(crate) progress: Option<Arc<dyn Progress>>,
+    /// Layers read from, and kept in, a cache shared with other syncs.
+    pub(crate) cache: Option<Arc<cache::BlobCache>>,
 }
 
 impl Default for PullOptions {
     fn default() -> Self {
         // Four layers at once keep two cores busy to the end of a pull
         // while costing well under a MiB each.
-        PullOptions { selection: Selection::all(), limits: Limits::default(), concurrency: 4, progress: None }
+        PullOptions {
+            selection: Selection::all(),
+            limits: Limits::default(),
+            concurrency: 4,
+            progress: None,
+            cache: None,
+        }
     }
 }
 
@@ -117,6 +126,7 @@ pub(crate) async fn pull(
             budget: budget.clone(),
             progress: opts.progress.clone(),
             cancel: cancel.clone(),
+            cache: opts.cache.clone(),
         };
         let permits = permits.clone();
         tasks.spawn(async move {

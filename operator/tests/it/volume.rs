@@ -248,3 +248,43 @@ async fn an_artifact_publishes_into_the_operators_volume_and_follows_the_tag() {
     assert_eq!(gets, 0, "no blob downloaded again");
     let _ = ControlPlane::shared();
 }
+
+/// The blob cache: 20 Artifacts of one digest, each into its own volume
+/// directory, download its layer once (the registry's access log).
+#[tokio::test(flavor = "multi_thread")]
+async fn twenty_artifacts_of_one_digest_download_it_once() {
+    use crate::signatures::{blob_gets, layer_of};
+    use crate::support::cluster::{Env, Spec};
+    use serde_json::json;
+    let e = Env::new("vol-cache").await;
+    let reg = Distribution::start();
+    let host = reg.host();
+    let body: Vec<u8> = (0..(2u32 << 20)).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let d = push_files(&host, "shared:v1", &[("big.bin", &body)], &["--plain-http"]);
+    for i in 0..20 {
+        let target = json!({"volume": {"path": format!("copies/a{i}")}});
+        e.apply(&format!("a{i}"), &Spec::new(&host, "shared").tag("v1").set("target", target)).await;
+    }
+    for i in 0..20 {
+        e.synced(&format!("a{i}"), &d).await;
+    }
+    let root = crate::support::cluster::Operator::volume_root(e.cp).join("vol-cache/copies");
+    for i in 0..20 {
+        assert_eq!(std::fs::read(root.join(format!("a{i}/big.bin"))).unwrap(), body, "a{i}");
+    }
+    let layer = layer_of(&host, "shared", &d);
+    assert_eq!(blob_gets(&reg.access_log(), &layer), 1, "one download for 20 Artifacts");
+
+    // A cached blob that no longer hashes to its name is never published:
+    // the sync reading it fails, the entry goes, the retry downloads again.
+    let cached = e.cp.dir.join("operator-0-work/.blob-cache").join(&layer[7..]);
+    let mut bytes = std::fs::read(&cached).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xff;
+    std::fs::write(&cached, bytes).unwrap();
+    let target = json!({"volume": {"path": "copies/late"}});
+    e.apply("late", &Spec::new(&host, "shared").tag("v1").set("target", target)).await;
+    e.synced("late", &d).await;
+    assert_eq!(std::fs::read(root.join("late/big.bin")).unwrap(), body);
+    assert_eq!(blob_gets(&reg.access_log(), &layer), 2, "downloaded again after the bad read");
+}

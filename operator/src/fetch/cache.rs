@@ -1,0 +1,167 @@
+//! A content-addressed blob cache shared by the syncs of one process, so
+//! that N Artifacts (or N revisions) of one digest download its layers
+//! once. Bounded in bytes, evicted least recently used, and verified by
+//! digest on every read: a cached file that no longer hashes to its name
+//! is dropped and the blob fetched again. One download per digest at a
+//! time: the others wait for it and then read the cache.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::oci::Digest;
+
+/// Per-digest locks kept before idle ones are dropped.
+const MAX_INFLIGHT: usize = 1024;
+
+#[derive(Debug)]
+pub(crate) struct BlobCache {
+    dir: PathBuf,
+    max_bytes: u64,
+    state: Mutex<State>,
+    /// One lock per digest being fetched.
+    inflight: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// digest → (size, last use)
+    entries: HashMap<Digest, (u64, u64)>,
+    total: u64,
+    clock: u64,
+}
+
+impl BlobCache {
+    /// A cache in `dir`, emptied: entries from an earlier process are not
+    /// trusted to be whole (they would be re-verified anyway, but their
+    /// sizes would not be counted).
+    pub(crate) fn new(dir: PathBuf, max_bytes: u64) -> std::io::Result<BlobCache> {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        Ok(BlobCache { dir, max_bytes, state: Mutex::default(), inflight: Mutex::default() })
+    }
+
+    /// Is a blob of this size worth keeping? (One that would evict more
+    /// than half the cache is not.)
+    pub(crate) fn fits(&self, size: u64) -> bool {
+        size <= self.max_bytes / 2
+    }
+
+    fn path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join(digest.hex())
+    }
+
+    /// Wait until no other sync fetches `digest`; hold the guard while
+    /// fetching it.
+    pub(crate) async fn lock(&self, digest: &Digest) -> tokio::sync::OwnedMutexGuard<()> {
+        let m = {
+            let mut inflight = self.inflight.lock().expect("cache poisoned");
+            // An entry only the map holds has no holder and no waiter.
+            if inflight.len() > MAX_INFLIGHT {
+                inflight.retain(|_, m| Arc::strong_count(m) > 1);
+            }
+            inflight.entry(digest.clone()).or_default().clone()
+        };
+        m.lock_owned().await
+    }
+
+    /// The cached file of `digest`, marked as just used.
+    pub(crate) fn get(&self, digest: &Digest) -> Option<PathBuf> {
+        let mut s = self.state.lock().expect("cache poisoned");
+        s.clock += 1;
+        let now = s.clock;
+        let e = s.entries.get_mut(digest)?;
+        e.1 = now;
+        Some(self.path(digest))
+    }
+
+    /// A fresh temporary file name in the cache's directory.
+    pub(crate) fn temp(&self) -> PathBuf {
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        self.dir.join(format!(".tmp-{}-{nanos}", std::process::id()))
+    }
+
+    /// Keep a verified download (`temp`, `size` bytes) under its digest,
+    /// evicting the least recently used entries to stay within bounds.
+    pub(crate) fn insert(&self, digest: &Digest, temp: &Path, size: u64) {
+        if std::fs::rename(temp, self.path(digest)).is_err() {
+            let _ = std::fs::remove_file(temp);
+            return;
+        }
+        let mut s = self.state.lock().expect("cache poisoned");
+        s.clock += 1;
+        let now = s.clock;
+        if let Some((old, _)) = s.entries.insert(digest.clone(), (size, now)) {
+            s.total -= old;
+        }
+        s.total += size;
+        while s.total > self.max_bytes {
+            let Some(oldest) = s.entries.iter().min_by_key(|(_, (_, used))| *used).map(|(d, _)| d.clone()) else {
+                break;
+            };
+            if let Some((size, _)) = s.entries.remove(&oldest) {
+                s.total -= size;
+                let _ = std::fs::remove_file(self.path(&oldest));
+            }
+        }
+    }
+
+    /// Forget an entry that did not verify.
+    pub(crate) fn evict(&self, digest: &Digest) {
+        let mut s = self.state.lock().expect("cache poisoned");
+        if let Some((size, _)) = s.entries.remove(digest) {
+            s.total -= size;
+        }
+        let _ = std::fs::remove_file(self.path(digest));
+    }
+
+    #[cfg(test)]
+    fn total(&self) -> u64 {
+        self.state.lock().unwrap().total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(c: &BlobCache, body: &[u8]) -> Digest {
+        let d = Digest::of(body);
+        let t = c.temp();
+        std::fs::write(&t, body).unwrap();
+        c.insert(&d, &t, body.len() as u64);
+        d
+    }
+
+    #[test]
+    fn least_recently_used_goes_first_and_the_bound_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = BlobCache::new(dir.path().join("blobs"), 30).unwrap();
+        let a = put(&c, &[b'a'; 10]);
+        let b = put(&c, &[b'b'; 10]);
+        let _ = c.get(&a); // a is now newer than b
+        let x = put(&c, &[b'x'; 15]);
+        assert!(c.get(&b).is_none(), "b was the least recently used");
+        assert!(c.get(&a).is_some() && c.get(&x).is_some());
+        assert!(c.total() <= 30);
+        assert!(!c.dir.join(b.hex()).exists(), "its file is gone too");
+        c.evict(&a);
+        assert!(c.get(&a).is_none() && c.total() == 15);
+        assert!(!c.fits(16) && c.fits(15));
+    }
+
+    #[tokio::test]
+    async fn one_fetch_per_digest_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Arc::new(BlobCache::new(dir.path().join("blobs"), 100).unwrap());
+        let d = Digest::of(b"x");
+        let first = c.lock(&d).await;
+        let c2 = c.clone();
+        let d2 = d.clone();
+        let waiter = tokio::spawn(async move { c2.lock(&d2).await });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "the second waits for the first");
+        drop(first);
+        let _second = waiter.await.unwrap();
+    }
+}
