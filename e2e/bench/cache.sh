@@ -15,7 +15,7 @@ N=${N:-20}
 log() { echo "[cache] $*" >&2; }
 . "$HERE/prepare.sh" cache
 OP_PID=
-trap 'kill $OP_PID 2>/dev/null; stop_all' EXIT
+trap 'kill $OP_PID 2>/dev/null || true; stop_all' EXIT
 
 mkdir -p "$WORK/src"
 head -c $((50 << 20)) /dev/urandom > "$WORK/src/data.bin"
