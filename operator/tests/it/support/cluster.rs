@@ -394,9 +394,12 @@ impl Spec {
 
 /// The names in a directory, sorted (for checks on an operator's work dir).
 pub fn entries(dir: &Path) -> Vec<String> {
+    // The operator's blob cache lives in its work dir on purpose; what must
+    // not be left behind is staging.
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .map(|r| r.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
+    names.retain(|n| n != ".blob-cache");
     names.sort();
     names
 }
