@@ -13,21 +13,29 @@ use crate::support::cluster::{Env, Spec};
 use crate::support::cosign::Signer;
 use crate::support::*;
 
-/// A ServiceAccount with the agent's Role for `artifact` (as the chart's
-/// sample renders it), and a kubeconfig with its token.
+/// A ServiceAccount, and the Role and RoleBinding the chart's `agentRoles`
+/// renders for it and `artifact`; a kubeconfig with its token.
 fn agent_access(e: &Env, artifact: &str, dir: &Path) -> PathBuf {
     let ns = &e.ns;
-    let manifest = json!({"apiVersion": "v1", "kind": "List", "items": [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "app", "namespace": ns}},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "app-agent", "namespace": ns},
-         "rules": [{"apiGroups": ["ocisync.dev"], "resources": ["artifacts"], "resourceNames": [artifact],
-                    "verbs": ["get", "list", "watch"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "app-agent", "namespace": ns},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "app-agent"},
-         "subjects": [{"kind": "ServiceAccount", "name": "app", "namespace": ns}]}
-    ]});
-    let file = dir.join("rbac.json");
-    std::fs::write(&file, manifest.to_string()).unwrap();
+    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "app", "namespace": ns}});
+    let file = dir.join("sa.json");
+    std::fs::write(&file, sa.to_string()).unwrap();
+    e.cp.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    let values = json!({
+        "releaseName": "agent-test", "rbac": {"create": false}, "serviceAccount": {"create": false},
+        "agentRoles": [{"namespace": ns, "serviceAccount": "app", "artifacts": [artifact]}]
+    });
+    let python = std::env::var_os("OCISYNC_VALIDATORS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/var/tmp/ocisync/validators".into())
+        .join("bin/python");
+    let script = repo_root().join("e2e/check-chart.py");
+    let rendered = run(Command::new(python).arg(script).args(["render-rbac", "ocisync-system", &values.to_string()]));
+    let file = dir.join("rbac.yaml");
+    std::fs::write(&file, &rendered.stdout).unwrap();
+    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&String::from_utf8_lossy(&rendered.stdout)).unwrap();
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert_eq!(kinds, ["Role", "RoleBinding"], "the chart renders the agent's Role and RoleBinding only");
     e.cp.kubectl(&["apply", "-f", file.to_str().unwrap()]);
     let token = String::from_utf8(e.cp.kubectl(&["create", "token", "app", "-n", ns]).stdout).unwrap();
     let view = |path: &str| {
