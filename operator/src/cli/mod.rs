@@ -140,6 +140,14 @@ struct OperatorArgs {
     /// How long a replaced revision stays for readers (a Go duration).
     #[arg(long, default_value = "5m", value_parser = volume::grace)]
     volume_grace: Duration,
+    /// Serve `POST /v1/notify` (registry push notifications) here; off
+    /// unless given.
+    #[arg(long, value_name = "ADDR", requires = "webhook_token_file")]
+    webhook_addr: Option<SocketAddr>,
+    /// The bearer token notifications must carry (the file's content,
+    /// without surrounding whitespace).
+    #[arg(long, value_name = "FILE")]
+    webhook_token_file: Option<PathBuf>,
     /// Layers kept on disk (under --work-dir) for other syncs of the same
     /// digest, at most this many bytes; `0` turns the cache off.
     #[arg(long, value_parser = parse_size, default_value = "512MiB")]
@@ -407,7 +415,16 @@ async fn operator(args: OperatorArgs) -> ExitCode {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
     });
+    let webhook = match (args.webhook_addr, &args.webhook_token_file) {
+        (Some(addr), Some(file)) => match std::fs::read_to_string(file) {
+            Ok(t) if !t.trim().is_empty() => Some((addr, t.trim().as_bytes().to_vec())),
+            Ok(_) => return usage(&format!("--webhook-token-file {}: empty", file.display())),
+            Err(e) => return usage(&format!("--webhook-token-file {}: {e}", file.display())),
+        },
+        _ => None,
+    };
     let opts = crate::controller::Options {
+        webhook,
         work_dir: args.work_dir,
         volumes: args.volume_root.map(|dir| crate::publish::volume::target::Root {
             dir,

@@ -26,8 +26,15 @@ struct Request {
     status: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookEvent {
+    format: String,
+    result: String,
+}
+
 pub(crate) struct Metrics {
     registry: Registry,
+    webhook: Family<WebhookEvent, Counter>,
     reconciles: Family<Outcome, Counter>,
     failing: Gauge,
     duration: Histogram,
@@ -43,16 +50,24 @@ impl Default for Metrics {
         let requests = Family::<Request, Counter>::default();
         let blob_bytes = Counter::default();
         let failing = Gauge::default();
+        let webhook = Family::<WebhookEvent, Counter>::default();
+        registry.register("webhook_events", "Registry notifications by format and result", webhook.clone());
         registry.register("reconciles", "Reconciles by result and reason", reconciles.clone());
         registry.register("reconcile_duration_seconds", "Time one reconcile took", duration.clone());
         registry.register("registry_requests", "Registry requests by method, kind and HTTP status", requests.clone());
         registry.register("blob_bytes", "Blob bytes downloaded from registries", blob_bytes.clone());
         registry.register("artifacts_failing", "Artifacts whose last sync failed", failing.clone());
-        Metrics { registry, reconciles, failing, duration, requests, blob_bytes }
+        Metrics { registry, webhook, reconciles, failing, duration, requests, blob_bytes }
     }
 }
 
 impl Metrics {
+    /// Both labels come from closed sets (the formats `notify` knows, and
+    /// the handler's results).
+    pub(crate) fn webhook_event(&self, format: &str, result: &str) {
+        self.webhook.get_or_create(&WebhookEvent { format: format.into(), result: result.into() }).inc();
+    }
+
     /// `reason` is `Synced` for a success, the condition reason otherwise.
     pub(crate) fn reconciled(&self, reason: Reason, took: Duration) {
         let result = if reason == Reason::Synced { "success" } else { "error" }.to_string();

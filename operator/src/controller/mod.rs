@@ -12,6 +12,7 @@ pub(crate) mod credentials;
 mod decide;
 mod http;
 mod metrics;
+mod notify;
 pub(crate) mod plan;
 mod policies;
 mod reconcile;
@@ -22,6 +23,7 @@ pub(crate) mod scope;
 mod slots;
 mod triggers;
 pub(crate) mod trust;
+mod webhook;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -164,6 +166,8 @@ pub(crate) struct Options {
     pub(crate) label_selector: Option<String>,
     /// The whole cluster, or only these namespaces.
     pub(crate) scope: scope::Scope,
+    /// Serve `POST /v1/notify` here, guarded by this bearer token.
+    pub(crate) webhook: Option<(std::net::SocketAddr, Vec<u8>)>,
 }
 
 fn error_policy(artifact: Arc<Artifact>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -186,9 +190,28 @@ pub(crate) async fn run(client: kube::Client, opts: Options) -> Result<(), Error
             }
         });
     }
+    // Notifications are taken on every replica; only the leader acts on
+    // them (a follower answers 503).
+    let (notice_tx, notices) = tokio::sync::mpsc::channel(1024);
+    let leading = match opts.webhook.clone() {
+        Some((addr, token)) => {
+            let hook = webhook::Webhook::new(token, notice_tx, metrics.clone());
+            let leading = hook.leading.clone();
+            tokio::spawn(async move {
+                if let Err(e) = webhook::serve(addr, hook).await {
+                    tracing::error!(%addr, error = %e, "the webhook listener failed");
+                }
+            });
+            leading
+        }
+        None => Arc::default(),
+    };
     let Some((namespace, name)) = opts.lease.clone() else {
         ready.store(true, Ordering::Relaxed);
-        return run_controller(client, opts, metrics, shutdown_signal(), std::future::pending()).await.map(|_| ());
+        leading.store(true, Ordering::Relaxed);
+        return run_controller(client, opts, metrics, notices, shutdown_signal(), std::future::pending())
+            .await
+            .map(|_| ());
     };
     let secs = opts.lease_duration.as_secs().max(3);
     let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), name.as_str())
@@ -225,7 +248,8 @@ pub(crate) async fn run(client: kube::Client, opts: Options) -> Result<(), Error
             std::future::pending::<()>().await;
         }
     };
-    let lost = run_controller(client, opts, metrics, on(graceful_rx), on(lost_rx)).await?;
+    leading.store(true, Ordering::Relaxed);
+    let lost = run_controller(client, opts, metrics, notices, on(graceful_rx), on(lost_rx)).await?;
     if lost {
         return Err(Error::LostLeadership);
     }
@@ -266,6 +290,7 @@ async fn run_controller(
     client: kube::Client,
     opts: Options,
     metrics: Arc<metrics::Metrics>,
+    notices: tokio::sync::mpsc::Receiver<notify::Notice>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
     abort: impl std::future::Future<Output = ()>,
 ) -> Result<bool, Error> {
@@ -430,11 +455,41 @@ async fn run_controller(
                 .collect::<Vec<_>>()
         },
     ));
+    // A registry's push notification: the repository's tags are resolved
+    // afresh (once per tag, shared), by every Artifact of that repository.
+    let (store, hook_ctx) = (artifacts.clone(), ctx.clone());
+    let pushed: Requests =
+        Box::pin(futures::stream::unfold(notices, |mut rx| async move { rx.recv().await.map(|n| (n, rx)) }).flat_map(
+            move |notice| {
+                let of_repository = |key: &str| {
+                    key.split_once('/').is_some_and(|(_, rest)| {
+                        rest.rsplit_once(':').is_some_and(|(r, _)| r == notice.repository)
+                            || rest.strip_suffix("/tags") == Some(notice.repository.as_str())
+                    })
+                };
+                hook_ctx.digests.expire(of_repository);
+                hook_ctx.tag_lists.expire(of_repository);
+                let concerned: Vec<_> = store
+                    .state()
+                    .iter()
+                    .filter(|a| notify::concerns(&notice, &a.spec.url))
+                    .map(|a| Ok(ReconcileRequest::from(ObjectRef::from_obj(&**a))))
+                    .collect();
+                futures::stream::iter(concerned)
+            },
+        ));
     // When `stop` fires the queue ends; the applier finishes what is in
     // flight and returns.
-    let queue =
-        futures::stream::select_all([own, owned, secret_events, account_events, policy_events, namespace_events])
-            .take_until(stop);
+    let queue = futures::stream::select_all([
+        own,
+        owned,
+        secret_events,
+        account_events,
+        policy_events,
+        namespace_events,
+        pushed,
+    ])
+    .take_until(stop);
     let config = controller::Config::default().concurrency(opts.concurrency);
     let reconciler = |a, c| Box::pin(reconcile::reconcile(a, c));
     let mut applied = pin!(controller::applier(reconciler, error_policy, ctx, artifacts, queue, config));

@@ -31,6 +31,14 @@ impl<T> Default for Shared<T> {
     }
 }
 
+impl<T> Shared<T> {
+    /// Forget what is known under the keys `stale` picks: the next `get`
+    /// of one fetches afresh (once, for all its callers).
+    pub(crate) fn expire(&self, stale: impl Fn(&str) -> bool) {
+        self.slots.lock().expect("resolution cache poisoned").retain(|k, _| !stale(k));
+    }
+}
+
 impl<T: Clone> Shared<T> {
     /// The value for `key` if it was fetched less than `max_age` ago, else
     /// what `fetch` returns (errors are not remembered).

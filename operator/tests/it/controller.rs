@@ -359,3 +359,58 @@ async fn a_private_ca_from_cert_secret_ref() {
     let cm = eventually("the ConfigMap", 60, async || e.config_map("tls").await).await;
     assert_eq!(cm.data.unwrap()["f.txt"], "over tls");
 }
+
+/// Push-triggered sync: distribution 2.8 notifies the operator's webhook;
+/// with a one-hour interval, a push still reaches the ConfigMap in seconds.
+/// Wrong tokens and garbage are refused and counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_notification_syncs_a_push_at_once() {
+    use crate::support::registry::DistributionOptions;
+    let cp = ControlPlane::shared();
+    let hook_port = free_port();
+    let token_file = cp.dir.join("webhook-token");
+    std::fs::write(&token_file, "s3cret-token\n").unwrap();
+    let addr = format!("127.0.0.1:{hook_port}");
+    let op = Operator::dedicated(
+        cp,
+        "op-webhook",
+        &["--webhook-addr", &addr, "--webhook-token-file", token_file.to_str().unwrap()],
+    );
+    let e = Env::dedicated("webhook", "op-webhook").await;
+    let url = format!("http://{addr}/v1/notify");
+    let reg = Distribution::start_with(DistributionOptions {
+        notify: Some((url.clone(), "s3cret-token".into())),
+        ..Default::default()
+    });
+    let d1 = push_files(&reg.host(), "app:live", &[("app.yaml", b"one\n")], &["--plain-http"]);
+    e.apply("app", &Spec::new(&reg.host(), "app").tag("live").interval("1h")).await;
+    e.synced("app", &d1).await;
+    let pushed = std::time::Instant::now();
+    let d2 = push_files(&reg.host(), "app:live", &[("app.yaml", b"two\n")], &["--plain-http"]);
+    e.synced("app", &d2).await;
+    let took = pushed.elapsed();
+    assert!(took < Duration::from_secs(20), "a push reached the ConfigMap in {took:?}, with a 1h interval");
+    assert_eq!(e.config_map("app").await.unwrap().data.unwrap()["app.yaml"], "two\n");
+
+    // Refused: no token, a wrong one, not JSON; a generic body is read.
+    let client = reqwest::Client::new();
+    let post = |token: &'static str, body: &'static str| {
+        client.post(&url).header("Authorization", format!("Bearer {token}")).body(body).send()
+    };
+    assert_eq!(client.post(&url).body("{}").send().await.unwrap().status(), 401);
+    assert_eq!(post("wrong", r#"{"repository": "app"}"#).await.unwrap().status(), 401);
+    assert_eq!(post("s3cret-token", "not json").await.unwrap().status(), 400);
+    assert_eq!(post("s3cret-token", r#"{"repository": "app", "tag": "live"}"#).await.unwrap().status(), 202);
+    let too_big = client.post(&url).header("Authorization", "Bearer s3cret-token").body(vec![b' '; 2 << 20]);
+    assert_eq!(too_big.send().await.unwrap().status(), 413);
+    let m = op.metrics_text().await;
+    let count =
+        |line: &str| m.lines().find(|l| l.starts_with(line)).and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert!(
+        count(r#"ocisync_webhook_events_total{format="distribution",result="accepted"}"#).unwrap_or(0.0) >= 1.0,
+        "{m}"
+    );
+    assert_eq!(count(r#"ocisync_webhook_events_total{format="unknown",result="unauthorized"}"#), Some(2.0), "{m}");
+    assert_eq!(count(r#"ocisync_webhook_events_total{format="unknown",result="malformed"}"#), Some(1.0), "{m}");
+    assert_eq!(count(r#"ocisync_webhook_events_total{format="generic",result="accepted"}"#), Some(1.0), "{m}");
+}

@@ -30,6 +30,9 @@ pub struct DistributionOptions {
     pub htpasswd: Option<(String, String)>,
     /// Serve HTTPS with this certificate and key.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Send push notifications to this URL with this bearer token
+    /// (distribution's `notifications.endpoints`).
+    pub notify: Option<(String, String)>,
 }
 
 /// docker-registry (distribution 2.8.3) on 127.0.0.1, storage in a temp dir.
@@ -53,6 +56,11 @@ impl Distribution {
             std::fs::write(dir.path().join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
             extra +=
                 &format!("auth:\n  htpasswd:\n    realm: test\n    path: {}\n", dir.path().join("htpasswd").display());
+        }
+        if let Some((url, token)) = &opts.notify {
+            extra += &format!(
+                "notifications:\n  endpoints:\n  - name: ocisync\n    url: {url}\n    headers:\n      Authorization: [\"Bearer {token}\"]\n    timeout: 2s\n    threshold: 10\n    backoff: 1s\n"
+            );
         }
         let tls = opts
             .tls
