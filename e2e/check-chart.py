@@ -40,6 +40,7 @@ ALL_ON = {
     "nodeSelector": {"kubernetes.io/os": "linux"},
     "priorityClassName": "system-cluster-critical",
     "volume": {"enabled": True, "storageClassName": "nfs"},
+    "webhook": {"enabled": True},
     "agentRoles": [{"namespace": "team-a", "serviceAccount": "web", "artifacts": ["web-config"], "secrets": ["pull"]}],
 }
 EXISTING_CLAIM = {"volume": {"enabled": True, "existingClaim": "shared-files"}}
@@ -159,6 +160,10 @@ def main():
     vol = next(v for v in all_on_pod["volumes"] if v["name"] == "volume")
     if vol["persistentVolumeClaim"]["claimName"] != claim["metadata"]["name"]:
         failures.append(f"the pod mounts {vol}, not the claim")
+    hook_args = {"--webhook-addr=0.0.0.0:8443", "--webhook-token-file=/var/run/ocisync/webhook/token"}
+    token_vol = next((v for v in all_on_pod["volumes"] if v["name"] == "webhook-token"), {})
+    if not hook_args <= set(all_on_pod["containers"][0]["args"]) or token_vol.get("secret", {}).get("secretName") != "ocisync-webhook":
+        failures.append(f"webhook: {all_on_pod['containers'][0]['args']}, {token_vol}")
     if not {"--volume-root=/volume", "--volume-keep=2", "--volume-grace=5m"} <= set(all_on_pod["containers"][0]["args"]):
         failures.append(f"volume flags: {all_on_pod['containers'][0]['args']}")
     existing = render(EXISTING_CLAIM)
