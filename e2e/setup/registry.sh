@@ -27,7 +27,9 @@ YAML
 }
 
 stop_all() {
-  if [[ -n ${OP_PID:-} ]]; then kill "$OP_PID" 2>/dev/null && wait "$OP_PID" 2>/dev/null; fi
+  # `|| true`: under errexit a failing `wait` (143 for a killed process)
+  # would end the trap here and leave the control plane running.
+  if [[ -n ${OP_PID:-} ]]; then { kill "$OP_PID" && wait "$OP_PID"; } 2>/dev/null || true; fi
   if [[ -d ${WORK:-}/cp ]]; then "$(dirname "${BASH_SOURCE[0]}")/stop-control-plane.sh" "$WORK/cp" 2>/dev/null || true; fi
   if [[ -n ${REG_PID:-} ]]; then kill "$REG_PID" 2>/dev/null; wait "$REG_PID" 2>/dev/null || true; fi
   if [[ -n ${WORK:-} ]]; then rm -rf "$WORK"; fi
