@@ -73,7 +73,10 @@ say "the files"
 (cd "$WORK/out" && for f in $(find . -type f | sort); do echo "--- ${f#./}"; cat "$f"; done)
 
 say "a control plane: etcd + kube-apiserver 1.20 on loopback"
-export KUBECONFIG=$("$ROOT/e2e/setup/start-control-plane.sh" "$WORK/cp" 2>/dev/null)
+# (not `export KUBECONFIG=$(…)`: export would hide the script's failure)
+KUBECONFIG=$("$ROOT/e2e/setup/start-control-plane.sh" "$WORK/cp" 2>"$WORK/control-plane.err") ||
+  { cat "$WORK/control-plane.err" >&2; exit 1; }
+export KUBECONFIG
 "$ROOT/e2e/setup/operator-access.sh" "$WORK/operator.kubeconfig"
 
 say "ocisync operator with the chart's arguments (helm template charts/ocisync), under the chart's RBAC (not admin)"

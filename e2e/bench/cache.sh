@@ -20,7 +20,8 @@ trap 'kill $OP_PID 2>/dev/null || true; stop_all' EXIT
 mkdir -p "$WORK/src"
 head -c $((50 << 20)) /dev/urandom > "$WORK/src/data.bin"
 (cd "$WORK/src" && oras push --plain-http "$REG/bench/shared:v1" data.bin >/dev/null)
-export KUBECONFIG=$("$ROOT/e2e/setup/start-control-plane.sh" "$WORK/cp" 2>/dev/null)
+KUBECONFIG=$("$ROOT/e2e/setup/start-control-plane.sh" "$WORK/cp") # fails the script, unlike `export X=$(…)`
+export KUBECONFIG
 "$ROOT/e2e/setup/operator-access.sh" "$WORK/operator.kubeconfig"
 
 # run NAME CACHE: one operator, N Artifacts in namespace NAME; prints "seconds bytes"

@@ -43,7 +43,8 @@ YAML
 "$OCISYNC_TOOLS/bin/docker-registry" serve "$WORK/nreg/config.yml" >"$WORK/nreg/log" 2>&1 &
 NREG_PID=$!
 NREG=127.0.0.1:$NREG_PORT
-export KUBECONFIG=$("$ROOT/e2e/setup/start-control-plane.sh" "$WORK/cp" 2>/dev/null)
+KUBECONFIG=$("$ROOT/e2e/setup/start-control-plane.sh" "$WORK/cp") # fails the script, unlike `export X=$(…)`
+export KUBECONFIG
 "$ROOT/e2e/setup/operator-access.sh" "$WORK/operator.kubeconfig"
 kubectl create namespace push >/dev/null
 mport=$(free)

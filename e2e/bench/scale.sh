@@ -29,7 +29,8 @@ for t in $(seq "$TAGS"); do
   (cd "$WORK/src" && oras push --plain-http "$REG/scale/app:t$t" app.yaml >/dev/null)
 done
 
-export KUBECONFIG=$("$ROOT/e2e/setup/start-control-plane.sh" "$WORK/cp" 2>/dev/null)
+KUBECONFIG=$("$ROOT/e2e/setup/start-control-plane.sh" "$WORK/cp") # fails the script, unlike `export X=$(…)`
+export KUBECONFIG
 "$ROOT/e2e/setup/operator-access.sh" "$WORK/operator.kubeconfig"
 for n in $(seq "$NAMESPACES"); do kubectl create namespace "scale-$n" >/dev/null; done
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

@@ -26,7 +26,8 @@ DRIP_PID=$!
 
 printf 'replicas: 3\n' > "$WORK/app.yaml"
 (cd "$WORK" && oras push --plain-http "$REG/fair/app:v1" app.yaml >/dev/null)
-export KUBECONFIG=$("$ROOT/e2e/setup/start-control-plane.sh" "$WORK/cp" 2>/dev/null)
+KUBECONFIG=$("$ROOT/e2e/setup/start-control-plane.sh" "$WORK/cp") # fails the script, unlike `export X=$(…)`
+export KUBECONFIG
 "$ROOT/e2e/setup/operator-access.sh" "$WORK/operator.kubeconfig"
 
 artifacts() { # NAMESPACE PREFIX COUNT URL TIMEOUT
