@@ -73,9 +73,15 @@ say "the files"
 (cd "$WORK/out" && for f in $(find . -type f | sort); do echo "--- ${f#./}"; cat "$f"; done)
 
 say "a control plane: etcd + kube-apiserver 1.20 on loopback"
-# (not `export KUBECONFIG=$(…)`: export would hide the script's failure)
-KUBECONFIG=$("$ROOT/e2e/setup/start-control-plane.sh" "$WORK/cp" 2>"$WORK/control-plane.err") ||
-  { cat "$WORK/control-plane.err" >&2; exit 1; }
+# (not `export KUBECONFIG=$(…)`: export would hide the script's failure).
+# Its ports are picked free and then bound, which another process can race:
+# a failed start says why and is tried once more, on new ports.
+start_cp() { "$ROOT/e2e/setup/start-control-plane.sh" "$WORK/cp" 2>"$WORK/control-plane.err"; }
+KUBECONFIG=$(start_cp) || {
+  echo "the control plane did not start; once more:" >&2
+  cat "$WORK/control-plane.err" >&2
+  KUBECONFIG=$(start_cp) || { cat "$WORK/control-plane.err" >&2; exit 1; }
+}
 export KUBECONFIG
 "$ROOT/e2e/setup/operator-access.sh" "$WORK/operator.kubeconfig"
 
