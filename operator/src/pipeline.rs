@@ -104,32 +104,21 @@ pub(crate) async fn into_volume(
     volume: &Volume,
     content: &str,
 ) -> Result<Placed, PipelineError> {
-    let v = volume.clone();
-    let key = content.to_string();
-    let (current, held) = blocking(move || {
+    let (v, key) = (volume.clone(), content.to_string());
+    let held = blocking(move || {
         v.recover()?;
-        Ok((v.current(), v.holding(&key)?))
+        if let Some(c) = v.current().filter(|c| c.marker.content == key) {
+            return Ok(Some(Placed::Current(c)));
+        }
+        Ok(v.restore(&key)?.map(Placed::Restored))
     })
     .await?;
-    if let Some(c) = current.filter(|c| c.marker.content == content) {
-        return Ok(Placed::Current(c));
-    }
-    if let Some(r) = held {
-        let (v, name) = (volume.clone(), r.name.clone());
-        blocking(move || {
-            v.switch(&name)?;
-            v.link_top_level()?;
-            v.prune(std::time::SystemTime::now()).map(drop)
-        })
-        .await?;
-        return Ok(Placed::Restored(r));
+    if let Some(placed) = held {
+        return Ok(placed);
     }
     let staging = volume.staging();
     let pulled = run(client, pinned, platform, opts, &staging).await?;
-    let (v, digest, key, dir) = (volume.clone(), pinned.digest.to_string(), content.to_string(), staging.clone());
-    let published = blocking(move || v.publish(&dir, &digest, &key)).await;
-    if published.is_err() {
-        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(staging)).await;
-    }
-    Ok(Placed::Published(published?, Box::new(pulled)))
+    let (v, digest, key) = (volume.clone(), pinned.digest.to_string(), content.to_string());
+    let revision = blocking(move || v.publish(&staging, &digest, &key)).await?;
+    Ok(Placed::Published(revision, Box::new(pulled)))
 }

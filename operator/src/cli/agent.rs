@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::{exit_code, timeout, volume};
+use super::{exit_code, timeout, usage, volume};
 use crate::agent::{self, AgentError, Hooks};
 use crate::oci::DockerConfig;
 use crate::status::Reason;
@@ -46,18 +46,14 @@ pub(super) struct AgentArgs {
 }
 
 pub(super) async fn run(args: AgentArgs) -> ExitCode {
-    let usage = |m: String| {
-        eprintln!("error: {m}");
-        ExitCode::from(2)
-    };
     let Some((namespace, name)) = args.artifact.split_once('/').filter(|(n, a)| !n.is_empty() && !a.is_empty()) else {
-        return usage(format!("--artifact {:?}: want NAMESPACE/NAME", args.artifact));
+        return usage(&format!("--artifact {:?}: want NAMESPACE/NAME", args.artifact));
     };
     let listen = match args.listen.as_str() {
         "0" | "off" => None,
         a => match a.parse() {
             Ok(a) => Some(a),
-            Err(_) => return usage(format!("--listen {a:?}: want host:port or 0")),
+            Err(_) => return usage(&format!("--listen {a:?}: want host:port or 0")),
         },
     };
     let docker_config = match &args.docker_config {
@@ -67,12 +63,12 @@ pub(super) async fn run(args: AgentArgs) -> ExitCode {
             .and_then(|b| DockerConfig::parse(&b).map_err(|e| e.to_string()))
         {
             Ok(c) => Some(c),
-            Err(e) => return usage(format!("--docker-config {}: {e}", p.display())),
+            Err(e) => return usage(&format!("--docker-config {}: {e}", p.display())),
         },
     };
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
-        Err(e) => return usage(format!("no Kubernetes client: {e}")),
+        Err(e) => return usage(&format!("no Kubernetes client: {e}")),
     };
     let opts = agent::Options {
         namespace: namespace.to_string(),

@@ -461,12 +461,7 @@ async fn run_controller(
     let pushed: Requests =
         Box::pin(futures::stream::unfold(notices, |mut rx| async move { rx.recv().await.map(|n| (n, rx)) }).flat_map(
             move |notice| {
-                let of_repository = |key: &str| {
-                    key.split_once('/').is_some_and(|(_, rest)| {
-                        rest.rsplit_once(':').is_some_and(|(r, _)| r == notice.repository)
-                            || rest.strip_suffix("/tags") == Some(notice.repository.as_str())
-                    })
-                };
+                let of_repository = |key: &str| resolutions::of_repository(key, &notice.repository);
                 hook_ctx.digests.expire(of_repository);
                 hook_ctx.tag_lists.expire(of_repository);
                 let concerned: Vec<_> = store

@@ -19,6 +19,7 @@ use serde_json::json;
 use super::decide::{self, Decision, Failure, Inputs, Observed};
 use super::plan::Plan;
 use super::registries::Handle;
+use super::resolutions;
 use super::{Context, Error};
 use crate::api::{Artifact, REQUESTED_AT_ANNOTATION};
 use crate::fetch::{FetchError, PullOptions};
@@ -295,12 +296,11 @@ async fn follow(
     let max_age = if forced { Duration::ZERO } else { plan.interval };
     let client = &handle.client;
     let repository = &plan.repository.repository;
-    let scope = format!("{}/{repository}", handle.id);
     let tags = match version {
         Version::Tag(_) => Arc::new(Vec::new()),
         Version::Semver { .. } => {
             ctx.tag_lists
-                .get(&format!("{scope}/tags"), max_age, || async {
+                .get(&resolutions::tags_key(handle.id, repository), max_age, || async {
                     client.tags(repository).await.map(Arc::new).map_err(ResolveError::from)
                 })
                 .await?
@@ -308,7 +308,8 @@ async fn follow(
     };
     let tag = resolve::pick_tag(version, &plan.repository.to_string(), &tags)?;
     let reference = Reference { tag: Some(tag.clone()), ..plan.repository.clone() };
-    let digest = ctx.digests.get(&format!("{scope}:{tag}"), max_age, || resolve::digest(client, &reference)).await?;
+    let key = resolutions::tag_key(handle.id, repository, &tag);
+    let digest = ctx.digests.get(&key, max_age, || resolve::digest(client, &reference)).await?;
     Ok((tag, digest))
 }
 

@@ -31,6 +31,23 @@ impl<T> Default for Shared<T> {
     }
 }
 
+/// The keys of one client's resolutions of `repository`: a tag's digest,
+/// and the tag list. One place, so that [`of_repository`] reads them back.
+pub(crate) fn tag_key(client: u64, repository: &str, tag: &str) -> String {
+    format!("{client}/{repository}:{tag}")
+}
+
+pub(crate) fn tags_key(client: u64, repository: &str) -> String {
+    format!("{client}/{repository}/tags")
+}
+
+/// Is `key` one of `repository`'s, for any client?
+pub(crate) fn of_repository(key: &str, repository: &str) -> bool {
+    key.split_once('/').is_some_and(|(_, rest)| {
+        rest.rsplit_once(':').is_some_and(|(r, _)| r == repository) || rest.strip_suffix("/tags") == Some(repository)
+    })
+}
+
 impl<T> Shared<T> {
     /// Forget what is known under the keys `stale` picks: the next `get`
     /// of one fetches afresh (once, for all its callers).
@@ -73,6 +90,16 @@ impl<T: Clone> Shared<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repository_knows_its_keys_and_no_others() {
+        for key in [tag_key(7, "team/app", "v1"), tags_key(7, "team/app"), tag_key(8, "team/app", "latest")] {
+            assert!(of_repository(&key, "team/app"), "{key}");
+        }
+        for key in [tag_key(7, "team/app2", "v1"), tags_key(7, "team"), tag_key(7, "other/team/app", "v1")] {
+            assert!(!of_repository(&key, "team/app"), "{key}");
+        }
+    }
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[tokio::test]

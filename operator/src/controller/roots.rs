@@ -115,7 +115,7 @@ impl Roots {
 
     /// Identity rules, compiled once per distinct list.
     pub(crate) fn rules(&self, identities: &[Identity], ignore_sct: bool) -> Result<Rules, String> {
-        let key = serde_json::to_string(&(identities, ignore_sct)).unwrap_or_default();
+        let key = Rules::canonical(identities, ignore_sct);
         if let Some(r) = self.rules.lock().expect("rules poisoned").get(&key) {
             return Ok(r.clone());
         }

@@ -44,12 +44,18 @@ impl LayerJob {
         }
         let desc = &self.plan.descriptor;
         let cache = self.cache.clone().filter(|c| c.fits(desc.size));
-        // While this sync fetches the digest, another waits, then reads the cache.
-        let _fetching = match &cache {
-            Some(c) => Some(c.lock(&desc.digest).await),
-            None => None,
+        let cached = || cache.as_ref().and_then(|c| c.get(&desc.digest));
+        // Readers of a cached blob go at once; on a miss, one sync fetches
+        // the digest while the others wait for it, then read the cache.
+        let mut hit = cached();
+        let fetching = match (&cache, &hit) {
+            (Some(c), None) => Some(c.lock(&desc.digest).await),
+            _ => None,
         };
-        let source = match cache.as_ref().and_then(|c| c.get(&desc.digest)) {
+        if fetching.is_some() {
+            hit = cached();
+        }
+        let source = match hit {
             Some(path) => Source::Cache(path),
             None => Source::Registry(self.client.blob(&self.repository, desc).await?),
         };

@@ -115,14 +115,7 @@ impl Targets {
         let v = self.volume(spec, owner)?;
         let content = spec.content(&digest.to_string());
         let path = volume::target::Root::relative(&owner.namespace, spec);
-        let restored = blocking(move || {
-            let Some(r) = v.holding(&content)? else { return Ok(None) };
-            v.switch(&r.name)?;
-            v.link_top_level()?;
-            v.prune(std::time::SystemTime::now())?;
-            Ok(Some(r))
-        })
-        .await?;
+        let restored = blocking(move || v.restore(&content)).await?;
         Ok(restored.map(|r| Published {
             files: r.marker.files.clone().unwrap_or_default(),
             volume: Some(VolumeStatus { path, revision: r.name }),
@@ -188,14 +181,7 @@ impl Targets {
                 let (content, digest, staged) =
                     (spec.content(&digest.to_string()), digest.to_string(), dir.to_path_buf());
                 let marker_files = summary.clone();
-                let r = blocking(move || {
-                    let r = v.publish_with(&staged, &digest, &content, Some(marker_files));
-                    if r.is_err() {
-                        let _ = std::fs::remove_dir_all(&staged);
-                    }
-                    r
-                })
-                .await?;
+                let r = blocking(move || v.publish_with(&staged, &digest, &content, Some(marker_files))).await?;
                 let path = volume::target::Root::relative(&owner.namespace, spec);
                 Ok(Published { files: summary, volume: Some(VolumeStatus { path, revision: r.name }) })
             }

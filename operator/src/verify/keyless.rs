@@ -87,8 +87,13 @@ impl Rules {
                 issuer.and_then(|a| Ok((a, subject?))).map_err(|e| format!("keyless.identities[{i}]: {e}"))
             })
             .collect::<Result<_, _>>()?;
-        let canonical = serde_json::to_string(&(identities, ignore_sct)).unwrap_or_default();
-        Ok(Rules { rules, ignore_sct, canonical })
+        Ok(Rules { rules, ignore_sct, canonical: Rules::canonical(identities, ignore_sct) })
+    }
+
+    /// What a list of rules says, as text: the trust fingerprint's input,
+    /// and the key rules are shared under.
+    pub(crate) fn canonical(identities: &[Identity], ignore_sct: bool) -> String {
+        serde_json::to_string(&(identities, ignore_sct)).unwrap_or_default()
     }
 
     /// The first rule that `subject` and `issuer` satisfy.

@@ -154,12 +154,27 @@ impl Volume {
     }
 
     /// Turn a staged tree into the current revision: check its names, set
-    /// modes, write the marker, fsync, rename, switch, link, prune.
+    /// modes, write the marker, fsync, rename, switch, link, prune. The
+    /// staged tree is gone afterwards either way.
     pub(crate) fn publish(&self, staged: &Path, digest: &str, content: &str) -> Result<Revision, VolumeError> {
         self.publish_with(staged, digest, content, None)
     }
 
     pub(crate) fn publish_with(
+        &self,
+        staged: &Path,
+        digest: &str,
+        content: &str,
+        files: Option<crate::api::FilesSummary>,
+    ) -> Result<Revision, VolumeError> {
+        let r = self.publish_staged(staged, digest, content, files);
+        if r.is_err() {
+            let _ = fs::remove_dir_all(staged);
+        }
+        r
+    }
+
+    fn publish_staged(
         &self,
         staged: &Path,
         digest: &str,
@@ -187,9 +202,7 @@ impl Volume {
         let dest = self.dir.join(&name);
         fs::rename(staged, &dest).map_err(io(&dest))?;
         sync_dir(&self.dir)?;
-        self.switch(&name)?;
-        self.link_top_level()?;
-        self.prune(SystemTime::now())?;
+        self.make_current(&name)?;
         Ok(Revision { name, seq, marker })
     }
 
@@ -197,6 +210,20 @@ impl Volume {
     /// costs no download.
     pub(crate) fn holding(&self, content: &str) -> Result<Option<Revision>, VolumeError> {
         Ok(self.revisions()?.into_iter().rev().find(|r| r.marker.content == content))
+    }
+
+    /// Make the kept revision holding `content`, if any, current again.
+    pub(crate) fn restore(&self, content: &str) -> Result<Option<Revision>, VolumeError> {
+        let Some(r) = self.holding(content)? else { return Ok(None) };
+        self.make_current(&r.name)?;
+        Ok(Some(r))
+    }
+
+    /// Switch, then the links, then what may go.
+    fn make_current(&self, name: &str) -> Result<(), VolumeError> {
+        self.switch(name)?;
+        self.link_top_level()?;
+        self.prune(SystemTime::now()).map(drop)
     }
 
     /// Make `name` current: a new link renamed over `..data`.
