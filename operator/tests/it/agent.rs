@@ -84,8 +84,21 @@ async fn the_agent_publishes_what_the_operator_synced_and_follows_it() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let hook = format!("echo \"$OCISYNC_DIGEST $OCISYNC_REVISION\" >> {}", hook_log.display());
-    let mut cmd =
-        agent(&kubeconfig, "agent/app", &shared, &["--listen", &listen, "--grace", "1s", "--", "sh", "-c", &hook]);
+    // The URL hook's receiver: every body POSTed to it.
+    let posted = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/changed", receiver.local_addr().unwrap());
+    let sink = posted.clone();
+    let app = axum::Router::new().route(
+        "/changed",
+        axum::routing::post(move |body: axum::body::Bytes| async move {
+            sink.lock().unwrap().push(serde_json::from_slice(&body).unwrap_or_default());
+            "ok"
+        }),
+    );
+    tokio::spawn(async move { axum::serve(receiver, app).await });
+    let args = ["--listen", &listen, "--grace", "1s", "--on-change-url", &hook_url, "--", "sh", "-c", &hook];
+    let mut cmd = agent(&kubeconfig, "agent/app", &shared, &args);
     let _sidecar = Proc::spawn("agent", cmd.stdout(Stdio::null()), tmp.path().join("agent.log"));
 
     eventually("the agent publishes the first digest", 30, async || (published(&shared)? == d1).then_some(())).await;
@@ -105,6 +118,13 @@ async fn the_agent_publishes_what_the_operator_synced_and_follows_it() {
         hooks.lines().next().unwrap().starts_with(&d1) && hooks.lines().nth(1).unwrap().starts_with(&d2),
         "{hooks}"
     );
+    let bodies = eventually("both POSTs arrived", 10, async || {
+        let p = posted.lock().unwrap().clone();
+        (p.len() == 2).then_some(p)
+    })
+    .await;
+    assert_eq!((bodies[0]["digest"].as_str(), bodies[1]["digest"].as_str()), (Some(d1.as_str()), Some(d2.as_str())));
+    assert_eq!(bodies[1]["dir"], shared.to_str().unwrap());
     let metrics = reqwest::get(format!("http://{listen}/metrics")).await.unwrap().text().await.unwrap();
     assert!(metrics.contains(&format!("ocisync_agent_published{{digest=\"{d2}\"")), "{metrics}");
     assert!(metrics.contains("ocisync_agent_publishes_total 2"), "{metrics}");
