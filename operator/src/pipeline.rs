@@ -6,9 +6,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::fetch::sources::Mirror;
 use crate::fetch::{self, FetchError, PullOptions, PullReport};
 use crate::oci::referrers;
-use crate::oci::{Platform, RegistryClient, RegistryError};
+use crate::oci::{Platform, Reference, RegistryClient, RegistryError};
 use crate::publish::volume::{Revision, Volume, VolumeError};
 use crate::resolve::{self, Pinned, Resolution, ResolveError};
 use crate::status::Reason;
@@ -63,10 +64,25 @@ pub(crate) async fn verify(
 pub(crate) struct Pulled {
     pub(crate) resolution: Resolution,
     pub(crate) report: PullReport,
+    /// What each source served (mirrors first, the origin last); only those
+    /// that served anything.
+    pub(crate) served: Vec<FromSource>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct FromSource {
+    pub(crate) url: String,
+    pub(crate) mirror: bool,
+    pub(crate) manifests: u64,
+    pub(crate) layers: u64,
+    pub(crate) bytes: u64,
 }
 
 /// Fetch what `pinned` names into `out`, replacing it whole; on any error
-/// `out` is as it was.
+/// `out` is as it was. What is named by digest comes from `opts.mirrors`
+/// first; when a fetch through mirrors fails in a way a mirror can cause
+/// (a refused or broken download, bytes that are not what the digest says),
+/// it is done once more from the origin alone.
 pub(crate) async fn run(
     client: Arc<RegistryClient>,
     pinned: &Pinned,
@@ -74,9 +90,61 @@ pub(crate) async fn run(
     opts: &PullOptions,
     out: &Path,
 ) -> Result<Pulled, PipelineError> {
-    let resolution = resolve::manifest(&client, pinned, platform).await?;
-    let report = fetch::pull(client, &resolution, opts, out).await?;
-    Ok(Pulled { resolution, report })
+    let origin = Arc::new(Mirror::new(client.clone(), &pinned.reference));
+    let resolution = manifest(&origin, &opts.mirrors, pinned, platform).await?;
+    let report = match fetch::pull(origin.clone(), &resolution, opts, out).await {
+        Err(FetchError::Registry(e)) if !opts.mirrors.is_empty() => {
+            tracing::info!(error = %e, "fetching through the mirrors failed; once more from the origin");
+            let alone = PullOptions { mirrors: Vec::new(), ..opts.clone() };
+            fetch::pull(origin.clone(), &resolution, &alone, out).await?
+        }
+        r => r?,
+    };
+    let served = opts
+        .mirrors
+        .iter()
+        .map(|m| (m, true))
+        .chain([(&origin, false)])
+        .filter_map(|(m, mirror)| {
+            let (manifests, layers, bytes) = m.served();
+            (manifests + layers > 0).then(|| FromSource { url: m.url.clone(), mirror, manifests, layers, bytes })
+        })
+        .collect();
+    Ok(Pulled { resolution, report, served })
+}
+
+/// The manifest from the first mirror that has it whole and right, else
+/// from the origin.
+async fn manifest(
+    origin: &Arc<Mirror>,
+    mirrors: &[Arc<Mirror>],
+    pinned: &Pinned,
+    platform: &Platform,
+) -> Result<Resolution, PipelineError> {
+    if !pinned.is_fetched() {
+        for m in mirrors {
+            let at = Reference { repository: m.repository.clone(), ..pinned.reference.clone() };
+            let there = Pinned::known(at, pinned.digest.clone());
+            match resolve::manifest(&m.client, &there, platform).await {
+                Ok(r) => {
+                    m.served_manifest();
+                    if r.manifest_digest != r.digest {
+                        m.served_manifest();
+                    }
+                    return Ok(Resolution { reference: pinned.reference.clone(), ..r });
+                }
+                Err(e) => tracing::debug!(mirror = %m.url, error = %e, "mirror lacks the manifest"),
+            }
+        }
+    }
+    let r = resolve::manifest(&origin.client, pinned, platform).await?;
+    if !pinned.is_fetched() {
+        origin.served_manifest();
+    }
+    if r.manifest_digest != r.digest {
+        origin.served_manifest();
+    }
+    Ok(r)
 }
 
 /// How a volume came to hold what was asked.

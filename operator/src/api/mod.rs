@@ -73,10 +73,30 @@ pub struct ArtifactSpec {
     /// Where the files go.
     #[serde(default)]
     pub target: Target,
+    /// Registries that may serve this repository's manifests by digest and
+    /// its blobs: `oci://host[:port]/repository`, tried in order before the
+    /// origin (`url`), which is also where tags are resolved and signatures
+    /// found. Whatever a mirror serves is checked against the digest the
+    /// origin named, so a mirror is trusted for nothing but availability.
+    /// Default: the operator's `--mirror` for `url`'s registry, if any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4))]
+    pub mirrors: Vec<Mirror>,
     /// Sync only what the right signer signed. Without it (and without a
     /// ClusterArtifactPolicy that matches), nothing is verified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<Verify>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Mirror {
+    /// `oci://host[:port]/repository`: the same content under this name.
+    pub url: String,
+    /// Plain HTTP instead of HTTPS. Credentials come from the Artifact's
+    /// `secretRef` or ServiceAccount, by this host.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
 }
 
 /// Which signatures count. Cosign's formats are found through the OCI 1.1
@@ -271,12 +291,30 @@ pub struct ArtifactStatus {
     /// The last `ocisync.dev/requested-at` annotation acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_requested_at: Option<String>,
+    /// Where the last sync's manifest and layers came from: a mirror, the
+    /// origin, or both when a mirror lacked something.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceStatus>,
     /// The evidence for the digest last verified: which signature, found
     /// where, by which key, for each requirement (the spec and every policy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<VerificationStatus>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceStatus {
+    /// `oci://host/repository`.
+    pub url: String,
+    /// `origin` or `mirror`.
+    pub role: String,
+    /// Manifests (the image index and the manifest) it served.
+    pub manifests: u32,
+    /// Layers it served, and their bytes.
+    pub layers: u32,
+    pub bytes: u64,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]

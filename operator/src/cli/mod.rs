@@ -155,6 +155,15 @@ struct OperatorArgs {
     /// Owner of the files written, `UID:GID` (needs the privilege to chown).
     #[arg(long, value_name = "UID:GID", value_parser = volume::owner)]
     volume_owner: Option<(u32, u32)>,
+    /// A mirror for every repository of registry ORIGIN, for Artifacts
+    /// without spec.mirrors: `ORIGIN=oci://HOST[/PREFIX]` (repeat for more,
+    /// tried in order). Tags stay at the origin; content by digest comes from
+    /// the mirror when it has it, checked against the origin's digest.
+    #[arg(long, value_name = "ORIGIN=oci://HOST[/PREFIX]")]
+    mirror: Vec<String>,
+    /// The --mirror registries speak plain HTTP.
+    #[arg(long)]
+    mirror_insecure: bool,
 }
 
 /// An optional listen address: `0` (or `off`) for none.
@@ -423,8 +432,19 @@ async fn operator(args: OperatorArgs) -> ExitCode {
         },
         _ => None,
     };
+    let mirrors = match args
+        .mirror
+        .iter()
+        .map(|m| crate::fetch::sources::MirrorRule::parse(m, args.mirror_insecure))
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|rules| crate::fetch::sources::check_rules(&rules).map(|()| rules))
+    {
+        Ok(r) => r,
+        Err(e) => return usage(&format!("--mirror {e}")),
+    };
     let opts = crate::controller::Options {
         webhook,
+        mirrors,
         work_dir: args.work_dir,
         volumes: args.volume_root.map(|dir| crate::publish::volume::target::Root {
             dir,

@@ -27,6 +27,11 @@ struct Request {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Source {
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WebhookEvent {
     format: String,
     result: String,
@@ -40,6 +45,7 @@ pub(crate) struct Metrics {
     duration: Histogram,
     requests: Family<Request, Counter>,
     blob_bytes: Counter,
+    served: Family<Source, Counter>,
 }
 
 impl Default for Metrics {
@@ -57,7 +63,13 @@ impl Default for Metrics {
         registry.register("registry_requests", "Registry requests by method, kind and HTTP status", requests.clone());
         registry.register("blob_bytes", "Blob bytes downloaded from registries", blob_bytes.clone());
         registry.register("artifacts_failing", "Artifacts whose last sync failed", failing.clone());
-        Metrics { registry, webhook, reconciles, failing, duration, requests, blob_bytes }
+        let served = Family::<Source, Counter>::default();
+        registry.register(
+            "synced_layer_bytes",
+            "Layer bytes of published syncs by where they came from (origin or mirror)",
+            served.clone(),
+        );
+        Metrics { registry, webhook, reconciles, failing, duration, requests, blob_bytes, served }
     }
 }
 
@@ -73,6 +85,12 @@ impl Metrics {
         let result = if reason == Reason::Synced { "success" } else { "error" }.to_string();
         self.reconciles.get_or_create(&Outcome { result, reason: reason.metric_label().to_string() }).inc();
         self.duration.observe(took.as_secs_f64());
+    }
+
+    /// Layer bytes a published sync took from a mirror or the origin.
+    pub(crate) fn served(&self, mirror: bool, bytes: u64) {
+        let source = if mirror { "mirror" } else { "origin" }.to_string();
+        self.served.get_or_create(&Source { source }).inc_by(bytes);
     }
 
     pub(crate) fn set_failing(&self, n: usize) {
@@ -111,6 +129,9 @@ mod tests {
         m.request("HEAD", RequestKind::Manifest, Some(200));
         m.request("GET", RequestKind::Blob, None);
         m.blob_bytes(1234);
+        m.served(true, 10);
+        m.served(true, 5);
+        m.served(false, 7);
         let text = m.render();
         for line in [
             r#"ocisync_reconciles_total{result="success",reason="Synced"} 1"#,
@@ -120,6 +141,8 @@ mod tests {
             "ocisync_blob_bytes_total 1234",
             "ocisync_reconcile_duration_seconds_count 2",
             "ocisync_artifacts_failing 3",
+            r#"ocisync_synced_layer_bytes_total{source="mirror"} 15"#,
+            r#"ocisync_synced_layer_bytes_total{source="origin"} 7"#,
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");
         }

@@ -10,6 +10,7 @@
 
 pub(crate) mod credentials;
 mod decide;
+mod events;
 mod http;
 mod metrics;
 mod notify;
@@ -20,6 +21,7 @@ mod registries;
 mod resolutions;
 mod roots;
 pub(crate) mod scope;
+mod slim;
 mod slots;
 mod triggers;
 pub(crate) mod trust;
@@ -37,7 +39,6 @@ use futures::{Stream, StreamExt, TryStreamExt as _};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, ServiceAccount};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action, ReconcileRequest};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{PredicateConfig, WatchStreamExt, predicates, watcher};
 use kube::{Api, ResourceExt};
@@ -76,7 +77,7 @@ pub(crate) struct Context {
     /// Cluster policies and namespace labels: what signatures are required.
     trust: trust::TrustSource,
     targets: Targets,
-    recorder: Recorder,
+    events: events::Events,
     /// Where fetches are staged before publishing, one directory per Artifact.
     work_dir: PathBuf,
     /// Layers shared by the syncs of this process.
@@ -91,6 +92,8 @@ pub(crate) struct Context {
     /// Tag → digest and repository → tags, shared by Artifacts following the same ones.
     digests: resolutions::Shared<crate::oci::Digest>,
     tag_lists: resolutions::Shared<Arc<Vec<String>>>,
+    /// `--mirror`: the mirrors of Artifacts that name none.
+    mirror_rules: Vec<crate::fetch::sources::MirrorRule>,
 }
 
 impl Context {
@@ -166,6 +169,8 @@ pub(crate) struct Options {
     pub(crate) label_selector: Option<String>,
     /// The whole cluster, or only these namespaces.
     pub(crate) scope: scope::Scope,
+    /// Mirrors for Artifacts without `spec.mirrors`, by origin registry.
+    pub(crate) mirrors: Vec<crate::fetch::sources::MirrorRule>,
     /// Serve `POST /v1/notify` here, guarded by this bearer token.
     pub(crate) webhook: Option<(std::net::SocketAddr, Vec<u8>)>,
 }
@@ -312,10 +317,7 @@ async fn run_controller(
             roots: roots::Roots::new(client.clone()),
         },
         targets: Targets::new(client.clone(), config_maps.clone(), opts.volumes.clone()),
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter { controller: "ocisync".into(), instance: Some(opts.identity) },
-        ),
+        events: events::Events::new(client.clone(), "ocisync", &opts.identity),
         blob_cache: match opts.blob_cache_bytes {
             0 => None,
             n => Some(Arc::new(
@@ -329,6 +331,7 @@ async fn run_controller(
         metrics,
         digests: resolutions::Shared::default(),
         tag_lists: resolutions::Shared::default(),
+        mirror_rules: opts.mirrors.clone(),
     });
 
     let mut selected = watcher::Config::default();
@@ -339,6 +342,7 @@ async fn run_controller(
     let own: Requests = Box::pin(controller::trigger_self(
         opts.scope
             .watch(&client, selected, artifacts.clone())
+            .modify(slim::artifact)
             .reflect(artifact_writer)
             .inspect_ok(move |e| {
                 if let watcher::Event::Delete(a) = e {
@@ -358,6 +362,7 @@ async fn run_controller(
                 watcher::Config::default().labels(&managed),
                 config_maps.clone(),
             )
+            .modify(slim::config_map)
             .reflect(cm_writer)
             .touched_objects(),
         (),
@@ -371,6 +376,7 @@ async fn run_controller(
     let secret_events: Requests = Box::pin(controller::trigger_with(
         opts.scope
             .watch::<PartialObjectMeta<Secret>>(&client, watcher::Config::default(), secrets.clone())
+            .modify(slim::secret)
             .reflect(secret_writer)
             .inspect_ok(move |e| {
                 if let watcher::Event::Delete(s) = e {
@@ -407,6 +413,7 @@ async fn run_controller(
     let account_events: Requests = Box::pin(controller::trigger_with(
         opts.scope
             .watch(&client, watcher::Config::default(), accounts.clone())
+            .modify(slim::account)
             .reflect(account_writer)
             .touched_objects(),
         move |sa| {
@@ -422,6 +429,7 @@ async fn run_controller(
     let policy_events: Requests = Box::pin(controller::trigger_with(
         watcher(Api::<ClusterArtifactPolicy>::all(client.clone()), watcher::Config::default())
             .default_backoff()
+            .modify(slim::policy)
             .reflect(policy_writer)
             .touched_objects(),
         move |p| {
@@ -439,6 +447,7 @@ async fn run_controller(
     let (store, policy_store) = (artifacts.clone(), policies.clone());
     let namespace_events: Requests = Box::pin(controller::trigger_with(
         scope::namespaces(&opts.scope, &client, Duration::from_secs(30))
+            .modify(slim::namespace)
             .reflect(namespace_writer)
             .touched_objects()
             .predicate_filter(predicates::labels, PredicateConfig::default()),

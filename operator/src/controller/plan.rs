@@ -35,7 +35,13 @@ pub(crate) struct Plan {
     /// does not fit the target, not that a limit the user set was hit.
     pub(crate) clamped: bool,
     pub(crate) target: Target,
+    /// `spec.mirrors`: where (and whether over plain HTTP) content by digest
+    /// may come from first.
+    pub(crate) mirrors: Vec<(Reference, bool)>,
 }
+
+/// More would only make a missing blob slower to find at the origin.
+const MAX_MIRRORS: usize = 4;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("spec.{field}: {message}")]
@@ -86,6 +92,17 @@ impl Plan {
             (_, Some(v)) => Target::Volume(volume_target(name, v, spec)?),
             (cm, None) => Target::ConfigMap(config_map_target(name, cm.clone().unwrap_or_default())?),
         };
+        if spec.mirrors.len() > MAX_MIRRORS {
+            return Err(bad("mirrors", format!("at most {MAX_MIRRORS}")));
+        }
+        let mut mirrors = Vec::new();
+        for m in &spec.mirrors {
+            let at = Reference::parse(&m.url).map_err(|e| bad("mirrors", e))?;
+            if at.tag.is_some() || at.digest.is_some() {
+                return Err(bad("mirrors", format!("{}: names the repository only", m.url)));
+            }
+            mirrors.push((at, m.insecure));
+        }
         let clamped = target.capacity().is_some_and(|c| c < limits.max_total_bytes);
         if let Some(c) = target.capacity() {
             limits.max_total_bytes = limits.max_total_bytes.min(c);
@@ -105,6 +122,7 @@ impl Plan {
             limits,
             clamped,
             target,
+            mirrors,
         })
     }
 }
@@ -331,6 +349,14 @@ mod tests {
         );
         assert_eq!(field(json!({"url": "oci://r.io/app", "interval": "200h"})), "interval");
         assert_eq!(field(json!({"url": "oci://r.io/app", "timeout": "2h"})), "timeout");
+        let mirrors = |m: serde_json::Value| field(json!({"url": "oci://r.io/app", "mirrors": m}));
+        assert_eq!(mirrors(json!([{"url": "oci://m.io/app:v1"}])), "mirrors");
+        assert_eq!(mirrors(json!([{"url": "https://m.io/app"}])), "mirrors");
+        assert_eq!(mirrors(json!([{"url": "oci://m.io/app@sha256:".to_string() + &"a".repeat(64)}])), "mirrors");
+        assert_eq!(mirrors(json!((0..5).map(|i| json!({"url": format!("oci://m{i}.io/app")})).collect::<Vec<_>>())), "mirrors");
+        let ok = plan(json!({"url": "oci://r.io/app", "mirrors": [{"url": "oci://m.io/cache/app", "insecure": true}]}));
+        let m = &ok.unwrap().mirrors;
+        assert_eq!((m[0].0.registry.as_str(), m[0].0.repository.as_str(), m[0].1), ("m.io", "cache/app", true));
         // what the API server would refuse is refused here, as a spec error
         let target = |t: serde_json::Value| field(json!({"url": "oci://r.io/app", "target": {"configMap": t}}));
         assert_eq!(target(json!({"name": "Bad_Name"})), "target.configMap.name");

@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
@@ -20,8 +19,10 @@ use super::decide::{self, Decision, Failure, Inputs, Observed};
 use super::plan::Plan;
 use super::registries::Handle;
 use super::resolutions;
+use super::events::Type;
 use super::{Context, Error};
-use crate::api::{Artifact, REQUESTED_AT_ANNOTATION};
+use crate::api::{Artifact, REQUESTED_AT_ANNOTATION, SourceStatus};
+use crate::fetch::sources::{Mirror, mirrors_for};
 use crate::fetch::{FetchError, PullOptions};
 use crate::oci::{Digest, Reference};
 use crate::pipeline::{self, PipelineError};
@@ -203,16 +204,17 @@ async fn sync(
         trust: verified.map(|v| v.trust.as_str()),
         stalled: stalled.as_ref(),
     };
-    let served = |published: Option<Published>, verification| Served {
+    let served = |published: Option<Published>, verification, sources| Served {
         tag: chosen.tag.clone(),
         digest: chosen.digest.clone(),
         drift: chosen.drift.clone(),
         volume: published.as_ref().and_then(|p| p.volume.clone()),
         published: published.map(|p| p.files),
         verification,
+        sources,
     };
     match decide::decide(&inputs, &seen) {
-        Decision::UpToDate => return Ok(served(None, verified.cloned())),
+        Decision::UpToDate => return Ok(served(None, verified.cloned(), Vec::new())),
         Decision::StillStalled(f) => return Err(f),
         Decision::Sync => {}
     }
@@ -238,7 +240,7 @@ async fn sync(
     if let Some(p) =
         ctx.targets.restore(&plan.target, &owner, &chosen.digest).await.map_err(|e| Failure::new(Step::Publish, &e))?
     {
-        return Ok(served(Some(p), verification));
+        return Ok(served(Some(p), verification, Vec::new()));
     }
 
     // Fetch into this Artifact's own work dir (or beside the volume's
@@ -249,6 +251,7 @@ async fn sync(
         selection: plan.selection.clone(),
         limits: plan.limits,
         cache: ctx.blob_cache.clone(),
+        mirrors: mirrors(ctx, plan, &artifact.spec, &namespace).await?,
         ..PullOptions::default()
     };
     let out = ctx.targets.fetch_dir(&plan.target, &owner, work).map_err(|e| Failure::new(Step::Publish, &e))?;
@@ -265,7 +268,45 @@ async fn sync(
         .map_err(|e| Failure::new(Step::Publish, &e))?;
     let files = published.files.count;
     tracing::info!(artifact = %artifact.name_any(), %namespace, digest = %chosen.digest, files, "published");
-    Ok(served(Some(published), verification))
+    let sources = pulled
+        .served
+        .iter()
+        .map(|s| {
+            ctx.metrics.served(s.mirror, s.bytes);
+            SourceStatus {
+                url: s.url.clone(),
+                role: if s.mirror { "mirror" } else { "origin" }.into(),
+                manifests: u32::try_from(s.manifests).unwrap_or(u32::MAX),
+                layers: u32::try_from(s.layers).unwrap_or(u32::MAX),
+                bytes: s.bytes,
+            }
+        })
+        .collect();
+    Ok(served(Some(published), verification, sources))
+}
+
+/// The registries that may serve this sync's content by digest: the spec's
+/// mirrors, else the operator's for the origin's registry. Each with the
+/// Artifact's own credentials for its host.
+async fn mirrors(
+    ctx: &Context,
+    plan: &Plan,
+    spec: &crate::api::ArtifactSpec,
+    namespace: &str,
+) -> Result<Vec<Arc<Mirror>>, Failure> {
+    let wanted = match plan.mirrors.is_empty() {
+        false => plan.mirrors.clone(),
+        true => mirrors_for(&ctx.mirror_rules, &plan.repository),
+    };
+    let mut out = Vec::with_capacity(wanted.len());
+    for (at, insecure) in wanted {
+        let access =
+            ctx.credentials.load(namespace, spec, &at.registry).await.map_err(|e| Failure::new(Step::Fetch, &e))?;
+        let handle =
+            ctx.registries.client(&at.registry, &access, insecure).map_err(|e| Failure::new(Step::Fetch, &e))?;
+        out.push(Arc::new(Mirror::new(handle.client, &at)));
+    }
+    Ok(out)
 }
 
 /// Going over a total the target clamped is the content not fitting the
@@ -330,17 +371,15 @@ async fn report(artifact: &Artifact, ctx: &Context, outcome: Outcome, served: Op
     let body = json!({ "apiVersion": "ocisync.dev/v1alpha1", "kind": "Artifact", "status": new });
     api.patch_status(&artifact.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await?;
     let event = match (&outcome, served.and_then(|s| s.published.as_ref())) {
-        (Outcome::Synced { message, .. }, Some(_)) => Some((EventType::Normal, Reason::Synced, message.clone())),
-        (Outcome::Failed { reason, message, .. }, _) => Some((EventType::Warning, *reason, message.clone())),
-        (Outcome::InvalidSpec { message }, _) => Some((EventType::Warning, Reason::InvalidSpec, message.clone())),
+        (Outcome::Synced { message, .. }, Some(_)) => Some((Type::Normal, Reason::Synced, message)),
+        (Outcome::Failed { reason, message, .. }, _) => Some((Type::Warning, *reason, message)),
+        (Outcome::InvalidSpec { message }, _) => Some((Type::Warning, Reason::InvalidSpec, message)),
         _ => None,
     };
-    if let Some((type_, reason, note)) = event {
-        let ev =
-            Event { type_, reason: reason.as_str().into(), note: Some(note), action: "Sync".into(), secondary: None };
-        if let Err(e) = ctx.recorder.publish(&ev, &artifact.object_ref(&())).await {
-            tracing::warn!(error = %e, "could not publish an event");
-        }
+    if let Some((type_, reason, note)) = event
+        && let Err(e) = ctx.events.publish(&artifact.object_ref(&()), type_, reason.as_str(), "Sync", note).await
+    {
+        tracing::warn!(error = %e, "could not publish an event");
     }
     Ok(())
 }

@@ -15,13 +15,14 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
 use super::cache::BlobCache;
+use super::sources::{Mirror, blob_from_mirrors};
 use super::{FetchError, Progress, task};
-use crate::oci::{Digest, RegistryClient, RegistryError};
+use crate::oci::{Digest, RegistryError};
 use crate::unpack::{self, Budget, LayerPlan, LayerReport, Selection};
 
 pub(super) struct LayerJob {
-    pub(super) client: Arc<RegistryClient>,
-    pub(super) repository: String,
+    pub(super) origin: Arc<Mirror>,
+    pub(super) mirrors: Vec<Arc<Mirror>>,
     pub(super) plan: LayerPlan,
     pub(super) dir: PathBuf,
     pub(super) selection: Arc<Selection>,
@@ -33,7 +34,7 @@ pub(super) struct LayerJob {
 
 /// Where a layer's bytes come from.
 enum Source {
-    Registry(reqwest::Response),
+    Registry(reqwest::Response, Arc<Mirror>),
     Cache(PathBuf),
 }
 
@@ -57,7 +58,10 @@ impl LayerJob {
         }
         let source = match hit {
             Some(path) => Source::Cache(path),
-            None => Source::Registry(self.client.blob(&self.repository, desc).await?),
+            None => match blob_from_mirrors(&self.mirrors, desc).await {
+                Some((m, r)) => Source::Registry(r, m),
+                None => Source::Registry(self.origin.client.blob(&self.origin.repository, desc).await?, self.origin.clone()),
+            },
         };
         let from_cache = matches!(source, Source::Cache(_));
         // Two chunks in flight per layer. hyper hands out chunks of up to
@@ -97,16 +101,16 @@ impl LayerJob {
         let mut tx = Some(tx);
         let mut hasher = Sha256::new();
         let mut received = 0u64;
-        let (mut body, mut keep, from_registry) = match source {
-            Source::Registry(r) => {
+        let (mut body, mut keep, from) = match source {
+            Source::Registry(r, from) => {
                 let keep = match cache {
                     Some(c) => Keep::open(c.temp()).await,
                     None => None,
                 };
-                (r.bytes_stream().map(|c| c.map_err(|e| crate::oci::error::chain(&e))).boxed(), keep, true)
+                (r.bytes_stream().map(|c| c.map_err(|e| crate::oci::error::chain(&e))).boxed(), keep, Some(from))
             }
             Source::Cache(path) => {
-                (file_chunks(path).await.map_err(|e| FetchError::from(io(&what(), e)))?, None, false)
+                (file_chunks(path).await.map_err(|e| FetchError::from(io(&what(), e)))?, None, None)
             }
         };
         while let Some(chunk) = body.next().await {
@@ -119,8 +123,8 @@ impl LayerJob {
                 return Err(RegistryError::SizeMismatch { what: what(), expected: desc.size, actual: received }.into());
             }
             hasher.update(&chunk);
-            if from_registry {
-                self.client.observe_blob_bytes(chunk.len() as u64);
+            if let Some(m) = &from {
+                m.client.observe_blob_bytes(chunk.len() as u64);
             }
             if let Some(k) = &mut keep
                 && !k.write(&chunk).await
@@ -136,6 +140,11 @@ impl LayerJob {
                 tx = None;
             }
         }
+        // what a mirror served wrongly is said to be the mirror's
+        let what = || match &from {
+            Some(m) if !Arc::ptr_eq(m, &self.origin) => format!("{} from mirror {}", what(), m.url),
+            _ => what(),
+        };
         if received != desc.size {
             return Err(RegistryError::SizeMismatch { what: what(), expected: desc.size, actual: received }.into());
         }
@@ -145,6 +154,9 @@ impl LayerJob {
         }
         if let (Some(k), Some(c)) = (keep.take(), cache) {
             k.into_cache(c, &desc.digest, received).await;
+        }
+        if let Some(m) = &from {
+            m.served_layer(received);
         }
         Ok(())
     }

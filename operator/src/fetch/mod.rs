@@ -9,6 +9,7 @@
 //! committed until every digest, size and limit has checked out.
 
 pub(crate) mod cache;
+pub(crate) mod sources;
 mod job;
 
 use std::path::Path;
@@ -19,7 +20,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::oci::{RegistryClient, RegistryError};
+use crate::oci::RegistryError;
 use crate::resolve::Resolution;
 use crate::unpack::{self, Budget, Entry, Limits, Selection, Staging, UnpackError};
 use job::LayerJob;
@@ -51,6 +52,8 @@ pub(crate) struct PullOptions {
     pub(crate) progress: Option<Arc<dyn Progress>>,
     /// Layers read from, and kept in, a cache shared with other syncs.
     pub(crate) cache: Option<Arc<cache::BlobCache>>,
+    /// Registries tried before the origin for what is named by digest.
+    pub(crate) mirrors: Vec<Arc<sources::Mirror>>,
 }
 
 impl Default for PullOptions {
@@ -63,6 +66,7 @@ impl Default for PullOptions {
             concurrency: 4,
             progress: None,
             cache: None,
+            mirrors: Vec::new(),
         }
     }
 }
@@ -87,7 +91,7 @@ pub(crate) struct PullReport {
 /// Fetch the resolved manifest's selected files into `out`, replacing it
 /// whole and atomically; on any error `out` is as it was.
 pub(crate) async fn pull(
-    client: Arc<RegistryClient>,
+    origin: Arc<sources::Mirror>,
     res: &Resolution,
     opts: &PullOptions,
     out: &Path,
@@ -118,8 +122,8 @@ pub(crate) async fn pull(
     let mut tasks = JoinSet::new();
     for plan in plans {
         let layer = LayerJob {
-            client: client.clone(),
-            repository: res.reference.repository.clone(),
+            origin: origin.clone(),
+            mirrors: opts.mirrors.clone(),
             dir: staging.layer_dir(plan.index),
             plan,
             selection: selection.clone(),

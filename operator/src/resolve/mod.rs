@@ -40,6 +40,11 @@ impl Pinned {
     pub(crate) fn known(reference: Reference, digest: Digest) -> Self {
         Pinned { reference, digest, fetched: None }
     }
+
+    /// The manifest came with the resolution (a GET, not a HEAD).
+    pub(crate) fn is_fetched(&self) -> bool {
+        self.fetched.is_some()
+    }
 }
 
 /// What a reference names now: a pinned digest as it is, without a request;

@@ -5,7 +5,9 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions::{self, Outcome};
-use crate::api::{ArtifactStatus, Drift, FilesSummary, SignatureEvidence, VerificationStatus, VolumeStatus};
+use crate::api::{
+    ArtifactStatus, Drift, FilesSummary, SignatureEvidence, SourceStatus, VerificationStatus, VolumeStatus,
+};
 use crate::oci::Digest;
 use crate::verify::Evidence;
 
@@ -21,6 +23,8 @@ pub(crate) struct Served {
     pub(crate) volume: Option<VolumeStatus>,
     /// The evidence for this digest; `None` when no signature is required.
     pub(crate) verification: Option<VerificationStatus>,
+    /// Where what was published came from.
+    pub(crate) sources: Vec<SourceStatus>,
 }
 
 impl Served {
@@ -102,6 +106,7 @@ pub(crate) fn next_status(
         if let Some(files) = &s.published {
             new.files = Some(files.clone());
             new.volume = s.volume.clone();
+            new.sources = s.sources.clone();
             new.last_synced_digest = Some(s.digest.to_string());
             new.last_synced_at = Some(now.clone());
         }
@@ -132,6 +137,7 @@ mod tests {
             published: published.then(|| FilesSummary { count: 2, bytes: 10, ..Default::default() }),
             volume: None,
             verification: None,
+            sources: Vec::new(),
         }
     }
 
