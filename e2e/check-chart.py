@@ -41,6 +41,8 @@ ALL_ON = {
     "priorityClassName": "system-cluster-critical",
     "volume": {"enabled": True, "storageClassName": "nfs"},
     "webhook": {"enabled": True},
+    "mirrors": ["ghcr.io=oci://mirror.internal:5000/ghcr", "docker.io=oci://mirror.internal:5000/hub"],
+    "mirrorInsecure": True,
     "agentRoles": [{"namespace": "team-a", "serviceAccount": "web", "artifacts": ["web-config"], "secrets": ["pull"]}],
 }
 EXISTING_CLAIM = {"volume": {"enabled": True, "existingClaim": "shared-files"}}
@@ -164,6 +166,9 @@ def main():
     token_vol = next((v for v in all_on_pod["volumes"] if v["name"] == "webhook-token"), {})
     if not hook_args <= set(all_on_pod["containers"][0]["args"]) or token_vol.get("secret", {}).get("secretName") != "ocisync-webhook":
         failures.append(f"webhook: {all_on_pod['containers'][0]['args']}, {token_vol}")
+    mirror_args = [a for a in all_on_pod["containers"][0]["args"] if a.startswith("--mirror")]
+    if mirror_args != ["--mirror=ghcr.io=oci://mirror.internal:5000/ghcr", "--mirror=docker.io=oci://mirror.internal:5000/hub", "--mirror-insecure"]:
+        failures.append(f"mirror flags, in order: {mirror_args}")
     if not {"--volume-root=/volume", "--volume-keep=2", "--volume-grace=5m"} <= set(all_on_pod["containers"][0]["args"]):
         failures.append(f"volume flags: {all_on_pod['containers'][0]['args']}")
     existing = render(EXISTING_CLAIM)

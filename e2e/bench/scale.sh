@@ -34,8 +34,8 @@ export KUBECONFIG
 "$ROOT/e2e/setup/operator-access.sh" "$WORK/operator.kubeconfig"
 for n in $(seq "$NAMESPACES"); do kubectl create namespace "scale-$n" >/dev/null; done
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-KUBECONFIG="$WORK/operator.kubeconfig" OCISYNC_LOG=warn "$OCISYNC" operator --work-dir "$WORK/work" \
-  --metrics-addr "127.0.0.1:$port" 2>"$WORK/operator.log" &
+KUBECONFIG="$WORK/operator.kubeconfig" OCISYNC_LOG=warn "$OCISYNC" operator --work-dir "${OPERATOR_WORK:-$WORK/work}" \
+  --metrics-addr "127.0.0.1:$port" ${OPERATOR_ARGS:-} 2>"$WORK/operator.log" &
 OP_PID=$!
 until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.2; done
 
@@ -56,6 +56,18 @@ writes() {
   kubectl get --raw /metrics | awk '/^apiserver_request_total\{/ && /verb="(POST|PUT|PATCH|DELETE|APPLY)"/ &&
     /resource="(artifacts|configmaps|events)"/ {s += $NF} END {print s + 0}'
 }
+# Time the API server spent on each kind of request (its own histogram sums),
+# by verb and resource, for the kinds the Artifacts and the operator touch.
+api_time() {
+  kubectl get --raw /metrics | awk '/^apiserver_request_duration_seconds_(sum|count)\{/ &&
+    /resource="(artifacts|configmaps|events)"/ {
+      match($0, /verb="[A-Z]+"/); v = substr($0, RSTART + 6, RLENGTH - 7)
+      match($0, /resource="[a-z]+"/); r = substr($0, RSTART + 10, RLENGTH - 11)
+      match($0, /subresource="[a-z]*"/); sr = substr($0, RSTART + 13, RLENGTH - 14)
+      k = v " " r (sr != "" ? "/" sr : "")
+      if ($0 ~ /_sum\{/) sum[k] += $NF; else cnt[k] += $NF
+    } END {for (k in sum) print k, sum[k], cnt[k]}' | sort
+}
 # The operator's RSS once a second, to see when the peak comes.
 ( while kill -0 "$OP_PID" 2>/dev/null; do
     echo "$(date +%s.%N) $(awk '/VmRSS/ {print $2}' "/proc/$OP_PID/status" 2>/dev/null)"; sleep 1
@@ -67,6 +79,7 @@ ticks_of() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 CP_PIDS="etcd:$(pgrep -f "data-dir=$WORK/cp/etcd" | head -1) kube-apiserver:$(pgrep -f "cert-dir=$WORK/cp/pki" | head -1) operator:$OP_PID"
 cpu_split() { for p in $CP_PIDS; do echo "${p%%:*} $(ticks_of "${p#*:}")"; done; }
 cpu_split > "$WORK/cpu.0"
+api_time > "$WORK/api.0"
 
 log "creating $N Artifacts"
 t0=$(date +%s.%N)
@@ -94,6 +107,9 @@ all_ready=$(echo "$t1 - $t0" | bc)
 log "Ready (of $N) every 10 s from the first create: $(awk -v t0="$t0" '{n[int(($1 - t0) / 10)]++} END {c = 0; for (i = 0; i <= int(('"$t1"' - t0) / 10); i++) {c += n[i]; printf "%d ", c}}' "$WORK/ready.times")"
 ready_rss=$(awk '/VmRSS/ {print $2}' "/proc/$OP_PID/status")
 cpu_split > "$WORK/cpu.1"
+api_time > "$WORK/api.1"
+log "API server time by request (count, seconds of latency summed): $(awk 'NR == FNR {s[$1" "$2] = $3; c[$1" "$2] = $4; next}
+  {n = $4 - c[$1" "$2]; if (n > 0) printf "%s %s: %d, %.1f s; ", $1, $2, n, $3 - s[$1" "$2]}' "$WORK/api.0" "$WORK/api.1")"
 split=$(join "$WORK/cpu.0" "$WORK/cpu.1" | awk -v hz="$(getconf CLK_TCK)" '{printf "%s %.0f s, ", $1, ($3 - $2) / hz}')
 log "all $N Ready in ${all_ready}s; steady state for $WINDOW intervals of ${INTERVAL}s"
 

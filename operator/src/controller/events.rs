@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::{Event, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::Api;
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::json;
 
 /// How long a sent Event can be counted again, as kube-runtime and
@@ -125,13 +125,13 @@ impl Events {
                 Err(e) => return Err(e),
             }
         }
-        let name = format!(
-            "{}.{:x}",
-            regarding.name.as_deref().unwrap_or(&self.controller),
-            wall.as_nanosecond()
-        );
+        let name = format!("{}.{:x}", regarding.name.as_deref().unwrap_or(&self.controller), wall.as_nanosecond());
         let event = Event {
-            metadata: ObjectMeta { name: Some(name.clone()), namespace: Some(namespace.into()), ..ObjectMeta::default() },
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                namespace: Some(namespace.into()),
+                ..ObjectMeta::default()
+            },
             action: Some(action.into()),
             reason: Some(reason.into()),
             note: Some(note.into()),

@@ -14,6 +14,7 @@ mod events;
 mod http;
 mod metrics;
 mod notify;
+mod own_writes;
 pub(crate) mod plan;
 mod policies;
 mod reconcile;
@@ -92,6 +93,8 @@ pub(crate) struct Context {
     /// Tag → digest and repository → tags, shared by Artifacts following the same ones.
     digests: resolutions::Shared<crate::oci::Digest>,
     tag_lists: resolutions::Shared<Arc<Vec<String>>>,
+    /// Status writes the watch has not delivered yet.
+    written: own_writes::OwnWrites,
     /// `--mirror`: the mirrors of Artifacts that name none.
     mirror_rules: Vec<crate::fetch::sources::MirrorRule>,
 }
@@ -141,6 +144,7 @@ impl Context {
 
     fn forget(&self, uid: &str) {
         self.update(uid, |_| None);
+        self.written.forget(uid);
     }
 }
 
@@ -332,6 +336,7 @@ async fn run_controller(
         digests: resolutions::Shared::default(),
         tag_lists: resolutions::Shared::default(),
         mirror_rules: opts.mirrors.clone(),
+        written: own_writes::OwnWrites::default(),
     });
 
     let mut selected = watcher::Config::default();
@@ -344,10 +349,10 @@ async fn run_controller(
             .watch(&client, selected, artifacts.clone())
             .modify(slim::artifact)
             .reflect(artifact_writer)
-            .inspect_ok(move |e| {
-                if let watcher::Event::Delete(a) = e {
-                    forget.forget(&a.uid().unwrap_or_default());
-                }
+            .inspect_ok(move |e| match e {
+                watcher::Event::Delete(a) => forget.forget(&a.uid().unwrap_or_default()),
+                watcher::Event::Apply(a) | watcher::Event::InitApply(a) => forget.written.delivered(a),
+                _ => {}
             })
             .touched_objects()
             .predicate_filter(artifact_changed, PredicateConfig::default()),

@@ -353,7 +353,10 @@ mod tests {
         assert_eq!(mirrors(json!([{"url": "oci://m.io/app:v1"}])), "mirrors");
         assert_eq!(mirrors(json!([{"url": "https://m.io/app"}])), "mirrors");
         assert_eq!(mirrors(json!([{"url": "oci://m.io/app@sha256:".to_string() + &"a".repeat(64)}])), "mirrors");
-        assert_eq!(mirrors(json!((0..5).map(|i| json!({"url": format!("oci://m{i}.io/app")})).collect::<Vec<_>>())), "mirrors");
+        assert_eq!(
+            mirrors(json!((0..5).map(|i| json!({"url": format!("oci://m{i}.io/app")})).collect::<Vec<_>>())),
+            "mirrors"
+        );
         let ok = plan(json!({"url": "oci://r.io/app", "mirrors": [{"url": "oci://m.io/cache/app", "insecure": true}]}));
         let m = &ok.unwrap().mirrors;
         assert_eq!((m[0].0.registry.as_str(), m[0].0.repository.as_str(), m[0].1), ("m.io", "cache/app", true));

@@ -16,10 +16,10 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::decide::{self, Decision, Failure, Inputs, Observed};
+use super::events::Type;
 use super::plan::Plan;
 use super::registries::Handle;
 use super::resolutions;
-use super::events::Type;
 use super::{Context, Error};
 use crate::api::{Artifact, REQUESTED_AT_ANNOTATION, SourceStatus};
 use crate::fetch::sources::{Mirror, mirrors_for};
@@ -76,6 +76,7 @@ impl Progress {
 
 pub(super) async fn reconcile(artifact: Arc<Artifact>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
+    let artifact = ctx.written.catch_up(artifact);
     if artifact.spec.suspend {
         return Ok(Action::await_change());
     }
@@ -370,6 +371,7 @@ async fn report(artifact: &Artifact, ctx: &Context, outcome: Outcome, served: Op
     let api: Api<Artifact> = Api::namespaced(ctx.client.clone(), &artifact.namespace().unwrap_or_default());
     let body = json!({ "apiVersion": "ocisync.dev/v1alpha1", "kind": "Artifact", "status": new });
     api.patch_status(&artifact.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await?;
+    ctx.written.wrote(artifact, new);
     let event = match (&outcome, served.and_then(|s| s.published.as_ref())) {
         (Outcome::Synced { message, .. }, Some(_)) => Some((Type::Normal, Reason::Synced, message)),
         (Outcome::Failed { reason, message, .. }, _) => Some((Type::Warning, *reason, message)),

@@ -60,7 +60,9 @@ impl LayerJob {
             Some(path) => Source::Cache(path),
             None => match blob_from_mirrors(&self.mirrors, desc).await {
                 Some((m, r)) => Source::Registry(r, m),
-                None => Source::Registry(self.origin.client.blob(&self.origin.repository, desc).await?, self.origin.clone()),
+                None => {
+                    Source::Registry(self.origin.client.blob(&self.origin.repository, desc).await?, self.origin.clone())
+                }
             },
         };
         let from_cache = matches!(source, Source::Cache(_));
@@ -109,9 +111,7 @@ impl LayerJob {
                 };
                 (r.bytes_stream().map(|c| c.map_err(|e| crate::oci::error::chain(&e))).boxed(), keep, Some(from))
             }
-            Source::Cache(path) => {
-                (file_chunks(path).await.map_err(|e| FetchError::from(io(&what(), e)))?, None, None)
-            }
+            Source::Cache(path) => (file_chunks(path).await.map_err(|e| FetchError::from(io(&what(), e)))?, None, None),
         };
         while let Some(chunk) = body.next().await {
             if self.cancel.load(Ordering::Relaxed) {

@@ -9,8 +9,8 @@
 //! committed until every digest, size and limit has checked out.
 
 pub(crate) mod cache;
-pub(crate) mod sources;
 mod job;
+pub(crate) mod sources;
 
 use std::path::Path;
 use std::sync::Arc;

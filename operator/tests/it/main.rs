@@ -11,6 +11,7 @@ mod image;
 mod keyless;
 mod kills;
 mod leader;
+mod mirrors;
 mod namespaced;
 mod pull;
 mod signatures;

@@ -1,0 +1,106 @@
+//! Mirrors trusted by digest, on the API server with two real registries:
+//! the tag is resolved at the origin, the manifest and layers come from the
+//! mirror when it has them, anything it lacks or serves wrong comes from the
+//! origin, and the status says which served what.
+
+use serde_json::{Value, json};
+
+use crate::signatures::{blob_gets, layer_of};
+use crate::support::cluster::{Env, Spec};
+use crate::support::registry::Distribution;
+use crate::support::{crane, push_files};
+
+fn manifest_gets(log: &[String], repo: &str, digest: &str) -> usize {
+    log.iter().filter(|l| l.contains("GET ") && l.contains(&format!("/v2/{repo}/manifests/{digest}"))).count()
+}
+
+fn sources(status: &Value) -> Vec<(String, u64, u64)> {
+    status["sources"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|s| {
+                    (
+                        s["role"].as_str().unwrap_or("").to_string(),
+                        s["manifests"].as_u64().unwrap_or(0),
+                        s["layers"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mirror_serves_by_digest_and_the_origin_fills_in() {
+    let e = Env::new("mirrors").await;
+    let origin = Distribution::start();
+    let mirror = Distribution::start();
+    let (o, m) = (origin.host(), mirror.host());
+    let mirrors = json!([{"url": format!("oci://{m}/cache/app"), "insecure": true}]);
+
+    // v1 is on the mirror too (copied by digest): everything by digest comes
+    // from there; the origin answers the tag's HEAD and nothing else.
+    let v1 = push_files(&o, "app:v1", &[("a.txt", b"one, from wherever")], &["--plain-http"]);
+    crane(&["copy", &format!("{o}/app@{v1}"), &format!("{m}/cache/app:copied")]);
+    let layer1 = layer_of(&o, "app", &v1);
+    let before = (origin.access_log().len(), mirror.access_log().len());
+    e.apply("app", &Spec::new(&o, "app").tag("v1").set("mirrors", mirrors.clone())).await;
+    let st = e.synced("app", &v1).await;
+    assert_eq!(e.config_map("app").await.unwrap().data.unwrap()["a.txt"], "one, from wherever");
+    assert_eq!(sources(&st), [("mirror".to_string(), 1, 1)], "{st}");
+    assert_eq!(st["sources"][0]["url"], format!("oci://{m}/cache/app"));
+    let (olog, mlog) = (&origin.access_log()[before.0..], &mirror.access_log()[before.1..]);
+    assert_eq!(manifest_gets(mlog, "cache/app", &v1), 1, "the manifest from the mirror");
+    assert_eq!(blob_gets(mlog, &layer1), 1, "the layer from the mirror");
+    assert_eq!(manifest_gets(olog, "app", &v1), 0, "no manifest GET at the origin: {olog:?}");
+    assert_eq!(blob_gets(olog, &layer1), 0, "no blob from the origin");
+    assert!(olog.iter().any(|l| l.contains("HEAD /v2/app/manifests/v1")), "the tag at the origin: {olog:?}");
+    assert!(!mlog.iter().any(|l| l.contains("/manifests/v1")), "never a tag at the mirror: {mlog:?}");
+
+    // v2 is only at the origin: the mirror is asked, lacks it, the origin serves.
+    let v2 = push_files(&o, "app:v1", &[("a.txt", b"two, origin only")], &["--plain-http"]);
+    let st = e.synced("app", &v2).await;
+    assert_eq!(e.config_map("app").await.unwrap().data.unwrap()["a.txt"], "two, origin only");
+    assert_eq!(sources(&st), [("origin".to_string(), 1, 1)], "{st}");
+    assert!(manifest_gets(&mirror.access_log(), "cache/app", &v2) >= 1, "the mirror was asked first");
+
+    // v3 on the mirror, but its layer there is not what the digest says:
+    // never published; the fetch is done again from the origin.
+    let v3 = push_files(&o, "app:v1", &[("a.txt", b"three, tampered on the mirror")], &["--plain-http"]);
+    crane(&["copy", &format!("{o}/app@{v3}"), &format!("{m}/cache/app:copied")]);
+    let layer3 = layer_of(&o, "app", &v3);
+    let data = mirror.blob_data(&layer3);
+    let mut bytes = std::fs::read(&data).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0xff;
+    std::fs::write(&data, bytes).unwrap();
+    // (crane copy read the origin's copy once itself)
+    let (o3, m3) = (blob_gets(&origin.access_log(), &layer3), blob_gets(&mirror.access_log(), &layer3));
+    let st = e.synced("app", &v3).await;
+    assert_eq!(e.config_map("app").await.unwrap().data.unwrap()["a.txt"], "three, tampered on the mirror");
+    assert_eq!(sources(&st), [("mirror".to_string(), 1, 0), ("origin".to_string(), 0, 1)], "{st}");
+    assert_eq!(blob_gets(&mirror.access_log(), &layer3) - m3, 1, "the bad copy was read once");
+    assert_eq!(blob_gets(&origin.access_log(), &layer3) - o3, 1, "then the origin's");
+}
+
+/// A mirror that is down costs nothing but the attempt: the origin serves.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mirror_that_is_down_falls_back_to_the_origin() {
+    let e = Env::new("mirror-down").await;
+    let origin = Distribution::start();
+    let mut mirror = Distribution::start();
+    let m = mirror.host();
+    mirror.stop();
+    let d = push_files(&origin.host(), "app:v1", &[("a.txt", b"from the origin")], &["--plain-http"]);
+    let mirrors = json!([{"url": format!("oci://{m}/app"), "insecure": true}]);
+    e.apply("app", &Spec::new(&origin.host(), "app").tag("v1").set("mirrors", mirrors)).await;
+    let st = e.synced("app", &d).await;
+    assert_eq!(sources(&st), [("origin".to_string(), 1, 1)], "{st}");
+    // and a spec that names a mirror badly is the user's to fix
+    let bad = json!([{"url": format!("oci://{m}/app:latest")}]);
+    e.apply("bad", &Spec::new(&origin.host(), "app").tag("v1").set("mirrors", bad)).await;
+    let (reason, message) = e.ready("bad", false).await;
+    assert_eq!(reason, "InvalidSpec", "{message}");
+    assert!(message.contains("spec.mirrors"), "{message}");
+}
