@@ -3,8 +3,7 @@
 # origin and a mirror two local distribution 2.8 registries, the mirror
 # given operator-wide (--mirror ORIGIN=oci://MIRROR/cache). Bytes by source
 # come from the operator's ocisync_synced_layer_bytes_total{source}, which
-# counts what was downloaded from each (cache reads are not downloads); the
-# HEADs of the tag at the origin from ocisync_registry_requests_total.
+# counts what was downloaded from each (cache reads are not downloads).
 #
 #   e2e/bench/mirror.sh          # prints a markdown table (README "Performance")
 #
