@@ -155,7 +155,18 @@ async fn publish(
     let registry = RegistryClient::new(&plan.repository.registry, credentials, &transport)
         .map_err(|e| AgentError::Credentials(e.to_string()))?;
     let pinned = Pinned::known(plan.repository.with_digest(digest.clone()), digest.clone());
-    let pull = PullOptions { selection: plan.selection.clone(), limits: plan.limits, ..PullOptions::default() };
+    // spec.mirrors, with the same credentials by host (the operator's
+    // --mirror rules are the operator's; the agent has only the spec)
+    let mut mirrors = Vec::with_capacity(plan.mirrors.len());
+    for (at, insecure) in &plan.mirrors {
+        let access = self::credentials(client, opts, artifact, &at.registry).await?;
+        let transport = TransportOptions { insecure: *insecure, ..TransportOptions::default() };
+        let mirror = RegistryClient::new(&at.registry, access, &transport)
+            .map_err(|e| AgentError::Credentials(e.to_string()))?;
+        mirrors.push(Arc::new(crate::fetch::sources::Mirror::new(Arc::new(mirror), at)));
+    }
+    let pull =
+        PullOptions { selection: plan.selection.clone(), limits: plan.limits, mirrors, ..PullOptions::default() };
     let placed = tokio::time::timeout(
         opts.timeout,
         pipeline::into_volume(Arc::new(registry), &pinned, &plan.platform, &pull, &opts.volume, &content),

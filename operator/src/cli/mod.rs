@@ -265,6 +265,15 @@ struct PullArgs {
     volume: bool,
     #[command(flatten)]
     revisions: volume::VolumeArgs,
+    /// Fetch what is named by digest from this repository first
+    /// (`oci://host[:port]/repository`; repeatable, tried in order): the tag
+    /// resolves and signatures are found at REFERENCE's registry, and every
+    /// byte a mirror serves is checked against that digest.
+    #[arg(long, value_name = "oci://HOST/REPO")]
+    mirror: Vec<String>,
+    /// The --mirror registries speak plain HTTP.
+    #[arg(long)]
+    mirror_insecure: bool,
     #[command(flatten)]
     registry: RegistryArgs,
 }
@@ -359,11 +368,16 @@ async fn pull(args: PullArgs) -> ExitCode {
         max_total_bytes: args.max_total_bytes,
         max_files: args.max_files,
     };
+    let mirrors = match mirrors(&args.mirror, args.mirror_insecure, &args.registry) {
+        Ok(m) => m,
+        Err(msg) => return usage(&msg),
+    };
     let bar = progress::Bar::for_terminal(args.no_progress);
     let opts = PullOptions {
         selection,
         limits,
         progress: bar.clone().map(|b| b as Arc<dyn fetch::Progress>),
+        mirrors,
         ..PullOptions::default()
     };
     let client = Arc::new(client);
@@ -402,7 +416,7 @@ async fn pull(args: PullArgs) -> ExitCode {
     }
     match result {
         Ok(pulled) => {
-            output::pulled(args.output, &pulled.resolution, &pulled.report, &args.out);
+            output::pulled(args.output, &pulled, &args.out);
             ExitCode::SUCCESS
         }
         Err(e) => failed(&e, args.output),
@@ -488,6 +502,31 @@ fn setup(reference: &str, args: &RegistryArgs) -> Result<(Reference, RegistryCli
     let opts = TransportOptions { insecure: args.insecure, ca_pem, ..TransportOptions::default() };
     let client = RegistryClient::new(&reference.registry, credentials, &opts).map_err(|e| e.to_string())?;
     Ok((reference, client))
+}
+
+/// `--mirror` repositories, each with the docker config's credentials for
+/// its host.
+fn mirrors(
+    urls: &[String],
+    insecure: bool,
+    args: &RegistryArgs,
+) -> Result<Vec<Arc<crate::fetch::sources::Mirror>>, String> {
+    const MAX: usize = 8;
+    if urls.len() > MAX {
+        return Err(format!("at most {MAX} --mirror"));
+    }
+    urls.iter()
+        .map(|u| {
+            let at = Reference::parse(u).map_err(|e| format!("--mirror {u}: {e}"))?;
+            if at.tag.is_some() || at.digest.is_some() {
+                return Err(format!("--mirror {u}: names the repository only"));
+            }
+            let credentials = credentials(&at.registry, args.docker_config.as_deref())?;
+            let opts = TransportOptions { insecure, ..TransportOptions::default() };
+            let client = RegistryClient::new(&at.registry, credentials, &opts).map_err(|e| e.to_string())?;
+            Ok(Arc::new(crate::fetch::sources::Mirror::new(Arc::new(client), &at)))
+        })
+        .collect()
 }
 
 fn credentials(registry: &str, explicit: Option<&Path>) -> Result<Credentials, String> {

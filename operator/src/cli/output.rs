@@ -5,10 +5,8 @@ use std::path::Path;
 use serde_json::json;
 
 use super::Format;
-use crate::fetch::PullReport;
-use crate::pipeline::PipelineError;
+use crate::pipeline::{PipelineError, Pulled};
 use crate::resolve::Pinned;
-use crate::resolve::Resolution;
 use crate::status::Reason;
 use crate::unpack::Entry;
 use crate::verify::{Evidence, Requirement};
@@ -16,7 +14,8 @@ use crate::verify::{Evidence, Requirement};
 /// A terminal gets the first files; all of them are in `--output json`.
 const LISTED: usize = 20;
 
-pub(super) fn pulled(format: Format, res: &Resolution, report: &PullReport, out: &Path) {
+pub(super) fn pulled(format: Format, pulled: &Pulled, out: &Path) {
+    let (res, report) = (&pulled.resolution, &pulled.report);
     match format {
         Format::Json => {
             let doc = json!({
@@ -29,6 +28,7 @@ pub(super) fn pulled(format: Format, res: &Resolution, report: &PullReport, out:
                 "bytes": report.bytes,
                 "layersFetched": report.layers_fetched,
                 "layersSkipped": report.layers_skipped,
+                "sources": pulled.served,
             });
             println!("{doc:#}");
         }
@@ -39,6 +39,18 @@ pub(super) fn pulled(format: Format, res: &Resolution, report: &PullReport, out:
                 println!("platform {p} (manifest {})", res.manifest_digest);
             }
             println!("wrote    {} files, {} to {}", report.files.len(), human_bytes(report.bytes), out.display());
+            if pulled.served.iter().any(|s| s.mirror) {
+                for s in &pulled.served {
+                    let role = if s.mirror { "mirror" } else { "origin" };
+                    println!(
+                        "from     {} ({role}): {} manifests, {} layers, {}",
+                        s.url,
+                        s.manifests,
+                        s.layers,
+                        human_bytes(s.bytes)
+                    );
+                }
+            }
             let width = report.files.iter().take(LISTED).map(|f| f.path.len()).max().unwrap_or(0);
             for f in report.files.iter().take(LISTED) {
                 match &f.entry {

@@ -80,7 +80,7 @@ pub(super) fn placed(format: Format, placed: &Placed, out: &Path) {
         ),
         Format::Text => {
             if let Placed::Published(_, pulled) = placed {
-                output::pulled(format, &pulled.resolution, &pulled.report, &out.join("..data"));
+                output::pulled(format, pulled, &out.join("..data"));
             }
             let what = match how {
                 "current" => "already current, nothing downloaded",

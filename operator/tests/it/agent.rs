@@ -15,7 +15,7 @@ use crate::support::*;
 
 /// A ServiceAccount, and the Role and RoleBinding the chart's `agentRoles`
 /// renders for it and `artifact`; a kubeconfig with its token.
-fn agent_access(e: &Env, artifact: &str, dir: &Path) -> PathBuf {
+pub(super) fn agent_access(e: &Env, artifact: &str, dir: &Path) -> PathBuf {
     let ns = &e.ns;
     let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "app", "namespace": ns}});
     let file = dir.join("sa.json");
@@ -54,7 +54,7 @@ fn agent_access(e: &Env, artifact: &str, dir: &Path) -> PathBuf {
     path
 }
 
-fn agent(kubeconfig: &Path, artifact: &str, dir: &Path, extra: &[&str]) -> Command {
+pub(super) fn agent(kubeconfig: &Path, artifact: &str, dir: &Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocisync"));
     cmd.args(["agent", "--artifact", artifact, "--dir", dir.to_str().unwrap()])
         .args(extra)
@@ -63,7 +63,7 @@ fn agent(kubeconfig: &Path, artifact: &str, dir: &Path, extra: &[&str]) -> Comma
     cmd
 }
 
-fn published(dir: &Path) -> Option<String> {
+pub(super) fn published(dir: &Path) -> Option<String> {
     let marker: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("..data/..ocisync.json")).ok()?).ok()?;
     marker["digest"].as_str().map(str::to_string)

@@ -104,3 +104,69 @@ async fn a_mirror_that_is_down_falls_back_to_the_origin() {
     assert_eq!(reason, "InvalidSpec", "{message}");
     assert!(message.contains("spec.mirrors"), "{message}");
 }
+
+/// The agent and the CLI take the same mirrors: the agent the Artifact's
+/// `spec.mirrors`, `ocisync pull` its `--mirror`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_agent_and_the_cli_fetch_through_the_mirror_too() {
+    use crate::agent::{agent, agent_access, published};
+    let e = Env::new("mirror-agent").await;
+    let origin = Distribution::start();
+    let mirror = Distribution::start();
+    let (o, m) = (origin.host(), mirror.host());
+    let d = push_files(&o, "app:v1", &[("a.txt", b"for the agent and the cli")], &["--plain-http"]);
+    crane(&["copy", &format!("{o}/app@{d}"), &format!("{m}/cache/app:copied")]);
+    let layer = layer_of(&o, "app", &d);
+    let origin_gets = blob_gets(&origin.access_log(), &layer);
+    let mirrors = json!([{"url": format!("oci://{m}/cache/app"), "insecure": true}]);
+    e.apply("app", &Spec::new(&o, "app").tag("v1").set("mirrors", mirrors)).await;
+    e.synced("app", &d).await;
+    let after_operator = blob_gets(&mirror.access_log(), &layer);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let kubeconfig = agent_access(&e, "app", tmp.path());
+    let dir = tmp.path().join("files");
+    let artifact = format!("{}/app", e.ns);
+    let out = agent(&kubeconfig, &artifact, &dir, &["--one-time", "--listen", "0"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(published(&dir).as_deref(), Some(d.as_str()));
+    assert_eq!(std::fs::read(dir.join("a.txt")).unwrap(), b"for the agent and the cli");
+    assert_eq!(blob_gets(&mirror.access_log(), &layer), after_operator + 1, "the agent's download, from the mirror");
+
+    let out_dir = tmp.path().join("cli");
+    let mirror_url = format!("oci://{m}/cache/app");
+    let out = crate::support::ocisync(&[
+        "pull",
+        "--insecure",
+        "--mirror",
+        &mirror_url,
+        "--mirror-insecure",
+        "--output",
+        "json",
+        &format!("oci://{o}/app:v1"),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["sources"][0]["url"], mirror_url, "{report}");
+    assert_eq!(
+        (report["sources"][0]["mirror"].as_bool(), report["sources"][0]["layers"].as_u64()),
+        (Some(true), Some(1))
+    );
+    assert_eq!(report["sources"].as_array().map(Vec::len), Some(1), "nothing from the origin: {report}");
+    assert_eq!(std::fs::read(out_dir.join("a.txt")).unwrap(), b"for the agent and the cli");
+    assert_eq!(blob_gets(&origin.access_log(), &layer), origin_gets, "no layer from the origin, by anyone");
+    // a mirror named with a tag is a usage error
+    let bad = crate::support::ocisync(&[
+        "pull",
+        "--mirror",
+        &format!("oci://{m}/cache/app:v1"),
+        &format!("oci://{o}/app:v1"),
+        "--out",
+        "/tmp/never",
+    ])
+    .await;
+    assert_eq!(bad.status.code(), Some(2), "{}", String::from_utf8_lossy(&bad.stderr));
+}
