@@ -34,6 +34,46 @@ pub(crate) enum Type {
     Warning,
 }
 
+/// Normal Events (`Synced`) sent at most this many a second over all
+/// Artifacts, after a burst of `NORMAL_BURST`. The API server is shared: at
+/// 10,000 Artifacts created at once, one Normal Event each was a quarter of
+/// the writes it took, for news the status carries anyway. Warnings are
+/// never held back.
+const NORMAL_PER_SECOND: f64 = 20.0;
+const NORMAL_BURST: f64 = 200.0;
+
+/// A token bucket.
+struct Budget {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Budget {
+    fn new(now: Instant) -> Budget {
+        Budget { tokens: NORMAL_BURST, at: now }
+    }
+
+    fn take(&mut self, now: Instant) -> bool {
+        let refill = now.saturating_duration_since(self.at).as_secs_f64() * NORMAL_PER_SECOND;
+        self.tokens = (self.tokens + refill).min(NORMAL_BURST);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// What became of an Event.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Published {
+    Sent,
+    /// A Normal Event over the budget: not sent.
+    Dropped,
+}
+
 /// What to do with an Event, given the ones sent before.
 #[derive(Debug, PartialEq, Eq)]
 enum Send {
@@ -83,15 +123,23 @@ pub(crate) struct Events {
     controller: String,
     instance: String,
     series: Mutex<Series>,
+    normal: Mutex<Budget>,
 }
 
 impl Events {
     pub(crate) fn new(client: kube::Client, controller: &str, instance: &str) -> Events {
-        Events { client, controller: controller.into(), instance: instance.into(), series: Mutex::default() }
+        Events {
+            client,
+            controller: controller.into(),
+            instance: instance.into(),
+            series: Mutex::default(),
+            normal: Mutex::new(Budget::new(Instant::now())),
+        }
     }
 
     /// Send an Event about `regarding`, or count it again if the same one
-    /// went out within the last minutes.
+    /// went out within the last minutes; a Normal one over the budget is
+    /// dropped.
     pub(crate) async fn publish(
         &self,
         regarding: &ObjectReference,
@@ -99,7 +147,10 @@ impl Events {
         reason: &str,
         action: &str,
         note: &str,
-    ) -> Result<(), kube::Error> {
+    ) -> Result<Published, kube::Error> {
+        if type_ == Type::Normal && !self.normal.lock().expect("events poisoned").take(Instant::now()) {
+            return Ok(Published::Dropped);
+        }
         let namespace = regarding.namespace.as_deref().unwrap_or("default");
         let api: Api<Event> = Api::namespaced(self.client.clone(), namespace);
         let key = {
@@ -116,7 +167,7 @@ impl Events {
             match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
                 Ok(_) => {
                     self.series.lock().expect("events poisoned").sent(key, name, count, now);
-                    return Ok(());
+                    return Ok(Published::Sent);
                 }
                 // gone (expired on the server, deleted): a new one
                 Err(kube::Error::Api(e)) if e.code == 404 => {
@@ -144,7 +195,7 @@ impl Events {
         };
         api.create(&PostParams::default(), &event).await?;
         self.series.lock().expect("events poisoned").sent(key, name, 1, now);
-        Ok(())
+        Ok(Published::Sent)
     }
 }
 
@@ -167,6 +218,20 @@ mod tests {
         assert_eq!(s.next(2, t1), Send::Create, "another key is another event");
         s.forget(1);
         assert_eq!(s.next(1, t1), Send::Create);
+    }
+
+    #[test]
+    fn normal_events_have_a_budget_that_refills() {
+        let t0 = Instant::now();
+        let mut b = Budget::new(t0);
+        let sent = (0..1000).filter(|_| b.take(t0)).count();
+        assert_eq!(sent, NORMAL_BURST as usize, "the burst, then nothing at the same instant");
+        assert!(!b.take(t0 + Duration::from_millis(10)), "a fifth of a token is not a token");
+        let later = t0 + Duration::from_secs(1);
+        assert_eq!((0..1000).filter(|_| b.take(later)).count(), NORMAL_PER_SECOND as usize);
+        // refilled to the burst at most, however long it was idle
+        let much_later = later + Duration::from_secs(3600);
+        assert_eq!((0..1000).filter(|_| b.take(much_later)).count(), NORMAL_BURST as usize);
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub(crate) struct Metrics {
     requests: Family<Request, Counter>,
     blob_bytes: Counter,
     served: Family<Source, Counter>,
+    events_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -69,7 +70,13 @@ impl Default for Metrics {
             "Layer bytes of published syncs by where they came from (origin or mirror)",
             served.clone(),
         );
-        Metrics { registry, webhook, reconciles, failing, duration, requests, blob_bytes, served }
+        let events_dropped = Counter::default();
+        registry.register(
+            "normal_events_dropped",
+            "Normal Events not sent: over the operator's budget for them",
+            events_dropped.clone(),
+        );
+        Metrics { registry, webhook, reconciles, failing, duration, requests, blob_bytes, served, events_dropped }
     }
 }
 
@@ -91,6 +98,10 @@ impl Metrics {
     pub(crate) fn served(&self, mirror: bool, bytes: u64) {
         let source = if mirror { "mirror" } else { "origin" }.to_string();
         self.served.get_or_create(&Source { source }).inc_by(bytes);
+    }
+
+    pub(crate) fn event_dropped(&self) {
+        self.events_dropped.inc();
     }
 
     pub(crate) fn set_failing(&self, n: usize) {
@@ -132,6 +143,7 @@ mod tests {
         m.served(true, 10);
         m.served(true, 5);
         m.served(false, 7);
+        m.event_dropped();
         let text = m.render();
         for line in [
             r#"ocisync_reconciles_total{result="success",reason="Synced"} 1"#,
@@ -143,6 +155,7 @@ mod tests {
             "ocisync_artifacts_failing 3",
             r#"ocisync_synced_layer_bytes_total{source="mirror"} 15"#,
             r#"ocisync_synced_layer_bytes_total{source="origin"} 7"#,
+            "ocisync_normal_events_dropped_total 1",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");
         }

@@ -378,10 +378,12 @@ async fn report(artifact: &Artifact, ctx: &Context, outcome: Outcome, served: Op
         (Outcome::InvalidSpec { message }, _) => Some((Type::Warning, Reason::InvalidSpec, message)),
         _ => None,
     };
-    if let Some((type_, reason, note)) = event
-        && let Err(e) = ctx.events.publish(&artifact.object_ref(&()), type_, reason.as_str(), "Sync", note).await
-    {
-        tracing::warn!(error = %e, "could not publish an event");
+    if let Some((type_, reason, note)) = event {
+        match ctx.events.publish(&artifact.object_ref(&()), type_, reason.as_str(), "Sync", note).await {
+            Ok(super::events::Published::Sent) => {}
+            Ok(super::events::Published::Dropped) => ctx.metrics.event_dropped(),
+            Err(e) => tracing::warn!(error = %e, "could not publish an event"),
+        }
     }
     Ok(())
 }
