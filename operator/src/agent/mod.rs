@@ -160,7 +160,7 @@ async fn publish(
     let mut mirrors = Vec::with_capacity(plan.mirrors.len());
     for (at, insecure) in &plan.mirrors {
         let access = self::credentials(client, opts, artifact, &at.registry).await?;
-        let transport = TransportOptions { insecure: *insecure, ..TransportOptions::default() };
+        let transport = crate::fetch::sources::mirror_transport(*insecure);
         let mirror = RegistryClient::new(&at.registry, access, &transport)
             .map_err(|e| AgentError::Credentials(e.to_string()))?;
         mirrors.push(Arc::new(crate::fetch::sources::Mirror::new(Arc::new(mirror), at)));

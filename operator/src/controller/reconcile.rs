@@ -304,7 +304,7 @@ async fn mirrors(
         let access =
             ctx.credentials.load(namespace, spec, &at.registry).await.map_err(|e| Failure::new(Step::Fetch, &e))?;
         let handle =
-            ctx.registries.client(&at.registry, &access, insecure).map_err(|e| Failure::new(Step::Fetch, &e))?;
+            ctx.registries.mirror(&at.registry, &access, insecure).map_err(|e| Failure::new(Step::Fetch, &e))?;
         out.push(Arc::new(Mirror::new(handle.client, &at)));
     }
     Ok(out)

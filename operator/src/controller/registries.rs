@@ -21,6 +21,7 @@ struct Key {
     registry: String,
     access: Access,
     insecure: bool,
+    mirror: bool,
 }
 
 /// A cached client and its id: ids are never reused, so what is shared by
@@ -45,17 +46,34 @@ impl Registries {
     }
 
     pub(crate) fn client(&self, registry: &str, access: &Access, insecure: bool) -> Result<Handle, RegistryError> {
-        let key = Key { registry: registry.into(), access: access.clone(), insecure };
+        self.client_for(registry, access, insecure, false)
+    }
+
+    /// A client for a mirror: one attempt per request, a short connect
+    /// timeout (`fetch::sources::mirror_transport`).
+    pub(crate) fn mirror(&self, registry: &str, access: &Access, insecure: bool) -> Result<Handle, RegistryError> {
+        self.client_for(registry, access, insecure, true)
+    }
+
+    fn client_for(
+        &self,
+        registry: &str,
+        access: &Access,
+        insecure: bool,
+        mirror: bool,
+    ) -> Result<Handle, RegistryError> {
+        let key = Key { registry: registry.into(), access: access.clone(), insecure, mirror };
         let mut clients = self.clients.lock().expect("registry cache poisoned");
         if let Some(h) = clients.get(&key) {
             return Ok(h.clone());
         }
+        let base = if mirror { crate::fetch::sources::mirror_transport(insecure) } else { TransportOptions::default() };
         let opts = TransportOptions {
             insecure,
             ca_pem: access.ca_pem.clone(),
             identity_pem: access.identity_pem.clone(),
             observer: self.observer.clone(),
-            ..TransportOptions::default()
+            ..base
         };
         let client = Arc::new(RegistryClient::new(registry, access.credentials.clone(), &opts)?);
         let handle = Handle { client, id: self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed) };

@@ -6,7 +6,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::oci::client::TransportOptions;
 use crate::oci::manifest::Descriptor;
+use crate::oci::retry::RetryPolicy;
 use crate::oci::{Reference, RegistryClient};
 
 /// A registry that serves one repository's content by digest.
@@ -45,6 +47,18 @@ impl Mirror {
     pub(crate) fn served(&self) -> (u64, u64, u64) {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         (get(&self.manifests), get(&self.layers), get(&self.bytes))
+    }
+}
+
+/// How a mirror is talked to: one attempt and a short connect timeout. A
+/// mirror is there to be faster; when it is down or refuses, the origin is
+/// the retry, not the mirror again with backoff.
+pub(crate) fn mirror_transport(insecure: bool) -> TransportOptions {
+    TransportOptions {
+        insecure,
+        retry: RetryPolicy { attempts: 1, ..RetryPolicy::default() },
+        connect_timeout: Some(std::time::Duration::from_secs(3)),
+        ..TransportOptions::default()
     }
 }
 

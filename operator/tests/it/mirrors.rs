@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 
 use crate::signatures::{blob_gets, layer_of};
 use crate::support::cluster::{Env, Spec};
-use crate::support::registry::Distribution;
+use std::sync::atomic::Ordering;
+
+use crate::support::registry::{Distribution, Fault, Ferro};
 use crate::support::{crane, push_files};
 
 fn manifest_gets(log: &[String], repo: &str, digest: &str) -> usize {
@@ -97,6 +99,19 @@ async fn a_mirror_that_is_down_falls_back_to_the_origin() {
     e.apply("app", &Spec::new(&origin.host(), "app").tag("v1").set("mirrors", mirrors)).await;
     let st = e.synced("app", &d).await;
     assert_eq!(sources(&st), [("origin".to_string(), 1, 1)], "{st}");
+    // A mirror that refuses (500 for manifests, 503 for blobs) is asked once
+    // per manifest and once per layer: the origin is the retry, not the
+    // mirror again with backoff.
+    let refusing = Ferro::start().await;
+    refusing.hooks.fail_manifests.store(true, Ordering::SeqCst);
+    refusing.hooks.fault_blobs(Fault::Unavailable);
+    let d2 = push_files(&origin.host(), "refused:v1", &[("b.txt", b"the mirror refused this")], &["--plain-http"]);
+    let mirrors = json!([{"url": format!("oci://{}/refused", refusing.host()), "insecure": true}]);
+    e.apply("refused", &Spec::new(&origin.host(), "refused").tag("v1").set("mirrors", mirrors)).await;
+    let st = e.synced("refused", &d2).await;
+    assert_eq!(sources(&st), [("origin".to_string(), 1, 1)], "{st}");
+    assert_eq!(refusing.hooks.manifest_requests.load(Ordering::SeqCst), 1, "one attempt at the manifest");
+    assert_eq!(refusing.hooks.blob_requests.load(Ordering::SeqCst), 1, "one attempt at the layer");
     // and a spec that names a mirror badly is the user's to fix
     let bad = json!([{"url": format!("oci://{m}/app:latest")}]);
     e.apply("bad", &Spec::new(&origin.host(), "app").tag("v1").set("mirrors", bad)).await;
