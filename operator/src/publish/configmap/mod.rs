@@ -65,8 +65,8 @@ pub(super) async fn check(client: &kube::Client, spec: &Spec, owner: &Owner) -> 
     // From the API server's watch cache (resourceVersion=0), not a quorum
     // read of etcd: at thousands of syncs these reads were as costly to the
     // server as the writes. The cache trails by moments; a ConfigMap
-    // someone creates within them is still caught by the apply, which does
-    // not force over fields it does not own.
+    // someone creates within them is still refused by the apply wherever its
+    // fields clash with ours (no force over fields we do not own).
     match api.get_metadata_opt_with(&spec.name, &kube::api::GetParams::any()).await? {
         None => Ok(false),
         Some(cm) if owned_by(&cm, owner) => Ok(true),
