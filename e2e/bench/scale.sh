@@ -6,12 +6,18 @@
 #
 #   e2e/bench/scale.sh           # prints a markdown table (README "Performance")
 #
-# Measures: time from `kubectl create` until every Artifact is Ready; the
-# operator's peak RSS (VmHWM); CPU seconds per steady-state reconcile and
-# registry HEADs per interval, over a window of WINDOW intervals after all are
-# Ready (from /proc and the operator's /metrics).
+# Measures: time from the first `kubectl create` (CREATORS clients at once)
+# until every Artifact is Ready, by each Ready condition's lastTransitionTime;
+# the operator's peak RSS (VmHWM) and its RSS over time; the CPU etcd, the API
+# server and the operator used meanwhile; the API server's requests and their
+# summed latency by verb and resource (its /metrics); then, over a window of
+# WINDOW intervals after all are Ready, CPU per steady-state reconcile,
+# registry HEADs per interval and GETs (the operator's /metrics) and API
+# writes (the API server's).
 #
-# Env: N, TAGS, NAMESPACES, INTERVAL (default 30s), WINDOW (default 3), CARGO_TARGET_DIR,
+# Env: N, TAGS, NAMESPACES, INTERVAL (default 30s), WINDOW (default 3),
+# CREATORS (default 4), OPERATOR_ARGS (extra operator flags), OPERATOR_WORK
+# (its work dir; default under the bench's directory), CARGO_TARGET_DIR,
 # OCISYNC_TOOLS, CONTROL_PLANE_PREFIX.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
