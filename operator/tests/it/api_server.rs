@@ -69,7 +69,9 @@ async fn the_samples_are_valid_objects() {
     let out = cp.kubectl(&["apply", "--dry-run=server", "-n", "samples", "-k", dir.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
-    for name in ["app-config", "app-config-signed", "app-config-pinned", "require-platform-signature"] {
+    for name in
+        ["app-config", "app-config-signed", "app-config-pinned", "app-config-mirrored", "require-platform-signature"]
+    {
         assert!(text.contains(&format!("/{name} created (server dry run)")), "{name}: {text}");
     }
 }
