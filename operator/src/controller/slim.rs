@@ -13,78 +13,67 @@ use kube::core::{ObjectMeta, PartialObjectMeta};
 use crate::api::{Artifact, REQUESTED_AT_ANNOTATION};
 use crate::publish::configmap::DIGEST_ANNOTATION;
 
-/// Keep only the annotations named.
-fn keep_annotations(meta: &mut ObjectMeta, keep: &[&str]) {
-    if let Some(a) = meta.annotations.as_mut() {
-        a.retain(|k, _| keep.contains(&k.as_str()));
-        if a.is_empty() {
-            meta.annotations = None;
-        }
-    }
+/// What of its metadata a kind keeps besides name, namespace, uid,
+/// resourceVersion and generation. Nothing else (managed fields,
+/// finalizers, creation time, …) is read on any kind.
+struct Keep {
+    annotations: &'static [&'static str],
+    labels: bool,
+    owners: bool,
 }
 
-/// Fields no decision reads on any kind.
-fn common(meta: &mut ObjectMeta) {
+fn cut(meta: &mut ObjectMeta, keep: Keep) {
     meta.managed_fields = None;
     meta.finalizers = None;
     meta.generate_name = None;
+    meta.creation_timestamp = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.retain(|k, _| keep.annotations.contains(&k.as_str()));
+    }
+    if meta.annotations.as_ref().is_some_and(BTreeMap::is_empty) {
+        meta.annotations = None;
+    }
+    if !keep.labels || meta.labels.as_ref().is_some_and(BTreeMap::is_empty) {
+        meta.labels = None;
+    }
+    if !keep.owners {
+        meta.owner_references = None;
+    }
 }
 
-/// An Artifact: its spec, status, identity, generation and the
-/// `requested-at` annotation (`kubectl apply`'s copy of the whole object in
+/// An Artifact: its spec, status and the `requested-at` annotation
+/// (`kubectl apply`'s copy of the whole object in
 /// `last-applied-configuration` goes). Labels were for the server-side
-/// selector. Owner references and the creation time are never read.
+/// selector.
 pub(crate) fn artifact(a: &mut Artifact) {
-    common(&mut a.metadata);
-    keep_annotations(&mut a.metadata, &[REQUESTED_AT_ANNOTATION]);
-    a.metadata.labels = None;
-    a.metadata.owner_references = None;
-    a.metadata.creation_timestamp = None;
+    cut(&mut a.metadata, Keep { annotations: &[REQUESTED_AT_ANNOTATION], labels: false, owners: false });
 }
 
 /// An owned ConfigMap: who owns it and which digest it holds.
 pub(crate) fn config_map(cm: &mut PartialObjectMeta<ConfigMap>) {
-    common(&mut cm.metadata);
-    keep_annotations(&mut cm.metadata, &[DIGEST_ANNOTATION]);
-    cm.metadata.labels = None;
-    cm.metadata.creation_timestamp = None;
+    cut(&mut cm.metadata, Keep { annotations: &[DIGEST_ANNOTATION], labels: false, owners: true });
 }
 
 /// A Secret: only that it exists and its version (content is read when an
 /// Artifact needs it, and cached by version).
 pub(crate) fn secret(s: &mut PartialObjectMeta<Secret>) {
-    common(&mut s.metadata);
-    s.metadata.annotations = None;
-    s.metadata.labels = None;
-    s.metadata.owner_references = None;
-    s.metadata.creation_timestamp = None;
+    cut(&mut s.metadata, Keep { annotations: &[], labels: false, owners: false });
 }
 
 /// A ServiceAccount: its pull secrets.
 pub(crate) fn account(sa: &mut ServiceAccount) {
-    common(&mut sa.metadata);
-    sa.metadata.annotations = None;
-    sa.metadata.labels = None;
-    sa.metadata.owner_references = None;
-    sa.metadata.creation_timestamp = None;
+    cut(&mut sa.metadata, Keep { annotations: &[], labels: false, owners: false });
     sa.secrets = None;
 }
 
 /// A policy: its spec (there are few; their field trees still go).
 pub(crate) fn policy(p: &mut crate::api::ClusterArtifactPolicy) {
-    common(&mut p.metadata);
-    p.metadata.annotations = None;
+    cut(&mut p.metadata, Keep { annotations: &[], labels: false, owners: false });
 }
 
 /// A namespace: its labels, which policies select on.
 pub(crate) fn namespace(ns: &mut PartialObjectMeta<Namespace>) {
-    common(&mut ns.metadata);
-    ns.metadata.annotations = None;
-    ns.metadata.owner_references = None;
-    ns.metadata.creation_timestamp = None;
-    if ns.metadata.labels.as_ref().is_some_and(BTreeMap::is_empty) {
-        ns.metadata.labels = None;
-    }
+    cut(&mut ns.metadata, Keep { annotations: &[], labels: true, owners: false });
 }
 
 #[cfg(test)]
