@@ -6,6 +6,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::api::SourceStatus;
 use crate::fetch::sources::Mirror;
 use crate::fetch::{self, FetchError, PullOptions, PullReport};
 use crate::oci::referrers;
@@ -65,17 +66,8 @@ pub(crate) struct Pulled {
     pub(crate) resolution: Resolution,
     pub(crate) report: PullReport,
     /// What each source served (mirrors first, the origin last); only those
-    /// that served anything.
-    pub(crate) served: Vec<FromSource>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub(crate) struct FromSource {
-    pub(crate) url: String,
-    pub(crate) mirror: bool,
-    pub(crate) manifests: u64,
-    pub(crate) layers: u64,
-    pub(crate) bytes: u64,
+    /// that served anything. The same words in status and the CLI's output.
+    pub(crate) served: Vec<SourceStatus>,
 }
 
 /// Fetch what `pinned` names into `out`, replacing it whole; on any error
@@ -103,11 +95,17 @@ pub(crate) async fn run(
     let served = opts
         .mirrors
         .iter()
-        .map(|m| (m, true))
-        .chain([(&origin, false)])
-        .filter_map(|(m, mirror)| {
+        .map(|m| (m, "mirror"))
+        .chain([(&origin, "origin")])
+        .filter_map(|(m, role)| {
             let (manifests, layers, bytes) = m.served();
-            (manifests + layers > 0).then(|| FromSource { url: m.url.clone(), mirror, manifests, layers, bytes })
+            (manifests + layers > 0).then(|| SourceStatus {
+                url: m.url.clone(),
+                role: role.into(),
+                manifests: u32::try_from(manifests).unwrap_or(u32::MAX),
+                layers: u32::try_from(layers).unwrap_or(u32::MAX),
+                bytes,
+            })
         })
         .collect();
     Ok(Pulled { resolution, report, served })

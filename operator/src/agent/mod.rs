@@ -160,10 +160,9 @@ async fn publish(
     let mut mirrors = Vec::with_capacity(plan.mirrors.len());
     for (at, insecure) in &plan.mirrors {
         let access = self::credentials(client, opts, artifact, &at.registry).await?;
-        let transport = crate::fetch::sources::mirror_transport(*insecure);
-        let mirror = RegistryClient::new(&at.registry, access, &transport)
+        let mirror = crate::fetch::sources::Mirror::connect(at, access, *insecure)
             .map_err(|e| AgentError::Credentials(e.to_string()))?;
-        mirrors.push(Arc::new(crate::fetch::sources::Mirror::new(Arc::new(mirror), at)));
+        mirrors.push(Arc::new(mirror));
     }
     let pull =
         PullOptions { selection: plan.selection.clone(), limits: plan.limits, mirrors, ..PullOptions::default() };

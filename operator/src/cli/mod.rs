@@ -522,9 +522,9 @@ fn mirrors(
                 return Err(format!("--mirror {u}: names the repository only"));
             }
             let credentials = credentials(&at.registry, args.docker_config.as_deref())?;
-            let opts = crate::fetch::sources::mirror_transport(insecure);
-            let client = RegistryClient::new(&at.registry, credentials, &opts).map_err(|e| e.to_string())?;
-            Ok(Arc::new(crate::fetch::sources::Mirror::new(Arc::new(client), &at)))
+            let mirror =
+                crate::fetch::sources::Mirror::connect(&at, credentials, insecure).map_err(|e| e.to_string())?;
+            Ok(Arc::new(mirror))
         })
         .collect()
 }

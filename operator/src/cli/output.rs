@@ -39,12 +39,12 @@ pub(super) fn pulled(format: Format, pulled: &Pulled, out: &Path) {
                 println!("platform {p} (manifest {})", res.manifest_digest);
             }
             println!("wrote    {} files, {} to {}", report.files.len(), human_bytes(report.bytes), out.display());
-            if pulled.served.iter().any(|s| s.mirror) {
+            if pulled.served.iter().any(|s| s.role == "mirror") {
                 for s in &pulled.served {
-                    let role = if s.mirror { "mirror" } else { "origin" };
                     println!(
-                        "from     {} ({role}): {} manifests, {} layers, {}",
+                        "from     {} ({}): {} manifests, {} layers, {}",
                         s.url,
+                        s.role,
                         s.manifests,
                         s.layers,
                         human_bytes(s.bytes)

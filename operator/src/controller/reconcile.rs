@@ -21,7 +21,7 @@ use super::plan::Plan;
 use super::registries::Handle;
 use super::resolutions;
 use super::{Context, Error};
-use crate::api::{Artifact, REQUESTED_AT_ANNOTATION, SourceStatus};
+use crate::api::{Artifact, REQUESTED_AT_ANNOTATION};
 use crate::fetch::sources::{Mirror, mirrors_for};
 use crate::fetch::{FetchError, PullOptions};
 use crate::oci::{Digest, Reference};
@@ -269,21 +269,10 @@ async fn sync(
         .map_err(|e| Failure::new(Step::Publish, &e))?;
     let files = published.files.count;
     tracing::info!(artifact = %artifact.name_any(), %namespace, digest = %chosen.digest, files, "published");
-    let sources = pulled
-        .served
-        .iter()
-        .map(|s| {
-            ctx.metrics.served(s.mirror, s.bytes);
-            SourceStatus {
-                url: s.url.clone(),
-                role: if s.mirror { "mirror" } else { "origin" }.into(),
-                manifests: u32::try_from(s.manifests).unwrap_or(u32::MAX),
-                layers: u32::try_from(s.layers).unwrap_or(u32::MAX),
-                bytes: s.bytes,
-            }
-        })
-        .collect();
-    Ok(served(Some(published), verification, sources))
+    for s in &pulled.served {
+        ctx.metrics.served(s.role == "mirror", s.bytes);
+    }
+    Ok(served(Some(published), verification, pulled.served))
 }
 
 /// The registries that may serve this sync's content by digest: the spec's

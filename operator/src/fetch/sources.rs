@@ -34,6 +34,17 @@ impl Mirror {
         }
     }
 
+    /// A client of its own for the mirror at `at`, as `mirror_transport`
+    /// says (the operator's come from its shared cache instead).
+    pub(crate) fn connect(
+        at: &Reference,
+        credentials: crate::oci::Credentials,
+        insecure: bool,
+    ) -> Result<Mirror, crate::oci::RegistryError> {
+        let client = RegistryClient::new(&at.registry, credentials, &mirror_transport(insecure))?;
+        Ok(Mirror::new(Arc::new(client), at))
+    }
+
     pub(crate) fn served_manifest(&self) {
         self.manifests.fetch_add(1, Ordering::Relaxed);
     }
@@ -131,7 +142,7 @@ impl MirrorRule {
 /// The rules in force for a repository: every rule for its registry, in
 /// the order given.
 pub(crate) fn mirrors_for(rules: &[MirrorRule], origin: &Reference) -> Vec<(Reference, bool)> {
-    rules.iter().filter_map(|r| r.apply(origin).map(|m| (m, r.insecure))).take(MAX_RULES).collect()
+    rules.iter().filter_map(|r| r.apply(origin).map(|m| (m, r.insecure))).collect()
 }
 
 /// Refuse more rules than anyone needs; the list is walked per sync.

@@ -167,8 +167,8 @@ async fn the_agent_and_the_cli_fetch_through_the_mirror_too() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["sources"][0]["url"], mirror_url, "{report}");
     assert_eq!(
-        (report["sources"][0]["mirror"].as_bool(), report["sources"][0]["layers"].as_u64()),
-        (Some(true), Some(1))
+        (report["sources"][0]["role"].as_str(), report["sources"][0]["layers"].as_u64()),
+        (Some("mirror"), Some(1))
     );
     assert_eq!(report["sources"].as_array().map(Vec::len), Some(1), "nothing from the origin: {report}");
     assert_eq!(std::fs::read(out_dir.join("a.txt")).unwrap(), b"for the agent and the cli");
