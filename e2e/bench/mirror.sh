@@ -35,19 +35,19 @@ export KUBECONFIG
 run() {
   local ns=$1 port t0 t1 m
   kubectl create namespace "$ns" >/dev/null
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  port=$(free_port)
   KUBECONFIG="$WORK/operator.kubeconfig" OCISYNC_LOG=warn "$OCISYNC" operator --work-dir "$WORK/work-$ns" \
     --volume-root "$WORK/volume" --blob-cache-size "$3" --leader-elect=false \
     --mirror "$ORIGIN=oci://$MIRROR/cache" --mirror-insecure \
     --metrics-addr "127.0.0.1:$port" 2>"$WORK/operator-$ns.log" &
   OP_PID=$!
-  until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.2; done
+  wait_readyz "$port"
   for i in $(seq "$N"); do
     printf -- '---\napiVersion: ocisync.dev/v1alpha1\nkind: Artifact\nmetadata: {name: a%s, namespace: %s}\nspec: {url: "oci://%s/bench/%s", ref: {tag: v1}, insecure: true, target: {volume: {path: a%s}}}\n' "$i" "$ns" "$ORIGIN" "$2" "$i"
   done > "$WORK/$ns.yaml"
   t0=$(date +%s.%N)
   kubectl create -f "$WORK/$ns.yaml" >/dev/null
-  until [[ $(kubectl get artifacts -n "$ns" -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True) == "$N" ]]; do
+  until [[ $(ready_count "$ns") == "$N" ]]; do
     kill -0 "$OP_PID" || { tail -20 "$WORK/operator-$ns.log" >&2; exit 1; }
     sleep 0.5
   done

@@ -19,12 +19,11 @@ log() { echo "[push] $*" >&2; }
 OP_PID=
 NREG_PID=
 trap '{ kill $NREG_PID; stop_all; } 2>/dev/null || true' EXIT
-free() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-HOOK_PORT=$(free)
+HOOK_PORT=$(free_port)
 TOKEN=$(head -c 24 /dev/urandom | base64 | tr -d '/+=')
 echo "$TOKEN" > "$WORK/token"
 # a second registry with notifications to the operator
-NREG_PORT=$(free)
+NREG_PORT=$(free_port)
 mkdir -p "$WORK/nreg"
 cat > "$WORK/nreg/config.yml" <<YAML
 version: 0.1
@@ -47,12 +46,12 @@ KUBECONFIG=$("$ROOT/e2e/setup/start-control-plane.sh" "$WORK/cp") # fails the sc
 export KUBECONFIG
 "$ROOT/e2e/setup/operator-access.sh" "$WORK/operator.kubeconfig"
 kubectl create namespace push >/dev/null
-mport=$(free)
+mport=$(free_port)
 KUBECONFIG="$WORK/operator.kubeconfig" OCISYNC_LOG=warn "$OCISYNC" operator --work-dir "$WORK/work" \
   --metrics-addr "127.0.0.1:$mport" --leader-elect=false --webhook-addr "127.0.0.1:$HOOK_PORT" \
   --webhook-token-file "$WORK/token" 2>"$WORK/operator.log" &
 OP_PID=$!
-until curl -sf "http://127.0.0.1:$mport/readyz" >/dev/null; do sleep 0.2; done
+wait_readyz "$mport"
 
 # round REG NAME I: push version I, print seconds until the ConfigMap has it
 round() {

@@ -39,11 +39,11 @@ KUBECONFIG=$("$ROOT/e2e/setup/start-control-plane.sh" "$WORK/cp") # fails the sc
 export KUBECONFIG
 "$ROOT/e2e/setup/operator-access.sh" "$WORK/operator.kubeconfig"
 for n in $(seq "$NAMESPACES"); do kubectl create namespace "scale-$n" >/dev/null; done
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 KUBECONFIG="$WORK/operator.kubeconfig" OCISYNC_LOG=warn "$OCISYNC" operator --work-dir "${OPERATOR_WORK:-$WORK/work}" \
   --metrics-addr "127.0.0.1:$port" ${OPERATOR_ARGS:-} 2>"$WORK/operator.log" &
 OP_PID=$!
-until curl -sf "http://127.0.0.1:$port/readyz" >/dev/null; do sleep 0.2; done
+wait_readyz "$port"
 
 CREATORS=${CREATORS:-4}
 for i in $(seq "$N"); do
@@ -100,8 +100,7 @@ log "created in ${created}s"
 # operator's counter first, then confirm on the API server, rarely. When each
 # became Ready is read from its condition's lastTransitionTime, not from the
 # polling.
-ready() { kubectl get artifacts -A -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True || true; }
-while (( $(metric 'ocisync_reconciles_total{result="success",reason="Synced"}') < N )) || (( $(ready) < N )); do
+while (( $(metric 'ocisync_reconciles_total{result="success",reason="Synced"}') < N )) || (( $(ready_count -A) < N )); do
   kill -0 "$OP_PID" || { tail -20 "$WORK/operator.log" >&2; exit 1; }
   sleep 5
 done

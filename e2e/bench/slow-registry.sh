@@ -19,7 +19,6 @@ log() { echo "[slow] $*" >&2; }
 OP_PID= DRIP_PID=
 cleanup() { [[ -n $DRIP_PID ]] && kill "$DRIP_PID" 2>/dev/null; stop_all; }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 drip=$(free_port)
 python3 "$HERE/drip-registry.py" "$drip" 5 &
 DRIP_PID=$!
@@ -36,7 +35,6 @@ artifacts() { # NAMESPACE PREFIX COUNT URL TIMEOUT
     printf 'spec: {url: "oci://%s", ref: {tag: v1}, insecure: true, interval: 10m, timeout: %s}\n' "$4" "$5"
   done
 }
-ready() { kubectl get artifacts -n "$1" -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True || true; }
 
 round() { # NAME SLOW-COUNT OPERATOR-ARGS...
   local name=$1 slow=$2; shift 2
@@ -60,7 +58,7 @@ round() { # NAME SLOW-COUNT OPERATOR-ARGS...
   local t0 t1
   t0=$(date +%s.%N)
   artifacts "$name" app- "$HEALTHY" "$REG/fair/app" 2m | kubectl create -f - >/dev/null
-  while (( $(ready "$name") < HEALTHY )); do
+  while (( $(ready_count "$name") < HEALTHY )); do
     (( $(date +%s) < deadline )) || { log "not all Ready within 300 s"; exit 1; }
     sleep 0.2
   done
