@@ -24,29 +24,11 @@ KUBECONFIG=$("$ROOT/e2e/setup/start-control-plane.sh" "$WORK/cp") # fails the sc
 export KUBECONFIG
 "$ROOT/e2e/setup/operator-access.sh" "$WORK/operator.kubeconfig"
 
-# run NAME CACHE: one operator, N Artifacts in namespace NAME; prints "seconds bytes"
+# run NAME CACHE: prints "seconds bytes-from-the-registry"
 run() {
-  local ns=$1 port t0 t1
-  kubectl create namespace "$ns" >/dev/null
-  port=$(free_port)
-  KUBECONFIG="$WORK/operator.kubeconfig" OCISYNC_LOG=warn "$OCISYNC" operator --work-dir "$WORK/work-$ns" \
-    --volume-root "$WORK/volume" --blob-cache-size "$2" --leader-elect=false \
-    --metrics-addr "127.0.0.1:$port" 2>"$WORK/operator-$ns.log" &
-  OP_PID=$!
-  wait_readyz "$port"
-  for i in $(seq "$N"); do
-    printf -- '---\napiVersion: ocisync.dev/v1alpha1\nkind: Artifact\nmetadata: {name: a%s, namespace: %s}\nspec: {url: "oci://%s/bench/shared", ref: {tag: v1}, insecure: true, target: {volume: {path: a%s}}}\n' "$i" "$ns" "$REG" "$i"
-  done > "$WORK/$ns.yaml"
-  t0=$(date +%s.%N)
-  kubectl create -f "$WORK/$ns.yaml" >/dev/null
-  until [[ $(ready_count "$ns") == "$N" ]]; do
-    kill -0 "$OP_PID" || { tail -20 "$WORK/operator-$ns.log" >&2; exit 1; }
-    sleep 0.5
-  done
-  t1=$(date +%s.%N)
-  bytes=$(curl -sf "http://127.0.0.1:$port/metrics" | awk '/^ocisync_blob_bytes_total/ {print $NF}')
-  kill "$OP_PID"; wait "$OP_PID" 2>/dev/null || true
-  echo "$(echo "$t1 - $t0" | bc) $bytes"
+  local t
+  t=$(sync_volumes "$1" "oci://$REG/bench/shared" --blob-cache-size "$2")
+  echo "$t $(awk '/^ocisync_blob_bytes_total/ {print $NF}' "$WORK/$1.metrics")"
 }
 read -r t_on b_on < <(run with-cache 512MiB)
 read -r t_off b_off < <(run without 0)

@@ -30,31 +30,13 @@ KUBECONFIG=$("$ROOT/e2e/setup/start-control-plane.sh" "$WORK/cp") # fails the sc
 export KUBECONFIG
 "$ROOT/e2e/setup/operator-access.sh" "$WORK/operator.kubeconfig"
 
-# run NAME REPO CACHE: one operator with the mirror, N Artifacts of REPO in
-# namespace NAME; prints "seconds mirror-bytes origin-bytes"
+# run NAME REPO CACHE: one operator with the mirror; prints "seconds
+# mirror-bytes origin-bytes"
 run() {
-  local ns=$1 port t0 t1 m
-  kubectl create namespace "$ns" >/dev/null
-  port=$(free_port)
-  KUBECONFIG="$WORK/operator.kubeconfig" OCISYNC_LOG=warn "$OCISYNC" operator --work-dir "$WORK/work-$ns" \
-    --volume-root "$WORK/volume" --blob-cache-size "$3" --leader-elect=false \
-    --mirror "$ORIGIN=oci://$MIRROR/cache" --mirror-insecure \
-    --metrics-addr "127.0.0.1:$port" 2>"$WORK/operator-$ns.log" &
-  OP_PID=$!
-  wait_readyz "$port"
-  for i in $(seq "$N"); do
-    printf -- '---\napiVersion: ocisync.dev/v1alpha1\nkind: Artifact\nmetadata: {name: a%s, namespace: %s}\nspec: {url: "oci://%s/bench/%s", ref: {tag: v1}, insecure: true, target: {volume: {path: a%s}}}\n' "$i" "$ns" "$ORIGIN" "$2" "$i"
-  done > "$WORK/$ns.yaml"
-  t0=$(date +%s.%N)
-  kubectl create -f "$WORK/$ns.yaml" >/dev/null
-  until [[ $(ready_count "$ns") == "$N" ]]; do
-    kill -0 "$OP_PID" || { tail -20 "$WORK/operator-$ns.log" >&2; exit 1; }
-    sleep 0.5
-  done
-  t1=$(date +%s.%N)
-  m=$(curl -sf "http://127.0.0.1:$port/metrics")
-  kill "$OP_PID"; wait "$OP_PID" 2>/dev/null || true
-  echo "$(echo "$t1 - $t0" | bc) $(awk '/^ocisync_synced_layer_bytes_total\{source="mirror"\}/ {print $NF}' <<<"$m" | grep . || echo 0) $(awk '/^ocisync_synced_layer_bytes_total\{source="origin"\}/ {print $NF}' <<<"$m" | grep . || echo 0)"
+  local t
+  t=$(sync_volumes "$1" "oci://$ORIGIN/bench/$2" --blob-cache-size "$3" --mirror "$ORIGIN=oci://$MIRROR/cache" --mirror-insecure)
+  bytes() { awk -v s="$1" 'index($0, "ocisync_synced_layer_bytes_total{source=\"" s "\"}") == 1 {print $NF}' "$WORK/$2.metrics" | grep . || echo 0; }
+  echo "$t $(bytes mirror "$1") $(bytes origin "$1")"
 }
 read -r t1 m1 o1 < <(run cached shared 512MiB)
 read -r t2 m2 o2 < <(run uncached shared 0)
