@@ -16,6 +16,15 @@ fn manifest_gets(log: &[String], repo: &str, digest: &str) -> usize {
     log.iter().filter(|l| l.contains("GET ") && l.contains(&format!("/v2/{repo}/manifests/{digest}"))).count()
 }
 
+/// Push `a.txt` as `app:v1` at the origin and copy it by digest to the
+/// mirror's `cache/app`; the manifest's and the layer's digests.
+fn push_and_mirror(origin: &str, mirror: &str, body: &[u8]) -> (String, String) {
+    let d = push_files(origin, "app:v1", &[("a.txt", body)], &["--plain-http"]);
+    crane(&["copy", &format!("{origin}/app@{d}"), &format!("{mirror}/cache/app:copied")]);
+    let layer = layer_of(origin, "app", &d);
+    (d, layer)
+}
+
 fn sources(status: &Value) -> Vec<(String, u64, u64)> {
     status["sources"]
         .as_array()
@@ -43,9 +52,7 @@ async fn a_mirror_serves_by_digest_and_the_origin_fills_in() {
 
     // v1 is on the mirror too (copied by digest): everything by digest comes
     // from there; the origin answers the tag's HEAD and nothing else.
-    let v1 = push_files(&o, "app:v1", &[("a.txt", b"one, from wherever")], &["--plain-http"]);
-    crane(&["copy", &format!("{o}/app@{v1}"), &format!("{m}/cache/app:copied")]);
-    let layer1 = layer_of(&o, "app", &v1);
+    let (v1, layer1) = push_and_mirror(&o, &m, b"one, from wherever");
     let before = (origin.access_log().len(), mirror.access_log().len());
     e.apply("app", &Spec::new(&o, "app").tag("v1").set("mirrors", mirrors.clone())).await;
     let st = e.synced("app", &v1).await;
@@ -69,9 +76,7 @@ async fn a_mirror_serves_by_digest_and_the_origin_fills_in() {
 
     // v3 on the mirror, but its layer there is not what the digest says:
     // never published; the fetch is done again from the origin.
-    let v3 = push_files(&o, "app:v1", &[("a.txt", b"three, tampered on the mirror")], &["--plain-http"]);
-    crane(&["copy", &format!("{o}/app@{v3}"), &format!("{m}/cache/app:copied")]);
-    let layer3 = layer_of(&o, "app", &v3);
+    let (v3, layer3) = push_and_mirror(&o, &m, b"three, tampered on the mirror");
     let data = mirror.blob_data(&layer3);
     let mut bytes = std::fs::read(&data).unwrap();
     let n = bytes.len();
@@ -129,9 +134,7 @@ async fn the_agent_and_the_cli_fetch_through_the_mirror_too() {
     let origin = Distribution::start();
     let mirror = Distribution::start();
     let (o, m) = (origin.host(), mirror.host());
-    let d = push_files(&o, "app:v1", &[("a.txt", b"for the agent and the cli")], &["--plain-http"]);
-    crane(&["copy", &format!("{o}/app@{d}"), &format!("{m}/cache/app:copied")]);
-    let layer = layer_of(&o, "app", &d);
+    let (d, layer) = push_and_mirror(&o, &m, b"for the agent and the cli");
     let origin_gets = blob_gets(&origin.access_log(), &layer);
     let mirrors = json!([{"url": format!("oci://{m}/cache/app"), "insecure": true}]);
     e.apply("app", &Spec::new(&o, "app").tag("v1").set("mirrors", mirrors)).await;
