@@ -9,6 +9,7 @@ use std::path::Path;
 
 use sha2::{Digest as _, Sha256};
 
+use super::archive::{Archive, Header, Kind, TarError};
 use super::layer::{Compression, LayerKind};
 use super::path::{MAX_PATH_BYTES, parents, resolve_link_target, sanitize};
 use super::{Budget, Entry, LayerReport, Selection, UnpackError, Whiteout};
@@ -16,7 +17,7 @@ use crate::oci::Digest;
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
-const ZSTD_WINDOW_LOG_MAX: u32 = 23;
+const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 
 /// Unpack one layer from `reader` (the raw blob bytes) into `dir`.
 pub(crate) fn unpack_layer(
@@ -84,51 +85,10 @@ struct LayerWriter<'a> {
 }
 
 impl LayerWriter<'_> {
-    fn unpack_tar(&mut self, r: Box<dyn Read + '_>, selection: &Selection) -> Result<(), UnpackError> {
-        let mut archive = tar::Archive::new(r);
-        // Raw: the tar crate would read GNU long names and PAX headers into
-        // memory whole, whatever size they claim, and expand sparse files
-        // into bytes it never read. Here every one of them is bounded.
-        let entries = archive.entries().map_err(|e| stream_error(self.digest, self.format, e))?.raw(true);
-        let mut pending = Extensions::default();
-        for entry in entries {
-            let mut entry = entry.map_err(|e| stream_error(self.digest, self.format, e))?;
-            use tar::EntryType as T;
-            let kind = entry.header().entry_type();
-            match kind {
-                T::GNULongName => {
-                    pending.name = Some(self.read_meta(&mut entry, MAX_PATH_BYTES, "a GNU long name")?);
-                    continue;
-                }
-                T::GNULongLink => {
-                    pending.link = Some(self.read_meta(&mut entry, MAX_PATH_BYTES, "a GNU long link")?);
-                    continue;
-                }
-                T::XHeader => {
-                    pending.pax = Some(self.read_meta(&mut entry, MAX_PAX_BYTES, "a PAX header")?);
-                    continue;
-                }
-                T::XGlobalHeader => {
-                    self.read_meta(&mut entry, MAX_PAX_BYTES, "a PAX global header")?;
-                    continue;
-                }
-                _ => {}
-            }
-            let ext = std::mem::take(&mut pending);
-            let pax = match &ext.pax {
-                Some(bytes) => Pax::parse(bytes).map_err(|m| self.corrupt(m))?,
-                None => Pax::default(),
-            };
-            let raw = pax.path.or(ext.name).unwrap_or_else(|| entry.path_bytes().into_owned());
-            if kind == T::GNUSparse || pax.sparse {
-                let path = String::from_utf8_lossy(&raw).into_owned();
-                return Err(UnpackError::UnsupportedEntry { path, kind: "sparse file (OCI layers should hold none)" });
-            }
-            if let Some(size) = pax.size
-                && entry.header().entry_size().ok() != Some(size)
-            {
-                return Err(self.corrupt("a PAX size that differs from the header's".into()));
-            }
+    fn unpack_tar(&mut self, r: impl Read, selection: &Selection) -> Result<(), UnpackError> {
+        let mut archive = Archive::new(r);
+        while let Some(header) = archive.next_entry().map_err(|e| self.tar_error(e))? {
+            let Header { kind, path: raw, link: raw_target, mode, .. } = header;
             let shown = String::from_utf8_lossy(&raw).into_owned();
             let unsafe_path = |reason: String| UnpackError::UnsafePath { path: shown.clone(), reason };
             let Some(path) = sanitize(&raw).map_err(|e| unsafe_path(e.to_string()))? else {
@@ -153,32 +113,26 @@ impl LayerWriter<'_> {
                 });
                 continue;
             }
-            match kind {
-                T::Directory => continue,
-                T::Char | T::Block | T::Fifo => {
-                    let kind = match kind {
-                        T::Char => "character device",
-                        T::Block => "block device",
-                        _ => "FIFO",
-                    };
-                    return Err(UnpackError::UnsupportedEntry { path, kind });
-                }
-                _ => {}
+            let device = match kind {
+                Kind::Dir => continue,
+                Kind::Char => Some("character device"),
+                Kind::Block => Some("block device"),
+                Kind::Fifo => Some("FIFO"),
+                Kind::File | Kind::Symlink | Kind::HardLink => None,
+            };
+            if let Some(kind) = device {
+                return Err(UnpackError::UnsupportedEntry { path, kind: kind.into() });
             }
             // Links are checked before selection: an archive that tries to
             // escape is refused whole, not just filtered.
             let link = match kind {
-                T::Symlink | T::Link => {
-                    let raw_target = pax
-                        .linkpath
-                        .or(ext.link)
-                        .unwrap_or_else(|| entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default());
+                Kind::Symlink | Kind::HardLink => {
                     if raw_target.len() > MAX_PATH_BYTES {
                         return Err(unsafe_path(format!("link target longer than {MAX_PATH_BYTES} bytes")));
                     }
                     let target = String::from_utf8_lossy(&raw_target).into_owned();
                     let escapes = || UnpackError::LinkEscapes { path: path.clone(), target: target.clone() };
-                    Some(if kind == T::Symlink {
+                    Some(if kind == Kind::Symlink {
                         resolve_link_target(&path, &target).ok_or_else(escapes)?;
                         (true, target)
                     } else {
@@ -202,39 +156,24 @@ impl LayerWriter<'_> {
             let made = match link {
                 Some((true, target)) => self.symlink(&path, &target)?,
                 Some((false, target)) => self.hard_link(&path, &target)?,
-                None if kind.is_file() || kind == T::Continuous || kind == T::GNUSparse => {
-                    let exec = entry.header().mode().is_ok_and(|m| m & 0o111 != 0);
-                    self.write_file(&path, &mut entry, exec, None)?
-                }
-                None => continue, // other header-only entries: nothing to write
+                None => self.write_file(&path, &mut archive, mode & 0o111 != 0, None)?,
             };
             self.report.entries.insert(path, made);
-        }
-        if !pending.is_empty() {
-            return Err(self.corrupt("an extension header with no entry after it".into()));
         }
         Ok(())
     }
 
-    /// An extension entry's content, refused past `cap` bytes without
-    /// reading (or holding) the rest.
-    fn read_meta(&self, entry: &mut impl Read, cap: usize, what: &str) -> Result<Vec<u8>, UnpackError> {
-        let mut v = Vec::new();
-        entry
-            .take(u64::try_from(cap).unwrap_or(u64::MAX).saturating_add(1))
-            .read_to_end(&mut v)
-            .map_err(|e| stream_error(self.digest, self.format, e))?;
-        if v.len() > cap {
-            return Err(UnpackError::UnsafePath {
-                path: format!("({what})"),
-                reason: format!("longer than {cap} bytes"),
-            });
+    fn tar_error(&self, e: TarError) -> UnpackError {
+        match e {
+            TarError::Io(e) => stream_error(self.digest, self.format, e),
+            TarError::TooLong { what, max } => {
+                UnpackError::UnsafePath { path: format!("({what})"), reason: format!("longer than {max} bytes") }
+            }
+            TarError::Unsupported { path, kind } => {
+                UnpackError::UnsupportedEntry { path: String::from_utf8_lossy(&path).into_owned(), kind }
+            }
+            e @ (TarError::Malformed(_) | TarError::Ambiguous(_)) => self.corrupt(e.to_string()),
         }
-        // GNU long names end in NUL padding
-        while v.last() == Some(&0) {
-            v.pop();
-        }
-        Ok(v)
     }
 
     fn corrupt(&self, message: String) -> UnpackError {
@@ -341,54 +280,6 @@ impl LayerWriter<'_> {
 
 /// Charges every byte read to the budget; past the limit, reading fails
 /// with the limit error inside an `io::Error`.
-/// A PAX extended header can run to a few kilobytes of attributes; past
-/// this it is refused.
-const MAX_PAX_BYTES: usize = 64 * 1024;
-
-/// What extension entries said about the entry after them.
-#[derive(Default)]
-struct Extensions {
-    name: Option<Vec<u8>>,
-    link: Option<Vec<u8>>,
-    pax: Option<Vec<u8>>,
-}
-
-impl Extensions {
-    fn is_empty(&self) -> bool {
-        self.name.is_none() && self.link.is_none() && self.pax.is_none()
-    }
-}
-
-/// The PAX records ocisync acts on.
-#[derive(Default)]
-struct Pax {
-    path: Option<Vec<u8>>,
-    linkpath: Option<Vec<u8>>,
-    size: Option<u64>,
-    /// GNU's PAX-encoded sparse files (`GNU.sparse.*`).
-    sparse: bool,
-}
-
-impl Pax {
-    fn parse(bytes: &[u8]) -> Result<Pax, String> {
-        let mut pax = Pax::default();
-        for record in tar::PaxExtensions::new(bytes) {
-            let record = record.map_err(|e| format!("a malformed PAX header: {e}"))?;
-            match record.key_bytes() {
-                b"path" => pax.path = Some(record.value_bytes().to_vec()),
-                b"linkpath" => pax.linkpath = Some(record.value_bytes().to_vec()),
-                b"size" => {
-                    let v = record.value().ok().and_then(|v| v.parse().ok());
-                    pax.size = Some(v.ok_or("a PAX size that is not a number")?);
-                }
-                k if k.starts_with(b"GNU.sparse.") => pax.sparse = true,
-                _ => {}
-            }
-        }
-        Ok(pax)
-    }
-}
-
 struct Counted<'a, R> {
     inner: R,
     budget: &'a Budget,

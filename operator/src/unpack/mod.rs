@@ -2,6 +2,7 @@
 //! and the staging tree that is renamed into place only when all is well.
 //! Reads byte streams; knows nothing of registries.
 
+mod archive;
 mod extract;
 pub(crate) mod layer;
 pub(crate) mod limits;
@@ -29,7 +30,7 @@ pub(crate) enum UnpackError {
     #[error("link {path:?} points outside the output ({target:?})")]
     LinkEscapes { path: String, target: String },
     #[error("{path:?} is a {kind}, which is never unpacked")]
-    UnsupportedEntry { path: String, kind: &'static str },
+    UnsupportedEntry { path: String, kind: String },
     #[error(
         "layer {digest} has media type {media_type:?}, which is neither a tar nor a titled file; exclude it with a media-type filter"
     )]
