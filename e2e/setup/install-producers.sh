@@ -9,7 +9,7 @@
 #                     snapshotter-dev) writing eStargz and its zstd:chunked
 #                     variant; built offline in GOPATH mode with Debian's Go
 #
-# Result: $OCISYNC_PRODUCERS/bin/{skopeo,estargz-write}
+# Result: $OCISYNC_PRODUCERS/bin/skopeo, $OCISYNC_PRODUCERS/gobin/estargz-write
 # Env:    OCISYNC_PRODUCERS (default /var/tmp/ocisync/producers)
 # Needs:  `go` on PATH (install-control-plane.sh installs golang-go).
 set -euo pipefail
@@ -19,14 +19,14 @@ PREFIX=${OCISYNC_PRODUCERS:-/var/tmp/ocisync/producers}
 # Libraries first: skopeo's wrapper finds libgpgme11 among them.
 GO_DEPS="golang-github-containerd-stargz-snapshotter-dev golang-github-klauspost-compress-dev
   golang-github-opencontainers-go-digest-dev golang-github-vbatts-tar-split-dev golang-github-pkg-errors-dev
-  golang-golang-x-sync-dev"
+  golang-golang-x-sync-dev golang-github-cespare-xxhash-dev"
 OCISYNC_TOOLS=$PREFIX REALTOOLS_SUITE=bookworm REALTOOLS_APT_DIR=$PREFIX/apt \
   REALTOOLS_PACKAGES="libgpgme11 skopeo $(echo $GO_DEPS)" "$HERE/install-tools.sh" >/dev/null
 
 src=$HERE/../estargz/main.go
-stamp=$PREFIX/bin/.estargz-write.sha256
+stamp=$PREFIX/gobin/.estargz-write.sha256
 want=$(sha256sum "$src" | cut -d' ' -f1)
-if [[ -x $PREFIX/bin/estargz-write && -f $stamp && $(cat "$stamp") == "$want" ]]; then
+if [[ -x $PREFIX/gobin/estargz-write && -f $stamp && $(cat "$stamp") == "$want" ]]; then
   exit 0
 fi
 command -v go >/dev/null || { echo "install-producers: no go on PATH (run install-control-plane.sh)" >&2; exit 1; }
@@ -34,9 +34,9 @@ gopath=""
 for p in $GO_DEPS; do gopath+="$PREFIX/pkgs/$p/usr/share/gocode:"; done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/src/estargz-write"
+mkdir -p "$work/src/estargz-write" "$PREFIX/gobin"
 cp "$src" "$work/src/estargz-write/"
 (cd "$work/src/estargz-write" &&
   GO111MODULE=off GOPATH="$work:${gopath%:}" GOCACHE=$work/cache GOPROXY=off \
-    go build -o "$PREFIX/bin/estargz-write" .)
+    go build -o "$PREFIX/gobin/estargz-write" .)
 echo "$want" >"$stamp"

@@ -53,7 +53,12 @@ pub fn unpack(data: &[u8]) {
     let base = std::env::temp_dir().join(format!("ocisync-fuzz-{}-{n}", std::process::id()));
     let out = base.join("out");
     if let Ok(staging) = Staging::new(&out) {
-        let budget = Budget::new(Limits { max_layer_bytes: 1 << 20, max_total_bytes: 1 << 20, max_files: 1000 });
+        let budget = Budget::new(Limits {
+            max_layer_bytes: 1 << 20,
+            max_total_bytes: 1 << 20,
+            max_files: 1000,
+            max_selected_bytes: 1 << 19,
+        });
         let digest = crate::oci::Digest::of(layer);
         let kind = LayerKind::Tar(compression);
         if let Ok(report) = unpack_layer(&kind, &digest, layer, &staging.layer_dir(0), &Selection::all(), &budget)

@@ -367,6 +367,7 @@ async fn pull(args: PullArgs) -> ExitCode {
         max_layer_bytes: args.max_layer_bytes,
         max_total_bytes: args.max_total_bytes,
         max_files: args.max_files,
+        max_selected_bytes: u64::MAX,
     };
     let mirrors = match mirrors(&args.mirror, args.mirror_insecure, &args.registry) {
         Ok(m) => m,

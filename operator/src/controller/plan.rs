@@ -29,11 +29,9 @@ pub(crate) struct Plan {
     pub(crate) platform: Platform,
     pub(crate) insecure: bool,
     pub(crate) selection: Selection,
-    /// The spec's limits, the total clamped to what the target can hold.
+    /// The spec's limits, the selected files' bytes bounded by what the
+    /// target can hold.
     pub(crate) limits: Limits,
-    /// The total was clamped by the target: going over it means the content
-    /// does not fit the target, not that a limit the user set was hit.
-    pub(crate) clamped: bool,
     pub(crate) target: Target,
     /// `spec.mirrors`: where (and whether over plain HTTP) content by digest
     /// may come from first.
@@ -86,6 +84,7 @@ impl Plan {
             max_layer_bytes: size("limits.maxLayerBytes", &l.max_layer_bytes, defaults.max_layer_bytes)?,
             max_total_bytes: size("limits.maxTotalBytes", &l.max_total_bytes, defaults.max_total_bytes)?,
             max_files: l.max_files.unwrap_or(defaults.max_files),
+            max_selected_bytes: u64::MAX,
         };
         let target = match (&spec.target.config_map, &spec.target.volume) {
             (Some(_), Some(_)) => return Err(bad("target", "give configMap or volume, not both")),
@@ -103,9 +102,10 @@ impl Plan {
             }
             mirrors.push((at, m.insecure));
         }
-        let clamped = target.capacity().is_some_and(|c| c < limits.max_total_bytes);
+        // What the target holds bounds the selected files; the download
+        // and what it inflates to stay under the spec's limits.
         if let Some(c) = target.capacity() {
-            limits.max_total_bytes = limits.max_total_bytes.min(c);
+            limits.max_selected_bytes = c;
         }
         Ok(Plan {
             repository,
@@ -120,7 +120,6 @@ impl Plan {
             insecure: spec.insecure,
             selection,
             limits,
-            clamped,
             target,
             mirrors,
         })
@@ -290,7 +289,7 @@ mod tests {
         let p = p.unwrap();
         let Target::Volume(v) = &p.target else { panic!("{:?}", p.target) };
         assert_eq!((v.path.as_str(), v.file_mode), ("team/app", 0o640));
-        assert!(!p.clamped, "a volume holds more than a ConfigMap");
+        assert_eq!(p.limits.max_selected_bytes, u64::MAX, "a volume holds more than a ConfigMap");
         let default = plan(json!({"url": "oci://r.io/app", "target": {"volume": {}}})).unwrap();
         let Target::Volume(d) = &default.target else { panic!() };
         assert_eq!(d.path, "app", "the Artifact's name");
@@ -308,11 +307,14 @@ mod tests {
     }
 
     #[test]
-    fn a_config_map_target_clamps_what_is_unpacked() {
+    fn a_config_map_target_bounds_the_selected_files_not_the_layers() {
         let p = plan(json!({"url": "oci://r.io/app"})).unwrap();
-        assert_eq!((p.limits.max_total_bytes, p.clamped), (configmap::MAX_CONFIGMAP_BYTES, true));
+        assert_eq!(p.limits.max_selected_bytes, configmap::MAX_CONFIGMAP_BYTES);
+        assert_eq!(p.limits.max_total_bytes, Limits::default().max_total_bytes, "a large layer may hold them");
         let p = plan(json!({"url": "oci://r.io/app", "limits": {"maxTotalBytes": "64KiB"}})).unwrap();
-        assert_eq!((p.limits.max_total_bytes, p.clamped), (64 * 1024, false), "a smaller limit of the user's stands");
+        assert_eq!(p.limits.max_total_bytes, 64 * 1024, "the user's limit stands");
+        let p = plan(json!({"url": "oci://r.io/app", "target": {"volume": {}}})).unwrap();
+        assert_eq!(p.limits.max_selected_bytes, u64::MAX);
     }
 
     #[test]

@@ -31,7 +31,7 @@ use crate::resolve::{self, Pinned, ResolveError, Version};
 use crate::status::conditions::{self, Outcome, Step};
 use crate::status::{Reason, Served, next_status, verification_status};
 use crate::unpack::UnpackError;
-use crate::unpack::limits::{DOWNLOAD_BYTES, TOTAL_BYTES};
+use crate::unpack::limits::SELECTED_BYTES;
 use crate::verify;
 
 const FIELD_MANAGER: &str = "ocisync";
@@ -299,16 +299,13 @@ async fn mirrors(
     Ok(out)
 }
 
-/// Going over a total the target clamped is the content not fitting the
+/// Going over what the target holds is the content not fitting the
 /// target, which is what the user needs to hear.
 fn fetch_failure(plan: &Plan, e: &PipelineError) -> Failure {
-    if plan.clamped
-        && let PipelineError::Fetch(FetchError::Unpack(UnpackError::LimitExceeded { limit, .. })) = e
-        && (*limit == TOTAL_BYTES || *limit == DOWNLOAD_BYTES)
-    {
+    if let PipelineError::Fetch(FetchError::Unpack(UnpackError::LimitExceeded { limit: SELECTED_BYTES, .. })) = e {
         let message = format!(
-            "the selected layers hold more than {} bytes, the most a ConfigMap holds; select fewer files",
-            plan.limits.max_total_bytes
+            "the selected files hold more than {} bytes, the most a ConfigMap holds; select fewer files",
+            plan.limits.max_selected_bytes
         );
         return Failure { step: Step::Publish, reason: Reason::ContentTooLarge, message };
     }

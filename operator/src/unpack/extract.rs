@@ -208,6 +208,7 @@ impl LayerWriter<'_> {
             if known.is_none() {
                 hasher.update(&buf[..n]);
             }
+            self.budget.charge_selected(n as u64)?;
             f.write_all(&buf[..n]).map_err(UnpackError::io(&full))?;
             size += n as u64;
         }

@@ -12,16 +12,22 @@ pub(crate) struct Limits {
     pub(crate) max_total_bytes: u64,
     /// Files, links included, over all layers.
     pub(crate) max_files: u64,
+    /// Bytes of the selected files, over all layers: what the target can
+    /// hold (a ConfigMap's 1 MiB), not what is downloaded or inflated to
+    /// find them.
+    pub(crate) max_selected_bytes: u64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_layer_bytes: 1 << 30, max_total_bytes: 4 << 30, max_files: 100_000 }
+        Limits { max_layer_bytes: 1 << 30, max_total_bytes: 4 << 30, max_files: 100_000, max_selected_bytes: u64::MAX }
     }
 }
 
 /// The name of the limit on bytes unpacked over all layers, as errors carry it.
 pub(crate) const TOTAL_BYTES: &str = "total unpacked bytes";
+/// The name of the limit on the selected files' bytes: a target's capacity.
+pub(crate) const SELECTED_BYTES: &str = "selected file bytes";
 /// The name of the limit on bytes downloaded over all layers.
 pub(crate) const DOWNLOAD_BYTES: &str = "downloaded bytes";
 /// Paths and link targets held for the report, over all layers: a fixed
@@ -34,19 +40,36 @@ pub(crate) const MAX_METADATA_BYTES: u64 = 64 << 20;
 pub(crate) struct Budget {
     pub(crate) limits: Limits,
     bytes: AtomicU64,
+    selected: AtomicU64,
     files: AtomicU64,
     metadata: AtomicU64,
 }
 
 impl Budget {
     pub(crate) fn new(limits: Limits) -> Self {
-        Budget { limits, bytes: AtomicU64::new(0), files: AtomicU64::new(0), metadata: AtomicU64::new(0) }
+        Budget {
+            limits,
+            bytes: AtomicU64::new(0),
+            selected: AtomicU64::new(0),
+            files: AtomicU64::new(0),
+            metadata: AtomicU64::new(0),
+        }
     }
 
     pub(crate) fn charge_bytes(&self, n: u64) -> Result<(), UnpackError> {
         let total = self.bytes.fetch_add(n, Ordering::Relaxed).saturating_add(n);
         if total > self.limits.max_total_bytes {
             return Err(UnpackError::LimitExceeded { limit: TOTAL_BYTES, max: self.limits.max_total_bytes });
+        }
+        Ok(())
+    }
+
+    /// Bytes written for a selected file (after `charge_bytes` counted them
+    /// as inflated).
+    pub(crate) fn charge_selected(&self, n: u64) -> Result<(), UnpackError> {
+        let total = self.selected.fetch_add(n, Ordering::Relaxed).saturating_add(n);
+        if total > self.limits.max_selected_bytes {
+            return Err(UnpackError::LimitExceeded { limit: SELECTED_BYTES, max: self.limits.max_selected_bytes });
         }
         Ok(())
     }
@@ -110,7 +133,12 @@ mod tests {
 
     #[test]
     fn budget_trips_past_the_limit_not_at_it() {
-        let b = Budget::new(Limits { max_layer_bytes: 10, max_total_bytes: 100, max_files: 2 });
+        let b = Budget::new(Limits { max_layer_bytes: 10, max_total_bytes: 100, max_files: 2, max_selected_bytes: 5 });
+        b.charge_selected(5).unwrap();
+        assert!(matches!(
+            b.charge_selected(1),
+            Err(UnpackError::LimitExceeded { limit: "selected file bytes", max: 5 })
+        ));
         b.charge_bytes(60).unwrap();
         b.charge_bytes(40).unwrap();
         assert!(matches!(

@@ -8,6 +8,7 @@ pub(crate) mod layer;
 pub(crate) mod limits;
 pub(crate) mod path;
 pub(crate) mod select;
+pub(crate) mod toc;
 mod tree;
 
 use std::collections::BTreeMap;

@@ -283,3 +283,55 @@ fn dropped_staging_leaves_the_destination_alone() {
     assert_eq!(fs::read(dest.join("old")).unwrap(), b"keep me");
     assert_eq!(fs::read_dir(out.path()).unwrap().count(), 1);
 }
+
+fn unzstd(layer: &[u8]) -> Result<(tempfile::TempDir, LayerReport), UnpackError> {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = Budget::new(Limits::default());
+    let r = unpack_layer(&LayerKind::Tar(Compression::Zstd), &digest(), layer, dir.path(), &Selection::all(), &budget)?;
+    Ok((dir, r))
+}
+
+/// A zstd frame of `data` whose header declares a `2^log` window, as a
+/// streaming producer (no pledged size) writes it.
+fn zstd_frame(data: &[u8], log: u32) -> Vec<u8> {
+    let mut e = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+    e.set_parameter(zstd::zstd_safe::CParameter::WindowLog(log)).unwrap();
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// RFC 8878 §3.1.2: magic 0x184D2A5?, a 4-byte length, then bytes every
+/// decoder skips. zstd:chunked keeps its table of contents in two of them.
+fn skippable(content: &[u8]) -> Vec<u8> {
+    [&[0x50, 0x2a, 0x4d, 0x18][..], &(content.len() as u32).to_le_bytes(), content].concat()
+}
+
+#[test]
+fn zstd_skippable_frames_anywhere_and_many_frames() {
+    let t = tar(&[File("a", b"first"), File("b", b"second")]);
+    let (head, tail) = t.split_at(1024);
+    let layer =
+        [skippable(b"lead"), zstd_frame(head, 20), skippable(b"middle"), zstd_frame(tail, 20), skippable(&[0; 40])]
+            .concat();
+    let (dir, r) = unzstd(&layer).unwrap();
+    assert_eq!(r.entries.len(), 2);
+    assert_eq!(fs::read(dir.path().join("b")).unwrap(), b"second");
+    // a tar without its end-of-archive blocks, so the decoder reads on to
+    // the end of the stream, where a skippable frame is last
+    let unterminated = &t[..t.len() - 1024];
+    let (dir, _) = unzstd(&[zstd_frame(unterminated, 20), skippable(&[7; 40])].concat()).unwrap();
+    assert_eq!(fs::read(dir.path().join("b")).unwrap(), b"second");
+}
+
+#[test]
+fn zstd_windows_up_to_128_mib_and_not_past() {
+    let t = tar(&[File("w", b"window")]);
+    // skopeo's zstd:chunked declares 32 MiB; zstd --long=27 128 MiB
+    for log in [25, 27] {
+        let (dir, _) = unzstd(&zstd_frame(&t, log)).unwrap();
+        assert_eq!(fs::read(dir.path().join("w")).unwrap(), b"window", "window log {log}");
+    }
+    let err = unzstd(&zstd_frame(&t, 28)).unwrap_err();
+    assert!(matches!(err, UnpackError::Corrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains("memory"), "{err}");
+}
