@@ -1,17 +1,20 @@
 //! The blocking half of a layer: a byte stream in, files in one layer's
 //! staging directory out. Runs on a blocking thread fed by the download.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::rc::Rc;
 
 use sha2::{Digest as _, Sha256};
 
 use super::archive::{Archive, Header, Kind, TarError};
 use super::layer::{Compression, LayerKind};
 use super::path::{MAX_PATH_BYTES, parents, resolve_link_target, sanitize};
+use super::toc;
 use super::{Budget, Entry, LayerReport, Selection, UnpackError, Whiteout};
 use crate::oci::Digest;
 
@@ -31,7 +34,7 @@ pub(crate) fn unpack_layer(
     fs::create_dir_all(dir).map_err(UnpackError::io(dir))?;
     let format = match kind {
         LayerKind::File { .. } => "blob",
-        LayerKind::Tar(_) => "tar archive",
+        LayerKind::Tar(_) | LayerKind::Indexed(..) => "tar archive",
     };
     let mut w = LayerWriter {
         dir,
@@ -50,22 +53,40 @@ pub(crate) fn unpack_layer(
             let entry = w.write_file(path, &mut Counted { inner: reader, budget }, false, Some(digest))?;
             w.report.entries.insert(path.clone(), entry);
         }
-        LayerKind::Tar(c) => {
+        LayerKind::Tar(c) | LayerKind::Indexed(c, _) => {
+            let declared = match kind {
+                LayerKind::Indexed(_, f) => Some(*f),
+                _ => None,
+            };
+            // The decoder reads the blob through `raw`, which keeps its last
+            // bytes: a TOC footer says what the layer is when no annotation did.
+            let raw = Rc::new(RefCell::new(Tail::new(reader)));
             // Counting sits after the decoder: the limit is on what a layer
             // expands to, which is what a bomb inflates.
+            let shared = Shared(raw.clone());
             let decoded: Box<dyn Read> = match c {
-                Compression::None => Box::new(Counted { inner: reader, budget }),
-                Compression::Gzip => Box::new(Counted { inner: flate2::read::MultiGzDecoder::new(reader), budget }),
+                Compression::None => Box::new(Counted { inner: shared, budget }),
+                Compression::Gzip => Box::new(Counted { inner: flate2::read::MultiGzDecoder::new(shared), budget }),
                 Compression::Zstd => {
                     let mut d =
-                        zstd::stream::read::Decoder::new(reader).map_err(|e| stream_error(digest, format, e))?;
+                        zstd::stream::read::Decoder::new(shared).map_err(|e| stream_error(digest, format, e))?;
                     // A frame may ask for a window of up to 2 GiB; refuse the
-                    // ones past 8 MiB (zstd --ultra or --long) to bound memory.
+                    // ones past 128 MiB (zstd's own default ceiling, what
+                    // `zstd -d` takes without --long) to bound memory.
                     d.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(|e| stream_error(digest, format, e))?;
                     Box::new(Counted { inner: d, budget })
                 }
             };
-            w.unpack_tar(decoded, selection)?;
+            w.unpack_tar(decoded, selection, declared.is_some())?;
+            // What follows the tar (an eStargz footer, zstd:chunked's
+            // skippable frames) is read raw, never inflated: it is no part
+            // of the archive, and the download hashes it all the same.
+            let tail = raw.borrow_mut().drain().map_err(|e| stream_error(digest, format, e))?;
+            let format = declared.or_else(|| toc::footer(&tail).map(|f| f.format()));
+            if let (Some(_), None) = (format, declared) {
+                w.drop_metadata()?;
+            }
+            w.report.toc = format;
         }
     }
     Ok(w.report)
@@ -85,7 +106,9 @@ struct LayerWriter<'a> {
 }
 
 impl LayerWriter<'_> {
-    fn unpack_tar(&mut self, r: impl Read, selection: &Selection) -> Result<(), UnpackError> {
+    /// `indexed`: the layer declared a TOC, so its metadata entries are
+    /// skipped like unselected files.
+    fn unpack_tar(&mut self, r: impl Read, selection: &Selection, indexed: bool) -> Result<(), UnpackError> {
         let mut archive = Archive::new(r);
         while let Some(header) = archive.next_entry().map_err(|e| self.tar_error(e))? {
             let Header { kind, path: raw, link: raw_target, mode, .. } = header;
@@ -148,7 +171,7 @@ impl LayerWriter<'_> {
                 }
                 _ => None,
             };
-            if !selection.wants_path(&path) {
+            if !selection.wants_path(&path) || (indexed && toc::METADATA_ENTRIES.contains(&path.as_str())) {
                 continue;
             }
             self.budget.charge_file()?;
@@ -159,6 +182,18 @@ impl LayerWriter<'_> {
                 None => self.write_file(&path, &mut archive, mode & 0o111 != 0, None)?,
             };
             self.report.entries.insert(path, made);
+        }
+        Ok(())
+    }
+
+    /// A footer showed the layer has a TOC after its metadata entries were
+    /// written as files: they are taken out again.
+    fn drop_metadata(&mut self) -> Result<(), UnpackError> {
+        for name in toc::METADATA_ENTRIES {
+            if self.report.entries.remove(name).is_some() {
+                let full = self.dir.join(name);
+                fs::remove_file(&full).map_err(UnpackError::io(&full))?;
+            }
         }
         Ok(())
     }
@@ -281,6 +316,50 @@ impl LayerWriter<'_> {
 
 /// Charges every byte read to the budget; past the limit, reading fails
 /// with the limit error inside an `io::Error`.
+/// A reader that keeps the last `MAX_FOOTER` bytes it read.
+struct Tail<R> {
+    inner: R,
+    last: Vec<u8>,
+}
+
+impl<R: Read> Tail<R> {
+    fn new(inner: R) -> Self {
+        Tail { inner, last: Vec::with_capacity(2 * toc::MAX_FOOTER) }
+    }
+
+    /// Read the rest of the stream; its last bytes.
+    fn drain(&mut self) -> io::Result<Vec<u8>> {
+        let mut buf = [0u8; 16 * 1024];
+        while self.read(&mut buf)? > 0 {}
+        Ok(std::mem::take(&mut self.last))
+    }
+}
+
+impl<R: Read> Read for Tail<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let read = &buf[..n];
+        if read.len() >= toc::MAX_FOOTER {
+            self.last.clear();
+            self.last.extend_from_slice(&read[read.len() - toc::MAX_FOOTER..]);
+        } else {
+            self.last.extend_from_slice(read);
+            let excess = self.last.len().saturating_sub(toc::MAX_FOOTER);
+            self.last.drain(..excess);
+        }
+        Ok(n)
+    }
+}
+
+/// The decoder's handle on the shared `Tail`.
+struct Shared<R>(Rc<RefCell<Tail<R>>>);
+
+impl<R: Read> Read for Shared<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.borrow_mut().read(buf)
+    }
+}
+
 struct Counted<'a, R> {
     inner: R,
     budget: &'a Budget,

@@ -6,6 +6,7 @@ use crate::oci::manifest::{Descriptor, ORAS_UNPACK_ANNOTATION};
 use super::UnpackError;
 use super::path::sanitize;
 use super::select::Selection;
+use super::toc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Compression {
@@ -20,6 +21,9 @@ pub(crate) enum LayerKind {
     File { path: String },
     /// A tar archive whose entries are the files.
     Tar(Compression),
+    /// A tar whose descriptor declares a table of contents (eStargz,
+    /// zstd:chunked): the same files, and metadata entries that are not.
+    Indexed(Compression, toc::Format),
 }
 
 /// One layer to fetch, in manifest order.
@@ -41,9 +45,20 @@ pub(crate) fn classify(desc: &Descriptor) -> Result<LayerKind, UnpackError> {
             .ok_or_else(|| UnpackError::UnsafePath { path: title.to_string(), reason: "names the root".into() })?;
         return Ok(LayerKind::File { path });
     }
-    tar_compression(&desc.media_type).map(LayerKind::Tar).ok_or_else(|| UnpackError::UnsupportedLayer {
+    let c = tar_compression(&desc.media_type).ok_or_else(|| UnpackError::UnsupportedLayer {
         digest: desc.digest.to_string(),
         media_type: desc.media_type.clone(),
+    })?;
+    // A malformed TOC annotation still says what the layer is: its metadata
+    // entries are hidden all the same; ranged reads refuse it.
+    let declared = match toc::declared(&desc.annotations) {
+        Ok(d) => d.format(),
+        Err(_) if desc.annotations.contains_key(toc::ESTARGZ_TOC_DIGEST) => Some(toc::Format::Estargz),
+        Err(_) => Some(toc::Format::ZstdChunked),
+    };
+    Ok(match (c, declared) {
+        (Compression::Gzip | Compression::Zstd, Some(f)) => LayerKind::Indexed(c, f),
+        _ => LayerKind::Tar(c),
     })
 }
 

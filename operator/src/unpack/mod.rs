@@ -72,4 +72,6 @@ pub(crate) enum Whiteout {
 pub(crate) struct LayerReport {
     pub(crate) entries: BTreeMap<String, Entry>,
     pub(crate) whiteouts: Vec<Whiteout>,
+    /// The layer carries a table of contents (declared or found by its footer).
+    pub(crate) toc: Option<toc::Format>,
 }

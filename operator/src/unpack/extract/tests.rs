@@ -335,3 +335,43 @@ fn zstd_windows_up_to_128_mib_and_not_past() {
     assert!(matches!(err, UnpackError::Corrupt { .. }), "{err:?}");
     assert!(err.to_string().contains("memory"), "{err}");
 }
+
+fn unpack_kind(kind: &LayerKind, layer: &[u8]) -> (tempfile::TempDir, LayerReport) {
+    let dir = tempfile::tempdir().unwrap();
+    let budget = Budget::new(Limits::default());
+    let r = unpack_layer(kind, &digest(), layer, dir.path(), &Selection::all(), &budget).unwrap();
+    (dir, r)
+}
+
+#[test]
+fn real_producers_layers_hold_the_source_files_and_no_metadata() {
+    use crate::unpack::layer::classify;
+    use crate::unpack::toc::Format;
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/unpack/toc/testdata");
+    let (_d, source) = unpack_kind(&LayerKind::Tar(Compression::None), &fs::read(data.join("source.tar")).unwrap());
+    assert!(source.entries.contains_key("etc/app.yaml") && source.toc.is_none());
+    for (name, c, toc) in [
+        ("estargz", Compression::Gzip, Some(Format::Estargz)),
+        ("estargz-zstd-chunked", Compression::Zstd, Some(Format::ZstdChunked)),
+        ("skopeo-zstd-chunked", Compression::Zstd, Some(Format::ZstdChunked)),
+        ("skopeo-zstd", Compression::Zstd, None),
+        ("skopeo-gzip", Compression::Gzip, None),
+    ] {
+        let blob = fs::read(data.join(format!("{name}.blob"))).unwrap();
+        let desc: crate::oci::manifest::Descriptor =
+            serde_json::from_slice(&fs::read(data.join(format!("{name}.json"))).unwrap()).unwrap();
+        let declared = classify(&desc).unwrap();
+        // by the annotations, and by the footer alone (a copy that lost them)
+        for kind in [declared, LayerKind::Tar(c)] {
+            let (dir, r) = unpack_kind(&kind, &blob);
+            assert_eq!(r.entries, source.entries, "{name} as {kind:?}");
+            assert_eq!(r.toc, toc, "{name} as {kind:?}");
+            for meta in crate::unpack::toc::METADATA_ENTRIES {
+                assert!(!dir.path().join(meta).exists(), "{name}: {meta}");
+            }
+        }
+    }
+    // a plain tar may hold a file of that name: it is the user's
+    let (_d, r) = all(&[File("stargz.index.json", b"{}"), File(".prefetch.landmark", b"x")]).unwrap();
+    assert_eq!(r.entries.len(), 2);
+}
