@@ -22,6 +22,9 @@ cat "$OCISYNC_TOOLS/VERSIONS" >&2
 step "control plane (etcd, kube-apiserver 1.20 built from Debian's source package; ~12 min the first time)"
 e2e/setup/install-control-plane.sh
 
+step "layer producers (skopeo 1.9 and containerd's estargz library, from Debian bookworm's packages) in ${OCISYNC_PRODUCERS:-/var/tmp/ocisync/producers}"
+e2e/setup/install-producers.sh
+
 step "admission policy (Kubernetes 1.30+, which the test control plane is not): schemas and CEL"
 e2e/setup/install-validators.sh
 "${OCISYNC_VALIDATORS:-/var/tmp/ocisync/validators}/bin/python" e2e/check-admission.py

@@ -70,6 +70,38 @@ pub fn unpack(data: &[u8]) {
     let _ = std::fs::remove_dir_all(&base);
 }
 
+/// Tar headers as a hostile archive may hold them: PAX records alone, then
+/// the bytes as a whole archive, every entry read to its end.
+pub fn tar_headers(data: &[u8]) {
+    use crate::unpack::archive::{Archive, Pax};
+    let _ = Pax::parse(data);
+    let mut a = Archive::new(data);
+    let mut sink = [0u8; 4096];
+    for _ in 0..10_000 {
+        match a.next_entry() {
+            Ok(Some(_)) => while matches!(std::io::Read::read(&mut a, &mut sink), Ok(n) if n > 0) {},
+            _ => break,
+        }
+    }
+}
+
+/// A layer's last bytes, a TOC region and a TOC JSON, as a registry could
+/// serve them: footers, both TOC members, and the entries checked.
+pub fn toc(data: &[u8]) {
+    use crate::unpack::toc::{Format, footer, parse, toc_json};
+    let _ = footer(data);
+    for f in [Format::Estargz, Format::ZstdChunked] {
+        if let Ok(json) = toc_json(f, data) {
+            let _ = parse(&json, u64::MAX);
+        }
+    }
+    let data_end = data.len() as u64;
+    let _ = parse(data, data_end);
+    if let Ok(a) = serde_json::from_slice::<std::collections::BTreeMap<String, String>>(data) {
+        let _ = crate::unpack::toc::declared(&a);
+    }
+}
+
 /// An Artifact spec as a tenant may write it, through to the plan.
 pub fn spec(data: &[u8]) {
     if let Ok(spec) = serde_json::from_slice::<crate::api::ArtifactSpec>(data)
@@ -171,7 +203,7 @@ mod tests {
     fn regressions_replay() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions");
         type Target = fn(&[u8]);
-        let targets: [(&str, Target); 8] = [
+        let targets: [(&str, Target); 10] = [
             ("reference", super::reference),
             ("manifest", super::manifest),
             ("docker_config", super::docker_config),
@@ -180,6 +212,8 @@ mod tests {
             ("spec", super::spec),
             ("signature", super::signature),
             ("keyless", super::keyless),
+            ("tar_headers", super::tar_headers),
+            ("toc", super::toc),
         ];
         let mut replayed = 0;
         for (name, target) in targets {

@@ -379,7 +379,12 @@ fn stream_error(digest: &Digest, format: &'static str, e: io::Error) -> UnpackEr
     if e.get_ref().is_some_and(|inner| inner.is::<UnpackError>()) {
         return *e.into_inner().expect("checked").downcast::<UnpackError>().expect("checked");
     }
-    UnpackError::Corrupt { digest: digest.to_string(), format, message: e.to_string() }
+    let mut message = e.to_string();
+    if message.contains("Frame requires too much memory") {
+        // zstd's own words name no number
+        message = format!("{message}: a zstd window over 128 MiB (zstd --long=28 or more), past what ocisync reads");
+    }
+    UnpackError::Corrupt { digest: digest.to_string(), format, message }
 }
 
 #[cfg(test)]

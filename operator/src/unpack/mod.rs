@@ -2,7 +2,7 @@
 //! and the staging tree that is renamed into place only when all is well.
 //! Reads byte streams; knows nothing of registries.
 
-mod archive;
+pub(crate) mod archive;
 mod extract;
 pub(crate) mod layer;
 pub(crate) mod limits;

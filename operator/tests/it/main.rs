@@ -10,6 +10,7 @@ mod hostile;
 mod image;
 mod keyless;
 mod kills;
+mod layers;
 mod leader;
 mod mirrors;
 mod namespaced;
