@@ -55,15 +55,11 @@ func main() {
 }
 
 func write(in, out string, zstdChunked bool, chunkSize int, prioritize string) error {
-	f, err := os.Open(in)
+	f, sr, err := open(in)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
 	annotations := map[string]string{}
 	mediaType := "application/vnd.oci.image.layer.v1.tar+gzip"
 	var opts []estargz.Option
@@ -81,7 +77,7 @@ func write(in, out string, zstdChunked bool, chunkSize int, prioritize string) e
 	if prioritize != "" {
 		opts = append(opts, estargz.WithPrioritizedFiles(strings.Split(prioritize, ",")))
 	}
-	blob, err := estargz.Build(io.NewSectionReader(f, 0, st.Size()), opts...)
+	blob, err := estargz.Build(sr, opts...)
 	if err != nil {
 		return err
 	}
@@ -99,7 +95,7 @@ func write(in, out string, zstdChunked bool, chunkSize int, prioritize string) e
 		return err
 	}
 	annotations[estargz.TOCJSONDigestAnnotation] = blob.TOCDigest().String()
-	annotations[estargz.StoreUncompressedSizeAnnotation] = fmt.Sprint(st.Size())
+	annotations[estargz.StoreUncompressedSizeAnnotation] = fmt.Sprint(sr.Size())
 	return json.NewEncoder(os.Stdout).Encode(map[string]interface{}{
 		"mediaType":   mediaType,
 		"digest":      fmt.Sprintf("sha256:%x", h.Sum(nil)),
@@ -110,20 +106,16 @@ func write(in, out string, zstdChunked bool, chunkSize int, prioritize string) e
 }
 
 func check(layer, tocDigest string, zstdChunked bool) error {
-	f, err := os.Open(layer)
+	f, sr, err := open(layer)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
 	var opts []estargz.OpenOption
 	if zstdChunked {
 		opts = append(opts, estargz.WithDecompressors(new(zstdchunked.Decompressor)))
 	}
-	r, err := estargz.Open(io.NewSectionReader(f, 0, st.Size()), opts...)
+	r, err := estargz.Open(sr, opts...)
 	if err != nil {
 		return err
 	}
@@ -171,4 +163,18 @@ func check(layer, tocDigest string, zstdChunked bool) error {
 		fmt.Println(l)
 	}
 	return nil
+}
+
+// open gives the file (to close) and all of it as a SectionReader.
+func open(path string) (*os.File, *io.SectionReader, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, io.NewSectionReader(f, 0, st.Size()), nil
 }
