@@ -321,7 +321,7 @@ pub(crate) fn parse(json: &[u8], data_end: u64) -> Result<Vec<TocEntry>, TocErro
                 return Err(invalid(format!("{:?}: a chunk out of order", e.name)));
             }
             let size = if chunk_size == 0 { file_size.saturating_sub(chunk_offset) } else { chunk_size };
-            if e.chunk_type != "" {
+            if !e.chunk_type.is_empty() {
                 return Err(invalid(format!("{:?}: chunk type {:?}", e.name, e.chunk_type)));
             }
             push_chunk(chunks, &mut next_offset, offset, end_offset, chunk_offset, size, digest(&e.chunk_digest)?)?;
@@ -337,7 +337,7 @@ pub(crate) fn parse(json: &[u8], data_end: u64) -> Result<Vec<TocEntry>, TocErro
         let kind = match e.kind.as_str() {
             "dir" | "char" | "block" | "fifo" => continue,
             "reg" => {
-                if e.chunk_type != "" {
+                if !e.chunk_type.is_empty() {
                     return Err(invalid(format!("{shown:?}: chunk type {:?}", e.chunk_type)));
                 }
                 let mut chunks = Vec::new();

@@ -67,8 +67,11 @@ fn end() -> Vec<u8> {
     vec![0u8; 2 * BLOCK]
 }
 
+/// An entry's kind, path, link target and data.
+type Got = (Kind, String, String, Vec<u8>);
+
 /// Every entry with its data, or the error.
-fn read(archive: &[u8]) -> Result<Vec<(Kind, String, String, Vec<u8>)>, TarError> {
+fn read(archive: &[u8]) -> Result<Vec<Got>, TarError> {
     let mut a = Archive::new(archive);
     let mut out = Vec::new();
     while let Some(h) = a.next_entry()? {
