@@ -119,7 +119,11 @@ impl<R: Read> Archive<R> {
                     let pax = Pax::parse(&data)?;
                     // A global header names no entry: Go hands it over as
                     // one, containerd ignores it, and so does ocisync. Its
-                    // records are still checked like any other.
+                    // records are still checked like any other. Go drops
+                    // extensions pending before one; others keep them.
+                    if raw.typeflag == b'g' && !pending.is_empty() {
+                        return Err(TarError::Ambiguous("an extension header before a PAX global header".into()));
+                    }
                     if raw.typeflag == b'x' {
                         if pending.pax.is_some() {
                             return Err(TarError::Ambiguous("two PAX headers for one entry".into()));
