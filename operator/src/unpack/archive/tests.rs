@@ -184,7 +184,8 @@ fn ambiguous_extensions_are_refused() {
     assert!(matches!(read(&twice), Err(TarError::Ambiguous(_))));
     // Go forgets a PAX header that a global one follows; libarchive does not
     let global_between =
-        [pax(b'x', &pax_record("path", b"a")), pax(b'g', &pax_record("comment", b"g")), file("x", b"1"), end()].concat();
+        [pax(b'x', &pax_record("path", b"a")), pax(b'g', &pax_record("comment", b"g")), file("x", b"1"), end()]
+            .concat();
     assert!(matches!(read(&global_between), Err(TarError::Ambiguous(_))));
 }
 
