@@ -12,9 +12,17 @@
 # Result: $OCISYNC_PRODUCERS/bin/skopeo, $OCISYNC_PRODUCERS/gobin/estargz-write
 # Env:    OCISYNC_PRODUCERS (default /var/tmp/ocisync/producers)
 # Needs:  `go` on PATH (install-control-plane.sh installs golang-go).
+# System changes: at most `apt-get install zstd libcap2-bin` where missing.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 PREFIX=${OCISYNC_PRODUCERS:-/var/tmp/ocisync/producers}
+
+# The tests also run GNU tar, zstd and setcap, which Debian's base images
+# carry; a machine without them gets them from its own apt sources.
+for pair in zstd:zstd setcap:libcap2-bin; do
+  command -v "${pair%%:*}" >/dev/null ||
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pair#*:}" >/dev/null
+done
 
 # Libraries first: skopeo's wrapper finds libgpgme11 among them.
 GO_DEPS="golang-github-containerd-stargz-snapshotter-dev golang-github-klauspost-compress-dev
