@@ -249,7 +249,9 @@ async fn gnu_tar_file_capabilities_are_read_as_go_reads_them() {
     fs::create_dir_all(src.join("bin")).unwrap();
     fs::write(src.join("bin/tool"), "#!/bin/sh\n").unwrap();
     fs::write(src.join("bin/plain"), "plain\n").unwrap();
-    run(Command::new("setcap").arg("cap_dac_override,cap_fowner+ep").arg(src.join("bin/tool")));
+    // libcap2-bin's setcap, in sbin (not on every PATH)
+    let setcap = ["/usr/sbin/setcap", "/sbin/setcap"].into_iter().find(|p| Path::new(p).exists()).unwrap_or("setcap");
+    run(Command::new(setcap).arg("cap_dac_override,cap_fowner+ep").arg(src.join("bin/tool")));
     let layer = work.path().join("layer.tar");
     run(Command::new("tar")
         .args(["--xattrs", "--xattrs-include=*", "--format=pax", "-cf"])
