@@ -28,6 +28,7 @@ pub(super) fn pulled(format: Format, pulled: &Pulled, out: &Path) {
                 "bytes": report.bytes,
                 "layersFetched": report.layers_fetched,
                 "layersSkipped": report.layers_skipped,
+                "indexedLayers": report.indexed,
                 "sources": pulled.served,
             });
             println!("{doc:#}");

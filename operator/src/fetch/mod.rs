@@ -20,7 +20,7 @@ use serde::Serialize;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::oci::RegistryError;
+use crate::oci::{Digest, RegistryError};
 use crate::resolve::Resolution;
 use crate::unpack::{self, Budget, Entry, Limits, Selection, Staging, UnpackError};
 use job::LayerJob;
@@ -86,6 +86,15 @@ pub(crate) struct PullReport {
     pub(crate) bytes: u64,
     pub(crate) layers_fetched: usize,
     pub(crate) layers_skipped: usize,
+    /// The fetched layers that carry a table of contents (eStargz,
+    /// zstd:chunked), in manifest order.
+    pub(crate) indexed: Vec<IndexedLayer>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct IndexedLayer {
+    pub(crate) digest: Digest,
+    pub(crate) format: crate::unpack::toc::Format,
 }
 
 /// Fetch the resolved manifest's selected files into `out`, replacing it
@@ -160,6 +169,10 @@ pub(crate) async fn pull(
         return Err(e);
     }
     reports.sort_by_key(|(i, _)| *i);
+    let indexed = reports
+        .iter()
+        .filter_map(|(i, r)| Some(IndexedLayer { digest: res.manifest.layers.get(*i)?.digest.clone(), format: r.toc? }))
+        .collect();
     let merged = tokio::task::spawn_blocking(move || -> Result<_, UnpackError> {
         let merged = staging.merge(reports)?;
         staging.commit()?;
@@ -171,7 +184,7 @@ pub(crate) async fn pull(
     let files: Vec<FileReport> = merged.into_iter().map(|(path, entry)| FileReport { path, entry }).collect();
     let bytes =
         files.iter().fold(0u64, |n, f| if let Entry::File { size, .. } = f.entry { n.saturating_add(size) } else { n });
-    Ok(PullReport { files, bytes, layers_fetched, layers_skipped })
+    Ok(PullReport { files, bytes, layers_fetched, layers_skipped, indexed })
 }
 
 pub(crate) fn task(e: impl std::fmt::Display) -> FetchError {

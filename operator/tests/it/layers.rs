@@ -116,8 +116,9 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Push one layer with the descriptor its producer wrote (annotations kept).
-fn push(host: &str, reference: &str, desc: &Value, blob: &[u8]) -> String {
+/// Push one layer with the descriptor its producer wrote, with or without
+/// its annotations (a copy by a tool that drops them).
+fn push(host: &str, reference: &str, desc: &Value, blob: &[u8], annotated: bool) -> String {
     let dir = tempfile::tempdir().unwrap();
     let repo = reference.split(':').next().unwrap();
     let (b, c) = (dir.path().join("layer"), dir.path().join("config"));
@@ -127,7 +128,7 @@ fn push(host: &str, reference: &str, desc: &Value, blob: &[u8]) -> String {
         oras(dir.path(), &["blob", "push", &format!("{host}/{repo}"), f.to_str().unwrap()]);
     }
     let mut layer = json!({"mediaType": desc["mediaType"], "digest": desc["digest"], "size": desc["size"]});
-    if desc["annotations"].as_object().is_some_and(|a| !a.is_empty()) {
+    if annotated && desc["annotations"].as_object().is_some_and(|a| !a.is_empty()) {
         layer["annotations"] = desc["annotations"].clone();
     }
     let manifest = json!({
@@ -160,11 +161,21 @@ async fn every_producers_layer_pulls_and_syncs_to_the_files_tar_gives() {
             let raw = tar_x_all(blob, media_type);
             assert!(raw.contains_key(".prefetch.landmark"), "{name}: the producer wrote its metadata");
         }
-        let digest = push(&host, &format!("{name}:v1"), desc, blob);
-        let out = work.path().join(format!("pull-{name}"));
-        let o = pull(&format!("oci://{host}/{name}:v1"), &out, &["--output", "json"]).await;
-        assert!(o.status.success(), "{name}: {}", stderr(&o));
-        assert_eq!(listing(&out), want, "{name}: ocisync pull gives what tar -x gives");
+        let digest = push(&host, &format!("{name}:v1"), desc, blob, true);
+        // the format, recognised by the annotations, and by the footer alone
+        push(&host, &format!("{name}:bare"), desc, blob, false);
+        let format = match name.as_str() {
+            "estargz" => json!([{"digest": desc["digest"], "format": "estargz"}]),
+            n if n.ends_with("zstd-chunked") => json!([{"digest": desc["digest"], "format": "zstd-chunked"}]),
+            _ => json!([]),
+        };
+        for tag in ["v1", "bare"] {
+            let out = work.path().join(format!("pull-{name}-{tag}"));
+            let o = pull(&format!("oci://{host}/{name}:{tag}"), &out, &["--output", "json"]).await;
+            assert!(o.status.success(), "{name}:{tag}: {}", stderr(&o));
+            assert_eq!(listing(&out), want, "{name}:{tag}: ocisync pull gives what tar -x gives");
+            assert_eq!(json(&o)["indexedLayers"], format, "{name}:{tag}");
+        }
         // the operator: into a volume (everything) and a ConfigMap (a selection)
         let spec = Spec::new(&host, name).tag("v1");
         e.apply(&format!("{name}-vol"), &spec.clone().set("target", json!({"volume": {"path": name}}))).await;
