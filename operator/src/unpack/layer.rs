@@ -183,3 +183,54 @@ mod tests {
         assert!(plan(&odd, &sel).unwrap().is_empty());
     }
 }
+
+#[cfg(test)]
+mod indexed_tests {
+    use super::*;
+    use crate::oci::Digest;
+    use crate::unpack::toc::{ESTARGZ_TOC_DIGEST, Format};
+
+    fn with(media_type: &str, annotations: &[(&str, &str)]) -> Result<LayerKind, UnpackError> {
+        classify(&Descriptor {
+            media_type: media_type.into(),
+            digest: Digest::of(b"l"),
+            size: 1,
+            platform: None,
+            artifact_type: None,
+            annotations: annotations.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        })
+    }
+
+    #[test]
+    fn a_declared_toc_makes_an_indexed_tar() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        let gz = "application/vnd.oci.image.layer.v1.tar+gzip";
+        let zst = "application/vnd.oci.image.layer.v1.tar+zstd";
+        let chunked = [
+            ("io.containers.zstd-chunked.manifest-checksum", d.as_str()),
+            ("io.containers.zstd-chunked.manifest-position", "10:20:30:1"),
+        ];
+        let cases: Vec<(&str, Vec<(&str, &str)>, LayerKind)> = vec![
+            (gz, vec![(ESTARGZ_TOC_DIGEST, &d)], LayerKind::Indexed(Compression::Gzip, Format::Estargz)),
+            (zst, chunked.to_vec(), LayerKind::Indexed(Compression::Zstd, Format::ZstdChunked)),
+            // stargz-snapshotter's zstd:chunked names both
+            (
+                zst,
+                [chunked.to_vec(), vec![(ESTARGZ_TOC_DIGEST, &d)]].concat(),
+                LayerKind::Indexed(Compression::Zstd, Format::ZstdChunked),
+            ),
+            // malformed still says what the layer is
+            (gz, vec![(ESTARGZ_TOC_DIGEST, "sha256:short")], LayerKind::Indexed(Compression::Gzip, Format::Estargz)),
+            // an uncompressed tar has no TOC, whatever it claims
+            (
+                "application/vnd.oci.image.layer.v1.tar",
+                vec![(ESTARGZ_TOC_DIGEST, &d)],
+                LayerKind::Tar(Compression::None),
+            ),
+            (gz, vec![("io.containers.estargz.uncompressed-size", "10")], LayerKind::Tar(Compression::Gzip)),
+        ];
+        for (media_type, annotations, want) in cases {
+            assert_eq!(with(media_type, &annotations).unwrap(), want, "{media_type} {annotations:?}");
+        }
+    }
+}
