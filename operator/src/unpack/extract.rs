@@ -15,6 +15,7 @@ use super::archive::{Archive, Header, Kind, TarError};
 use super::layer::{Compression, LayerKind};
 use super::path::{MAX_PATH_BYTES, parents, resolve_link_target, sanitize};
 use super::toc;
+use super::window::Frames;
 use super::{Budget, Entry, LayerReport, Selection, UnpackError, Whiteout};
 use crate::oci::Digest;
 
@@ -68,8 +69,9 @@ pub(crate) fn unpack_layer(
                 Compression::None => Box::new(Counted { inner: shared, budget }),
                 Compression::Gzip => Box::new(Counted { inner: flate2::read::MultiGzDecoder::new(shared), budget }),
                 Compression::Zstd => {
-                    let mut d =
-                        zstd::stream::read::Decoder::new(shared).map_err(|e| stream_error(digest, format, e))?;
+                    // Frames of over 8 MiB windows wait for one of a few places.
+                    let mut d = zstd::stream::read::Decoder::new(Frames::new(shared))
+                        .map_err(|e| stream_error(digest, format, e))?;
                     // A frame may ask for a window of up to 2 GiB; refuse the
                     // ones past 128 MiB (zstd's own default ceiling, what
                     // `zstd -d` takes without --long) to bound memory.

@@ -210,7 +210,8 @@ mod indexed_tests {
             ("io.containers.zstd-chunked.manifest-checksum", d.as_str()),
             ("io.containers.zstd-chunked.manifest-position", "10:20:30:1"),
         ];
-        let cases: Vec<(&str, Vec<(&str, &str)>, LayerKind)> = vec![
+        type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, LayerKind);
+        let cases: Vec<Case> = vec![
             (gz, vec![(ESTARGZ_TOC_DIGEST, &d)], LayerKind::Indexed(Compression::Gzip, Format::Estargz)),
             (zst, chunked.to_vec(), LayerKind::Indexed(Compression::Zstd, Format::ZstdChunked)),
             // stargz-snapshotter's zstd:chunked names both

@@ -10,6 +10,7 @@ pub(crate) mod path;
 pub(crate) mod select;
 pub(crate) mod toc;
 mod tree;
+mod window;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
