@@ -84,11 +84,11 @@ pub(crate) fn unpack_layer(
             // skippable frames) is read raw, never inflated: it is no part
             // of the archive, and the download hashes it all the same.
             let tail = raw.borrow_mut().drain().map_err(|e| stream_error(digest, format, e))?;
-            let format = declared.or_else(|| toc::footer(&tail).map(|f| f.format()));
-            if let (Some(_), None) = (format, declared) {
+            let indexed = declared.or_else(|| toc::footer(&tail).map(|f| f.format()));
+            if let (Some(_), None) = (indexed, declared) {
                 w.drop_metadata()?;
             }
-            w.report.toc = format;
+            w.report.toc = indexed;
         }
     }
     Ok(w.report)
