@@ -322,32 +322,19 @@ impl RawHeader {
 fn apply(raw: RawHeader, pending: Pending) -> Result<Header, TarError> {
     let Pending { pax, long_name, long_link } = pending;
     let pax = pax.unwrap_or_default();
-    let mut path = raw.name;
-    let mut link = raw.link;
-    let mut size = raw.size;
-    if let Some(p) = pax.path {
-        path = p;
-    }
-    if let Some(l) = pax.linkpath {
-        link = l;
-    }
-    if let Some(s) = pax.size {
-        size = s;
-    }
     // libarchive prefers the PAX name, Go the GNU one.
     let ambiguous = |what: &str| TarError::Ambiguous(format!("a PAX {what} and a GNU long {what} for one entry"));
-    if let Some(n) = long_name.filter(|n| !n.is_empty()) {
-        if pax.has_path {
-            return Err(ambiguous("name"));
-        }
-        path = n;
+    let long_name = long_name.filter(|n| !n.is_empty());
+    let long_link = long_link.filter(|l| !l.is_empty());
+    if long_name.is_some() && pax.path.is_some() {
+        return Err(ambiguous("name"));
     }
-    if let Some(l) = long_link.filter(|l| !l.is_empty()) {
-        if pax.has_linkpath {
-            return Err(ambiguous("link"));
-        }
-        link = l;
+    if long_link.is_some() && pax.linkpath.is_some() {
+        return Err(ambiguous("link"));
     }
+    let path = long_name.or(pax.path).unwrap_or(raw.name);
+    let link = long_link.or(pax.linkpath).unwrap_or(raw.link);
+    let mut size = pax.size.unwrap_or(raw.size);
     if raw.typeflag == b'S' || pax.sparse {
         return Err(TarError::Unsupported { path, kind: "sparse file (OCI layers should hold none)".into() });
     }
@@ -436,8 +423,6 @@ pub(crate) struct Pax {
     pub(crate) path: Option<Vec<u8>>,
     pub(crate) linkpath: Option<Vec<u8>>,
     pub(crate) size: Option<u64>,
-    has_path: bool,
-    has_linkpath: bool,
     /// GNU's PAX-encoded sparse files (`GNU.sparse.*`).
     pub(crate) sparse: bool,
 }
@@ -473,14 +458,8 @@ impl Pax {
                 b"path" | b"linkpath" | b"uname" | b"gname" if value.contains(&0) => {
                     return Err(bad("a name with a NUL in it"));
                 }
-                b"path" => {
-                    pax.has_path = !value.is_empty();
-                    pax.path = Some(value.to_vec()).filter(|v| !v.is_empty());
-                }
-                b"linkpath" => {
-                    pax.has_linkpath = !value.is_empty();
-                    pax.linkpath = Some(value.to_vec()).filter(|v| !v.is_empty());
-                }
+                b"path" => pax.path = Some(value.to_vec()).filter(|v| !v.is_empty()),
+                b"linkpath" => pax.linkpath = Some(value.to_vec()).filter(|v| !v.is_empty()),
                 b"size" if !value.is_empty() => {
                     let v = std::str::from_utf8(value).ok().and_then(|v| v.strip_prefix('+').unwrap_or(v).parse().ok());
                     pax.size = Some(v.ok_or_else(|| bad("a size that is not a number"))?);

@@ -15,13 +15,12 @@ use super::archive::{Archive, Header, Kind, TarError};
 use super::layer::{Compression, LayerKind};
 use super::path::{MAX_PATH_BYTES, parents, resolve_link_target, sanitize};
 use super::toc;
-use super::window::Frames;
+use super::window::{Frames, MAX_WINDOW_LOG};
 use super::{Budget, Entry, LayerReport, Selection, UnpackError, Whiteout};
 use crate::oci::Digest;
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..opq";
-const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 
 /// Unpack one layer from `reader` (the raw blob bytes) into `dir`.
 pub(crate) fn unpack_layer(
@@ -69,13 +68,12 @@ pub(crate) fn unpack_layer(
                 Compression::None => Box::new(Counted { inner: shared, budget }),
                 Compression::Gzip => Box::new(Counted { inner: flate2::read::MultiGzDecoder::new(shared), budget }),
                 Compression::Zstd => {
-                    // Frames of over 8 MiB windows wait for one of a few places.
+                    // A frame may ask for a window of up to 2 GiB: `Frames`
+                    // refuses the ones past 128 MiB, and makes those over
+                    // 8 MiB wait for one of a few places.
                     let mut d = zstd::stream::read::Decoder::new(Frames::new(shared))
                         .map_err(|e| stream_error(digest, format, e))?;
-                    // A frame may ask for a window of up to 2 GiB; refuse the
-                    // ones past 128 MiB (zstd's own default ceiling, what
-                    // `zstd -d` takes without --long) to bound memory.
-                    d.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(|e| stream_error(digest, format, e))?;
+                    d.window_log_max(MAX_WINDOW_LOG).map_err(|e| stream_error(digest, format, e))?;
                     Box::new(Counted { inner: d, budget })
                 }
             };
@@ -381,12 +379,7 @@ fn stream_error(digest: &Digest, format: &'static str, e: io::Error) -> UnpackEr
     if e.get_ref().is_some_and(|inner| inner.is::<UnpackError>()) {
         return *e.into_inner().expect("checked").downcast::<UnpackError>().expect("checked");
     }
-    let mut message = e.to_string();
-    if message.contains("Frame requires too much memory") {
-        // zstd's own words name no number
-        message = format!("{message}: a zstd window over 128 MiB (zstd --long=28 or more), past what ocisync reads");
-    }
-    UnpackError::Corrupt { digest: digest.to_string(), format, message }
+    UnpackError::Corrupt { digest: digest.to_string(), format, message: e.to_string() }
 }
 
 #[cfg(test)]

@@ -213,7 +213,7 @@ pub(crate) fn toc_json(format: Format, region: &[u8]) -> Result<Vec<u8>, TocErro
         Format::ZstdChunked => {
             let frames = super::window::Frames::new(region);
             let mut d = zstd::stream::read::Decoder::new(frames).map_err(|e| invalid(e.to_string()))?;
-            d.window_log_max(27).map_err(|e| invalid(e.to_string()))?;
+            d.window_log_max(super::window::MAX_WINDOW_LOG).map_err(|e| invalid(e.to_string()))?;
             d.take(limit).read_to_end(&mut json).map_err(|e| invalid(format!("not a zstd frame: {e}")))?;
         }
     }

@@ -16,6 +16,9 @@ use std::time::Duration;
 /// The window any layer may use without a permit (the bound before
 /// ocisync read larger ones).
 pub(crate) const FREE_WINDOW: u64 = 8 << 20;
+/// The largest window read at all: zstd's own default ceiling (what
+/// `zstd -d` takes without `--long`). The decoder is held to it too.
+pub(crate) const MAX_WINDOW_LOG: u32 = 27;
 /// Layers decoding with a window over `FREE_WINDOW` at once, process-wide:
 /// at most 2 × 128 MiB of windows whatever is pulled or synced.
 pub(crate) const BIG_DECODERS: usize = 2;
@@ -80,7 +83,8 @@ enum AfterSkip {
 }
 
 /// Passes a zstd stream through, taking a permit before the first frame
-/// whose window is over `FREE_WINDOW` reaches the reader.
+/// whose window is over `FREE_WINDOW` reaches the reader, and refusing a
+/// frame whose window is over `MAX_WINDOW_LOG` before it does.
 pub(crate) struct Frames<R> {
     inner: R,
     at: At,
@@ -200,7 +204,18 @@ fn window(descriptor: u8, rest: &[u8]) -> u64 {
 impl<R: Read> Read for Frames<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        if self.walk(&buf[..n]) > FREE_WINDOW && self.permit.is_none() {
+        let window = self.walk(&buf[..n]);
+        if window > 1 << MAX_WINDOW_LOG {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "a zstd frame asks for a window of {} MiB, more memory than ocisync gives a layer (128 MiB: \
+                     zstd --long=27; this one was written with --long=28 or more)",
+                    window >> 20
+                ),
+            ));
+        }
+        if window > FREE_WINDOW && self.permit.is_none() {
             self.permit = Some(Permit::acquire());
         }
         Ok(n)
@@ -244,6 +259,16 @@ mod tests {
         // what is not a frame ends the walk; the decoder refuses it itself
         assert_eq!(largest(&[&z[..], b"trailing garbage"].concat(), 5), 128 << 20);
         assert_eq!(largest(b"not zstd at all", 3), 0);
+    }
+
+    #[test]
+    fn windows_past_128_mib_are_refused_before_the_decoder_sees_them() {
+        let mut e = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        e.set_parameter(zstd::zstd_safe::CParameter::WindowLog(28)).unwrap();
+        std::io::Write::write_all(&mut e, b"x").unwrap();
+        let z = e.finish().unwrap();
+        let err = Frames::new(&z[..]).read_to_end(&mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("window of 256 MiB"), "{err}");
     }
 
     #[test]
