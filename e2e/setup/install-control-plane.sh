@@ -95,10 +95,14 @@ fi
 # kube-apiserver from Debian's kubernetes source package
 # ---------------------------------------------------------------------------
 # Bump RECIPE when the build steps below change, to force a rebuild.
-RECIPE=2
+# Recipe 3 adds the node's binaries (kubelet, kube-scheduler,
+# kube-controller-manager) to the same build: one tree, one Go cache.
+RECIPE=3
+K8S_BINARIES="kube-apiserver kubelet kube-scheduler kube-controller-manager"
 api_stamp=$PREFIX/bin/.kube-apiserver.debver
-if [[ -x $PREFIX/bin/kube-apiserver && -f $api_stamp && "$(cat "$api_stamp")" == "$K8S_DEB_VERSION recipe=$RECIPE" ]]; then
-  log "kube-apiserver already built from kubernetes $K8S_DEB_VERSION, skipping"
+all_built() { local b; for b in $K8S_BINARIES; do [[ -x $PREFIX/bin/$b ]] || return 1; done; }
+if all_built && [[ -f $api_stamp && "$(cat "$api_stamp")" == "$K8S_DEB_VERSION recipe=$RECIPE" ]]; then
+  log "$K8S_BINARIES already built from kubernetes $K8S_DEB_VERSION, skipping"
 else
   # Go toolchain: any Go >= 1.15 that still supports GOPATH mode works;
   # bookworm's golang-go (1.19) is the default. (1.22/1.23 from
@@ -174,11 +178,16 @@ else
     ldflags+=" -X $V.gitVersion=$K8S_VERSION -X $V.gitMajor=1 -X $V.gitMinor=$minor -X $V.gitTreeState=clean"
     ldflags+=" -X $V.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   done
-  log "building kube-apiserver $K8S_VERSION with $(go version) (~10-20 min on 2 cores, ~1.7 GB RAM)"
+  log "building $K8S_BINARIES $K8S_VERSION with $(go version) (~15-20 min on 2 cores, ~1.7 GB RAM)"
   start=$(date +%s)
-  go build -trimpath -ldflags "$ldflags" -o "$PREFIX/bin/kube-apiserver.new" k8s.io/kubernetes/cmd/kube-apiserver
+  out=$PREFIX/bin/.build
+  rm -rf "$out" && mkdir -p "$out"
+  # Static (CGO_ENABLED=0) like the rest: the kubelet's cgo parts in 1.20
+  # are only the optional journald and CPU-manager helpers.
+  go build -trimpath -ldflags "$ldflags" -o "$out/" $(printf 'k8s.io/kubernetes/cmd/%s ' $K8S_BINARIES)
   cd /
-  mv -f "$PREFIX/bin/kube-apiserver.new" "$PREFIX/bin/kube-apiserver"
+  for b in $K8S_BINARIES; do mv -f "$out/$b" "$PREFIX/bin/$b"; done
+  rmdir "$out"
   echo "$K8S_DEB_VERSION recipe=$RECIPE" > "$api_stamp"
   log "build took $(( $(date +%s) - start )) s"
   if [[ ${KEEP_BUILD_DIR:-0} != 1 ]]; then
@@ -189,4 +198,6 @@ fi
 
 echo "prefix:         $PREFIX"
 echo "etcd:           $("$PREFIX/bin/etcd" --version | head -1) (Debian $(cat "$etcd_stamp"))"
-echo "kube-apiserver: $("$PREFIX/bin/kube-apiserver" --version) (Debian kubernetes $(cat "$api_stamp"))"
+for b in $K8S_BINARIES; do
+  printf "%-25s%s (Debian kubernetes %s)\n" "$b:" "$("$PREFIX/bin/$b" --version)" "$(cat "$api_stamp")"
+done

@@ -22,6 +22,13 @@
 #   AUTHZ_MODE             --authorization-mode (default RBAC; AlwaysAllow ok)
 #   APISERVER_EXTRA_ARGS   extra kube-apiserver flags (word-split)
 #   READY_TIMEOUT          seconds to wait for /readyz (default 120)
+#   APISERVER_ADDRESS      address it binds and advertises (default 127.0.0.1)
+#   APISERVER_PORT         its port (default: a free one)
+#   SERVICE_CIDR           --service-cluster-ip-range (default 10.0.0.0/24)
+#   DISABLE_ADMISSION      --disable-admission-plugins (default ServiceAccount:
+#                          without kube-controller-manager no pod has a token)
+#   (start-cluster.sh sets these four for a node whose pods reach the API
+#   server at its Service address)
 #
 # Ports are picked at random among free loopback ports, so several instances
 # can run side by side. Prints the kubeconfig path on stdout; if the control
@@ -42,6 +49,9 @@ KUBE_APISERVER_BIN=${KUBE_APISERVER_BIN:-$PREFIX/bin/kube-apiserver}
 AUTHZ_MODE=${AUTHZ_MODE:-RBAC}
 READY_TIMEOUT=${READY_TIMEOUT:-120}
 PKI=$DIR/pki
+ADDRESS=${APISERVER_ADDRESS:-127.0.0.1}
+SERVICE_CIDR=${SERVICE_CIDR:-10.0.0.0/24}
+DISABLE_ADMISSION=${DISABLE_ADMISSION-ServiceAccount}
 t0=$(date +%s%N)
 
 log() { echo "[start-control-plane] $*" >&2; }
@@ -85,7 +95,7 @@ if [[ ! -f $PKI/.done ]]; then
     sign apiserver "/CN=kube-apiserver" "basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth
-subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+subjectAltName=IP:127.0.0.1,IP:10.0.0.1,IP:$ADDRESS,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
     sign admin "/O=system:masters/CN=admin" "basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=clientAuth"
@@ -116,7 +126,7 @@ pick_port() { # runs in $(...): the caller records the result in used_ports
 }
 ETCD_PORT=$(pick_port); used_ports+="$ETCD_PORT "
 ETCD_PEER_PORT=$(pick_port); used_ports+="$ETCD_PEER_PORT "
-API_PORT=$(pick_port)
+API_PORT=${APISERVER_PORT:-$(pick_port)}
 
 # --- start a daemon in its own session; the pid file gets the exec'd pid ----
 start_daemon() { # name logfile cmd...
@@ -164,16 +174,16 @@ done
 # shellcheck disable=SC2086
 start_daemon kube-apiserver "$DIR/logs/kube-apiserver.log" "$KUBE_APISERVER_BIN" \
   --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-  --bind-address=127.0.0.1 --advertise-address=127.0.0.1 \
+  --bind-address="$ADDRESS" --advertise-address="$ADDRESS" \
   --secure-port="$API_PORT" \
   --cert-dir="$PKI" --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
   --client-ca-file="$PKI/ca.crt" --token-auth-file="$PKI/tokens.csv" \
   --authorization-mode="$AUTHZ_MODE" \
-  --service-cluster-ip-range=10.0.0.0/24 --endpoint-reconciler-type=none \
+  --service-cluster-ip-range="$SERVICE_CIDR" --endpoint-reconciler-type=none \
   --service-account-issuer=https://kubernetes.default.svc.cluster.local \
   --service-account-key-file="$PKI/sa.pub" \
   --service-account-signing-key-file="$PKI/sa.key" \
-  --disable-admission-plugins=ServiceAccount \
+  --disable-admission-plugins="$DISABLE_ADMISSION" \
   --allow-privileged=true --profiling=false \
   ${APISERVER_EXTRA_ARGS:-}
 
@@ -184,7 +194,7 @@ kind: Config
 clusters:
 - name: control-plane
   cluster:
-    server: https://127.0.0.1:$API_PORT
+    server: https://$ADDRESS:$API_PORT
     certificate-authority-data: $(b64 "$PKI/ca.crt")
 users:
 - name: admin
@@ -203,15 +213,15 @@ chmod 600 "$DIR/kubeconfig"
 cat > "$DIR/env" <<EOF
 ETCD_PORT=$ETCD_PORT
 APISERVER_PORT=$API_PORT
-APISERVER_URL=https://127.0.0.1:$API_PORT
+APISERVER_URL=https://$ADDRESS:$API_PORT
 KUBECONFIG=$DIR/kubeconfig
 EOF
 
 until [[ $(curl -s --max-time 5 --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
-            "https://127.0.0.1:$API_PORT/readyz" 2>/dev/null) == ok ]]; do
+            "https://$ADDRESS:$API_PORT/readyz" 2>/dev/null) == ok ]]; do
   alive "$(pid_of kube-apiserver)" || fail "kube-apiserver exited" "$DIR/logs/kube-apiserver.log"
   (( $(date +%s) < deadline )) || fail "kube-apiserver not ready within ${READY_TIMEOUT}s" "$DIR/logs/kube-apiserver.log"
   sleep 0.3
 done
-log "ready in $(( ($(date +%s%N) - t0) / 1000000 )) ms: https://127.0.0.1:$API_PORT (etcd 127.0.0.1:$ETCD_PORT)"
+log "ready in $(( ($(date +%s%N) - t0) / 1000000 )) ms: https://$ADDRESS:$API_PORT (etcd 127.0.0.1:$ETCD_PORT)"
 echo "$DIR/kubeconfig"
