@@ -131,7 +131,9 @@ def main():
     if "--namespaces=team-a,team-b" not in ns_args:
         failures.append(f"namespaced mode's arguments: {ns_args}")
     kinds = lambda docs: sorted(d["kind"] for d in docs)
-    want_default = ["ClusterRole", "ClusterRoleBinding", "Deployment", "Role", "RoleBinding", "Service", "ServiceAccount"]
+    # (the Pod is `helm test`'s hook)
+    want_default = ["ClusterRole", "ClusterRoleBinding", "Deployment", "Pod", "Role", "RoleBinding", "Service",
+                    "ServiceAccount"]
     if kinds(default) != want_default:
         failures.append(f"default objects: {kinds(default)}")
     extra = set(kinds(all_on)) - set(want_default)
