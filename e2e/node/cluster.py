@@ -110,6 +110,32 @@ class Cluster:
                            stdout=subprocess.DEVNULL)
         return crane("digest", "--insecure", ref).strip()
 
+    def notifying_registry(self, endpoint, token):
+        """Another distribution registry on the bridge, one that notifies
+        endpoint of every push (distribution's notifications.endpoints);
+        (host:port, its process)."""
+        import socket
+        with socket.socket() as s:
+            s.bind(("10.217.0.1", 0))
+            host = f"10.217.0.1:{s.getsockname()[1]}"
+        d = self.dir / f"notifying-registry-{host.split(':')[1]}"
+        d.mkdir()
+        (d / "config.yml").write_text(json.dumps({
+            "version": 0.1, "log": {"level": "warn", "accesslog": {"disabled": True}},
+            "storage": {"filesystem": {"rootdirectory": str(d / "data")}}, "http": {"addr": host},
+            "notifications": {"endpoints": [{"name": "ocisync", "url": endpoint, "timeout": "2s", "threshold": 10,
+                                             "backoff": "1s",
+                                             "headers": {"Authorization": [f"Bearer {token}"]}}]}}))
+        log = open(self.dir / "logs" / f"{d.name}.log", "w")
+        proc = subprocess.Popen([TOOLS / "docker-registry", "serve", d / "config.yml"], stdout=log, stderr=log)
+        log.close()
+
+        def up():
+            assert proc.poll() is None, "the notifying registry exited"
+            return subprocess.run(["curl", "-sf", f"http://{host}/v2/"], stdout=subprocess.DEVNULL).returncode == 0
+        eventually("the notifying registry answers", 20, up)
+        return host, proc
+
     def image(self, name, files, entrypoint, user=None):
         """A one-layer image of files {path-in-image: host-path or bytes} in the node's registry."""
         with tempfile.TemporaryDirectory() as d:

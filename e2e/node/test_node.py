@@ -12,7 +12,7 @@ release build), KEEP=1 leaves the cluster running.
 
 The tests run in order, each on what the earlier ones left (one install,
 upgraded along the way), and stop at the first failure."""
-import json
+import base64
 import os
 import pathlib
 import subprocess
@@ -37,8 +37,9 @@ class Suite:
         self.reg = c.registry
         self.values = {"image": {"repository": f"{self.reg}/ocisync", "tag": "dev"}}
 
-    def artifact(self, name, repo, tag="v1", **spec):
-        body = {"url": f"oci://{self.reg}/{repo}", "insecure": True, "ref": {"tag": tag}, "interval": "2s"}
+    def artifact(self, name, repo, tag="v1", registry=None, **spec):
+        body = {"url": f"oci://{registry or self.reg}/{repo}", "insecure": True, "ref": {"tag": tag},
+                "interval": "2s"}
         body.update(spec)
         self.c.apply({"apiVersion": "ocisync.dev/v1alpha1", "kind": "Artifact",
                       "metadata": {"name": name, "namespace": TEAM}, "spec": body})
@@ -220,6 +221,75 @@ class Suite:
         eventually("the new leader syncs v2", 60, whole)
         self.operator_pods(2)
 
+    def test_a_push_reaches_running_containers_through_notifications(self):
+        """Webhook on, an Artifact with a 1-hour interval on a registry that
+        notifies the leader: each push reaches a container through the
+        ConfigMap volume (the kubelet's refresh included) and through the
+        agent sidecar (the chart's agentRoles giving it its Role)."""
+        latencies = self.push_to_containers(pushes=1)
+        for path, times in latencies.items():
+            print(f"    push -> container via {path}: " + ", ".join(f"{t:.1f} s" for t in times))
+
+    def push_to_containers(self, pushes):
+        """Sets the webhook and both consumers up, then times `pushes`
+        pushes until both containers see them; {path: [seconds]}."""
+        if not self.c.get("secret", "ocisync-webhook", RELEASE_NS):
+            self.c.kubectl("create", "secret", "generic", "-n", RELEASE_NS, "ocisync-webhook",
+                           f"--from-literal=token={os.urandom(16).hex()}")
+        token = base64.b64decode(self.c.get("secret", "ocisync-webhook", RELEASE_NS)["data"]["token"]).decode()
+        self.values["webhook"] = {"enabled": True}
+        self.values["agentRoles"] = [{"namespace": TEAM, "serviceAccount": "live", "artifacts": ["live"]}]
+        self.c.upgrade("ocisync", self.values)
+        n = self.values.get("replicas", 1)
+        eventually("the webhook's pods alone", 180, lambda: len(self.c.pods(RELEASE_NS, SELECTOR)) == n and
+                   len(self.c.ready_pods(RELEASE_NS, SELECTOR)) == n and all(
+                       any(p.get("name") == "webhook" for p in pod["spec"]["containers"][0].get("ports", []))
+                       for pod in self.c.pods(RELEASE_NS, SELECTOR)))
+        leader = eventually("a leader among them", 90, lambda: (lambda name: name in [
+            p["metadata"]["name"] for p in self.c.ready_pods(RELEASE_NS, SELECTOR)] and name)(self.leader()))
+        ip = self.c.get("pod", leader, RELEASE_NS)["status"]["podIP"]
+        # No kube-proxy here: the registry notifies the leader's pod, not the Service.
+        host, proc = self.c.notifying_registry(f"http://{ip}:8443/v1/notify", token)
+        try:
+            content = lambda i: f"n: {i}\n".encode()  # noqa: E731
+            v0 = self.c.push("apps/live", {"app.yaml": content(0)}, tag="v1", registry=host)
+            self.artifact("live", "apps/live", tag="v1", registry=host, interval="1h")
+            self.synced("live", v0)
+            self.c.kubectl("create", "serviceaccount", "-n", TEAM, "live")
+            cm_pod = self.deployment("live-configmap", [{
+                "name": "app", "image": self.busybox, "command": ["/bin/sh", "-c", "exec sleep 100000"],
+                "volumeMounts": [{"name": "config", "mountPath": "/etc/live"}]}],
+                [{"name": "config", "configMap": {"name": "live"}}])
+            agent = {"image": f"{self.reg}/ocisync:{self.values['image']['tag']}",
+                     "env": [{"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}],
+                     "volumeMounts": [{"name": "config", "mountPath": "/etc/live"}]}
+            agent_pod = self.deployment("live-agent", [
+                {"name": "app", "image": self.busybox, "command": ["/bin/sh", "-c", "exec sleep 100000"],
+                 "volumeMounts": [{"name": "config", "mountPath": "/etc/live", "readOnly": True}]},
+                dict(agent, name="agent", args=["agent", "--artifact=$(POD_NAMESPACE)/live", "--dir=/etc/live"])],
+                [{"name": "config", "emptyDir": {}}], sa="live",
+                init=[dict(agent, name="init", args=["agent", "--artifact=$(POD_NAMESPACE)/live", "--dir=/etc/live",
+                                                     "--one-time", "--listen=0"])],
+                security={"runAsNonRoot": True, "runAsUser": 65532, "fsGroup": 65532})
+            for pod in (cm_pod, agent_pod):
+                assert self.c.read_in(pod, "app", "/etc/live/app.yaml") == content(0)
+            times = {"ConfigMap volume": [], "agent sidecar": []}
+            for i in range(1, pushes + 1):
+                self.c.push("apps/live", {"app.yaml": content(i)}, tag="v1", registry=host)
+                t0 = time.monotonic()
+                pending = {"ConfigMap volume": cm_pod, "agent sidecar": agent_pod}
+                while pending:
+                    assert time.monotonic() - t0 < 180, f"push {i} not seen through {sorted(pending)} in 180 s"
+                    for path, pod in list(pending.items()):
+                        if self.c.read_in(pod, "app", "/etc/live/app.yaml") == content(i):
+                            times[path].append(time.monotonic() - t0)
+                            del pending[path]
+                    time.sleep(0.05)
+            return times
+        finally:
+            proc.terminate()
+            proc.wait()
+
     def test_volume_mode_on_a_hostpath_persistent_volume(self):
         """volume.enabled with a PersistentVolume on a hostPath: a pod in the
         release namespace reads the Artifact's directory by subPath."""
@@ -288,7 +358,7 @@ class Suite:
         assert self.c.get("clusterrole", "ocisync") is None
         assert self.c.get("crd", "artifacts.ocisync.dev") is not None
         names = sorted(a["metadata"]["name"] for a in self.c.get("artifacts", ns=TEAM)["items"])
-        assert names == ["failover", "site", "web-config"], names
+        assert names == ["failover", "live", "site", "web-config"], names
 
 
 # The web container's loop: resolve ..data once, check that revision's files
