@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Every test ocisync has: formatting, lints, unit tests, and the integration
+# Every test ocisync has: formatting, lints, unit tests, the integration
 # tests against the real registry (distribution 2.8), ferro-oci-server, oras,
-# crane and a real kube-apiserver. Installs what it needs on first run, then
-# reuses it.
+# crane and a real kube-apiserver, then the chart installed on a real node
+# (kubelet, containerd) with pods reading what ocisync publishes, and the
+# demo. Installs what it needs on first run, then reuses it.
 #
 # Env: CARGO_TARGET_DIR (default /var/tmp/ocisync-target),
 #      OCISYNC_TOOLS (default /var/tmp/ocisync/tools),
@@ -19,8 +20,11 @@ step "real tools (oras, crane, cosign, docker-registry, kustomize, kubectl) in $
 e2e/setup/install-tools.sh >/dev/null
 cat "$OCISYNC_TOOLS/VERSIONS" >&2
 
-step "control plane (etcd, kube-apiserver 1.20 built from Debian's source package; ~12 min the first time)"
+step "Kubernetes 1.20 (etcd; kube-apiserver, kubelet, scheduler, controller-manager built from Debian's source package; ~8 min the first time)"
 e2e/setup/install-control-plane.sh
+
+step "a node's runtime (containerd 1.6, runc, CNI plugins, busybox from Debian bookworm's packages; a static pause) in ${OCISYNC_NODE:-/var/tmp/ocisync/node}"
+e2e/setup/install-node.sh
 
 step "layer producers (skopeo 1.9 and containerd's estargz library, from Debian bookworm's packages) in ${OCISYNC_PRODUCERS:-/var/tmp/ocisync/producers}"
 e2e/setup/install-producers.sh
@@ -52,6 +56,9 @@ if [[ -x $CONFORMANCE/run-offline.sh ]]; then
 else
   echo "skipped: no conformance snapshot at $CONFORMANCE (set OCISYNC_CONFORMANCE to one)" >&2
 fi
+
+step "the real node: helm install, upgrade, test and uninstall; pods reading ConfigMaps, the agent's emptyDir and the shared volume (e2e/node/test_node.py)"
+OCISYNC_BIN=$CARGO_TARGET_DIR/debug/ocisync "${OCISYNC_VALIDATORS:-/var/tmp/ocisync/validators}/bin/python" e2e/node/test_node.py
 
 step "the demo (with the debug build just tested), to completion"
 demo_log=$(mktemp)

@@ -37,6 +37,11 @@ class Suite:
         self.reg = c.registry
         self.values = {"image": {"repository": f"{self.reg}/ocisync", "tag": "dev"}}
 
+    def images(self):
+        """The operator's image and the consumers' busybox, in the node's registry."""
+        self.digest = self.c.operator_image("dev")
+        self.busybox = self.c.busybox()
+
     def artifact(self, name, repo, tag="v1", registry=None, **spec):
         body = {"url": f"oci://{registry or self.reg}/{repo}", "insecure": True, "ref": {"tag": tag},
                 "interval": "2s"}
@@ -77,8 +82,7 @@ class Suite:
         """helm install with default values: containerd pulls the image from
         the registry, the kubelet runs it as the chart says, it becomes Ready
         through its probes and takes the Lease under its downward-API name."""
-        self.digest = self.c.operator_image("dev")
-        self.busybox = self.c.busybox()
+        self.images()
         rel = self.c.install("ocisync", self.values)
         assert rel["status"] == "deployed", rel
         pod = self.operator_pods()[0]
