@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Install a real Kubernetes control plane (etcd + kube-apiserver, no kubelet;
-# the same shape as controller-runtime's envtest) into a prefix, using only
-# Debian packages:
+# Install Kubernetes into a prefix, using only Debian packages: a control
+# plane (etcd + kube-apiserver; the same shape as controller-runtime's
+# envtest, what start-control-plane.sh runs) and the binaries a node adds
+# (kubelet, kube-scheduler, kube-controller-manager; start-cluster.sh):
 #   - etcd:           binary package etcd-server from Debian bookworm (3.4.x),
 #                     unpacked with dpkg -x (no service is installed/started)
-#   - kube-apiserver: built from Debian bookworm's *source* package
-#                     `kubernetes` (1.20.5+really1.20.2-...: full upstream
-#                     1.20.2 tree incl. vendor/) with Debian's Go toolchain
+#   - kube-apiserver, kubelet, kube-scheduler, kube-controller-manager:
+#                     built in one `go build` from Debian bookworm's *source*
+#                     package `kubernetes` (1.20.5+really1.20.2-...: full
+#                     upstream 1.20.2 tree incl. vendor/) with Debian's Go
 #
 # Usage: install-control-plane.sh
-#   then: start-control-plane.sh DIR / stop-control-plane.sh DIR
+#   then: start-control-plane.sh DIR / stop-control-plane.sh DIR, or
+#         start-cluster.sh DIR / stop-cluster.sh DIR (with install-node.sh)
 #   (the three build fixes are explained inline below)
 #
 # Env:
@@ -23,10 +26,10 @@
 #                         candidate in bookworm)
 #   KEEP_BUILD_DIR=1      keep the unpacked source + Go cache after building
 #
-# Idempotent: kube-apiserver is only built when $PREFIX/bin/kube-apiserver is
-# missing or was built from a different K8S_DEB_VERSION/RECIPE (stamp file),
-# etcd is only fetched when missing/different. A second run takes ~0.3 s.
-# A full build: ~11-12 min wall on 2 busy cores, peak RSS ~1.3 GB.
+# Idempotent: the four are only built when one is missing or they were built
+# from a different K8S_DEB_VERSION/RECIPE (stamp file), etcd is only fetched
+# when missing/different. A second run takes ~0.3 s. A full build: ~7 min
+# wall on 2 cores (429 s measured, 2026-12-03), peak RSS ~1.7 GB.
 #
 # System changes: at most `apt-get install golang-go` when no `go` is on PATH.
 # The system apt sources are never touched: package indexes are fetched with
