@@ -109,6 +109,15 @@ class Suite:
                                "--out", out, check=False)
             got = self.c.read_in(pod, "operator", f"{out}/a.txt")
             assert (r.returncode == 0) == ok and (got == b"probe\n") == ok, (out, r.returncode, got)
+        # Killed, the kubelet restarts it in the same pod, and it is Ready again.
+        os.kill(pid, 9)
+
+        def restarted():
+            p = self.c.get("pod", name, RELEASE_NS)
+            s = p["status"]["containerStatuses"][0]
+            return s["restartCount"] == 1 and s["ready"] and p
+        pod = eventually("the kubelet restarts the operator", 120, restarted)
+        assert self.c.container_pid(pod, "operator") != pid
 
     def test_the_operator_can_do_what_the_readme_says(self):
         """kubectl auth can-i --list for the installed ServiceAccount."""

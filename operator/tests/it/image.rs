@@ -1,44 +1,29 @@
 //! The container image's layout, without a container engine (there is none
-//! on these machines): the runtime filesystem the Dockerfile makes (the
-//! binary, the shared libraries it links, a CA bundle, user 65532 and no
-//! shell) is assembled here, pushed as an OCI image with the real `crane`,
-//! pulled back with `ocisync pull`, and run from that tree under `chroot`
-//! as uid 65532 against the real API server, where it syncs an Artifact.
+//! on these machines, and the Dockerfile's base images are out of reach):
+//! `e2e/setup/build-image.sh` assembles the runtime filesystem the
+//! Dockerfile makes (the binary, the shared libraries it links, a CA bundle,
+//! user 65532 and no shell) and pushes it with the real `crane`; here its
+//! configuration is checked against the Dockerfile's, the image is pulled
+//! back with `ocisync pull`, and run from that tree under `chroot` as uid
+//! 65532 against the real API server, where it syncs an Artifact. The node
+//! suite (e2e/node) runs the same image as a pod.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::cluster::{ControlPlane, Env, Spec};
 use crate::support::*;
 
-/// The files the runtime image holds: the binary at the Dockerfile's path,
-/// what `ldd` says it loads (distroless/cc's glibc and libgcc), the CA
-/// bundle, and passwd/group naming 65532 `nonroot` as distroless does.
-fn runtime_tree(root: &Path) {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_ocisync"));
-    let put = |to: &str, from: &Path| {
-        let dest = root.join(to.trim_start_matches('/'));
-        std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-        std::fs::copy(from, &dest).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+/// The Dockerfile's runtime stage: its USER, ENTRYPOINT, CMD and where it
+/// copies the binary.
+fn dockerfile() -> (String, Vec<String>, Vec<String>, String) {
+    let text = std::fs::read_to_string(repo_root().join("Dockerfile")).unwrap();
+    let runtime = text.rsplit_once("\nFROM ").unwrap().1;
+    let line = |word: &str| {
+        runtime.lines().find_map(|l| l.strip_prefix(word)).unwrap_or_else(|| panic!("no {word}")).trim().to_string()
     };
-    put("/usr/local/bin/ocisync", &bin);
-    let ldd = run(Command::new("ldd").arg(&bin));
-    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-        // "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)" or "/lib64/ld-linux-x86-64.so.2 (0x…)"
-        let path = line.split("=>").last().unwrap().split_whitespace().next().unwrap_or_default();
-        if path.starts_with('/') {
-            put(path, &std::fs::canonicalize(path).unwrap());
-        }
-    }
-    put("/etc/ssl/certs/ca-certificates.crt", Path::new("/etc/ssl/certs/ca-certificates.crt"));
-    let etc = root.join("etc");
-    std::fs::write(
-        etc.join("passwd"),
-        "root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n",
-    )
-    .unwrap();
-    std::fs::write(etc.join("group"), "root:x:0:\nnonroot:x:65532:\n").unwrap();
-    std::fs::create_dir_all(root.join("home/nonroot")).unwrap();
+    let list = |word: &str| serde_json::from_str::<Vec<String>>(&line(word)).unwrap();
+    let copy = line("COPY ");
+    (line("USER "), list("ENTRYPOINT "), list("CMD "), copy.rsplit(' ').next().unwrap().to_string())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -47,21 +32,25 @@ async fn the_runtime_image_runs_as_nonroot_and_syncs() {
     let e = Env::dedicated("image-test", "image").await;
     let reg = Distribution::start();
     let dir = tempfile::tempdir().unwrap();
-    let tree = dir.path().join("tree");
-    runtime_tree(&tree);
-    let layer = dir.path().join("layer.tar");
-    run(Command::new("tar").arg("-C").arg(&tree).args(["--owner=0", "--group=0", "-cf"]).arg(&layer).arg("."));
     let image = format!("{}/ocisync:test", reg.host());
-    crane(&["append", "--new_layer", layer.to_str().unwrap(), "--new_tag", &image]);
-    crane(&["mutate", &image, "--entrypoint", "/usr/local/bin/ocisync", "--user", "65532:65532"]);
+    run(Command::new(repo_root().join("e2e/setup/build-image.sh"))
+        .arg(&image)
+        .env("OCISYNC_BIN", env!("CARGO_BIN_EXE_ocisync"))
+        .env("OCISYNC_TOOLS", tools_bin().parent().unwrap()));
     let config: serde_json::Value = serde_json::from_slice(&crane(&["config", &image]).stdout).unwrap();
-    assert_eq!(config["config"]["User"], "65532:65532");
+    let (user, entrypoint, cmd, binary) = dockerfile();
+    assert_eq!(config["config"]["User"], user.as_str());
+    assert_eq!(config["config"]["Entrypoint"], serde_json::json!(entrypoint));
+    assert_eq!(config["config"]["Cmd"], serde_json::json!(cmd));
+    assert_eq!((config["os"].as_str(), config["architecture"].as_str()), (Some("linux"), Some("amd64")));
+    assert_eq!(entrypoint, [binary.clone()]);
 
     // The image back through ocisync itself.
     let root = dir.path().join("rootfs");
     let pulled = pull(&image, &root, &[]).await;
     assert!(pulled.status.success(), "{}", stderr(&pulled));
     assert!(!root.join("bin/sh").exists(), "no shell in the image");
+    assert!(root.join(binary.trim_start_matches('/')).is_file(), "the binary where the Dockerfile puts it");
     // what the pod gives it: a kubeconfig (the ServiceAccount's token) and an emptyDir
     std::fs::create_dir_all(root.join("work")).unwrap();
     std::fs::copy(&cp.operator_kubeconfig, root.join("kubeconfig")).unwrap();
@@ -74,7 +63,8 @@ async fn the_runtime_image_runs_as_nonroot_and_syncs() {
     let mut cmd = Command::new("/usr/sbin/chroot");
     cmd.args(["--userspec=65532:65532"])
         .arg(&root)
-        .args(["/usr/local/bin/ocisync", "operator", "--work-dir", "/work", "--leader-elect=false"])
+        .arg(&binary)
+        .args(["operator", "--work-dir", "/work", "--leader-elect=false"])
         .args(["--metrics-addr", &metrics, "--watch-label-selector", &selector])
         .env_clear()
         .env("KUBECONFIG", "/kubeconfig")
