@@ -43,7 +43,7 @@ async fn the_runtime_image_runs_as_nonroot_and_syncs() {
     assert_eq!(config["config"]["Entrypoint"], serde_json::json!(entrypoint));
     assert_eq!(config["config"]["Cmd"], serde_json::json!(cmd));
     assert_eq!((config["os"].as_str(), config["architecture"].as_str()), (Some("linux"), Some("amd64")));
-    assert_eq!(entrypoint, [binary.clone()]);
+    assert_eq!(entrypoint, std::slice::from_ref(&binary));
 
     // The image back through ocisync itself.
     let root = dir.path().join("rootfs");
