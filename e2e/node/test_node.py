@@ -140,9 +140,10 @@ class Suite:
                                         if lease else []))
             assert permissions(self.c, sa, ns) == want, (ns, permissions(self.c, sa, ns))
 
-    def test_push_reaches_a_container_through_a_configmap_volume(self):
-        """An Artifact's ConfigMap mounted by a Deployment: the container sees
-        v1, then v2 after a push (the kubelet's refresh included)."""
+    def test_a_deployment_reads_the_artifacts_configmap(self):
+        """An Artifact's ConfigMap mounted by a Deployment: its container
+        sees the file (pushes through it are timed in the notifications test
+        below, where nothing but the push makes the operator look)."""
         v1 = self.c.push("apps/app-config", {"app.yaml": b"version: 1\n"}, tag="stable")
         self.artifact("app-config", "apps/app-config", tag="stable")
         self.synced("app-config", v1)
@@ -151,12 +152,6 @@ class Suite:
                                           "volumeMounts": [{"name": "config", "mountPath": "/config"}]}],
                               [{"name": "config", "configMap": {"name": "app-config"}}])
         assert self.c.read_in(pod, "reader", "/config/app.yaml") == b"version: 1\n"
-        t = time.monotonic()
-        v2 = self.c.push("apps/app-config", {"app.yaml": b"version: 2\n"}, tag="stable")
-        self.synced("app-config", v2)
-        eventually("the container sees version 2", 180,
-                   lambda: self.c.read_in(pod, "reader", "/config/app.yaml") == b"version: 2\n", every=0.5)
-        print(f"    push -> file in the container: {time.monotonic() - t:.1f} s (kubelet syncFrequency 1m)")
 
     def test_the_garbage_collector_removes_a_deleted_artifacts_configmap(self):
         cm = self.c.get("configmap", "app-config", TEAM)
