@@ -18,6 +18,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::controller::plan::parse_duration;
 use crate::fetch::{self, PullOptions};
+use crate::oci::auth::Source;
 use crate::oci::{Credentials, DockerConfig, Platform, Reference, RegistryClient, TransportOptions};
 use crate::pipeline::{self, PipelineError};
 use crate::resolve;
@@ -545,7 +546,11 @@ fn credentials(registry: &str, explicit: Option<&Path>) -> Result<Credentials, S
     };
     let bytes = std::fs::read(&path).map_err(|e| format!("docker config {}: {e}", path.display()))?;
     let cfg = DockerConfig::parse(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(cfg.credentials_for(registry))
+    match cfg.source_for(registry) {
+        Source::Stored(c) => Ok(c),
+        // `credHelpers` or `credsStore`, as `docker login` left them.
+        Source::Helper { name, server } => crate::oci::helper::get(&name, &server).map_err(|e| e.to_string()),
+    }
 }
 
 fn usage(msg: &str) -> ExitCode {

@@ -37,16 +37,33 @@ pub(crate) enum ConfigError {
     Entry { registry: String, reason: String },
 }
 
-/// The `auths` section of a docker config, keyed by normalised host.
+/// A docker config: its `auths` keyed by normalised host, and the
+/// credential helpers it names (`credHelpers` per host, `credsStore` for
+/// the rest).
 #[derive(Debug, Default, Clone)]
 pub(crate) struct DockerConfig {
     auths: BTreeMap<String, Credentials>,
+    helpers: BTreeMap<String, String>,
+    store: Option<String>,
+}
+
+/// Where a registry's credentials come from, as the docker CLI decides.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Source {
+    /// From the file itself (or none).
+    Stored(Credentials),
+    /// From `docker-credential-<name> get`, asked for `server`.
+    Helper { name: String, server: String },
 }
 
 #[derive(Deserialize)]
 struct RawConfig {
     #[serde(default)]
     auths: BTreeMap<String, RawEntry>,
+    #[serde(default, rename = "credHelpers")]
+    cred_helpers: BTreeMap<String, String>,
+    #[serde(default, rename = "credsStore")]
+    creds_store: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -87,13 +104,50 @@ impl DockerConfig {
             };
             auths.insert(normalise_host(&key), creds);
         }
-        Ok(DockerConfig { auths })
+        let mut helpers = BTreeMap::new();
+        for (key, name) in raw.cred_helpers {
+            helpers.insert(normalise_host(&key), helper_name(&key, name)?);
+        }
+        let store = match raw.creds_store.filter(|s| !s.is_empty()) {
+            Some(name) => Some(helper_name("credsStore", name)?),
+            None => None,
+        };
+        Ok(DockerConfig { auths, helpers, store })
+    }
+
+    /// Where `registry`'s credentials come from: its `credHelpers` entry,
+    /// else the `credsStore`, else `auths` (the docker CLI's order: with a
+    /// store configured, the store answers even for hosts in `auths`).
+    pub(crate) fn source_for(&self, registry: &str) -> Source {
+        let host = normalise_host(registry);
+        match self.helpers.get(&host).or(self.store.as_ref()) {
+            // Docker Hub is stored under its v1 URL, as `docker login` writes it.
+            Some(name) => Source::Helper {
+                name: name.clone(),
+                server: if host == DOCKER_HUB_KEY { "https://index.docker.io/v1/".into() } else { host },
+            },
+            None => Source::Stored(self.credentials_for(registry)),
+        }
     }
 
     /// Credentials for a registry host, matched as docker matches: the key's
     /// scheme and path are dropped, and Docker Hub's aliases are one host.
     pub(crate) fn credentials_for(&self, registry: &str) -> Credentials {
         self.auths.get(&normalise_host(registry)).cloned().unwrap_or_default()
+    }
+}
+
+/// A helper's name becomes part of a program name: letters, digits, `-`,
+/// `_` and `.` only, so a config cannot point at a path.
+fn helper_name(key: &str, name: String) -> Result<String, ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        && !name.starts_with('.');
+    if ok {
+        Ok(name)
+    } else {
+        Err(ConfigError::Entry { registry: key.to_string(), reason: "not a credential helper name".into() })
     }
 }
 
@@ -195,6 +249,35 @@ mod tests {
         assert_eq!(cfg.credentials_for("GHCR.io"), basic("gh", "token"));
         assert_eq!(cfg.credentials_for("helper.io"), Credentials::Anonymous);
         assert_eq!(format!("{:?}", basic("u", "hunter2")), "Basic(u, ***)");
+    }
+
+    #[test]
+    fn credential_helpers_are_chosen_as_the_docker_cli_does() {
+        let helper = |name: &str, server: &str| Source::Helper { name: name.into(), server: server.into() };
+        let cfg = DockerConfig::parse(
+            br#"{"auths":{"ghcr.io":{"auth":"Z2g6dG9rZW4="},"plain.io":{"auth":"Z2g6dG9rZW4="}},
+                "credHelpers":{"123.dkr.ecr.eu-west-1.amazonaws.com":"ecr-login","https://ghcr.io":"gh"},
+                "credsStore":"pass"}"#,
+        )
+        .unwrap();
+        for (registry, want) in [
+            ("123.dkr.ecr.eu-west-1.amazonaws.com", helper("ecr-login", "123.dkr.ecr.eu-west-1.amazonaws.com")),
+            ("ghcr.io", helper("gh", "ghcr.io")),
+            ("plain.io", helper("pass", "plain.io")),
+            ("docker.io", helper("pass", "https://index.docker.io/v1/")),
+        ] {
+            assert_eq!(cfg.source_for(registry), want, "{registry}");
+        }
+        let no_store =
+            DockerConfig::parse(br#"{"auths":{"ghcr.io":{"auth":"Z2g6dG9rZW4="}},"credsStore":""}"#).unwrap();
+        assert_eq!(no_store.source_for("ghcr.io"), Source::Stored(basic("gh", "token")));
+        assert_eq!(no_store.source_for("x.io"), Source::Stored(Credentials::Anonymous));
+        for bad in
+            [r#"{"credsStore":"../../bin/sh"}"#, r#"{"credHelpers":{"a.io":"/usr/bin/x"}}"#, r#"{"credsStore":".x"}"#]
+        {
+            let e = DockerConfig::parse(bad.as_bytes()).unwrap_err().to_string();
+            assert!(e.contains("not a credential helper name"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub(crate) mod auth;
 pub(crate) mod client;
 pub(crate) mod digest;
 pub(crate) mod error;
+pub(crate) mod helper;
 pub(crate) mod manifest;
 pub(crate) mod reference;
 pub(crate) mod referrers;

@@ -154,3 +154,59 @@ async fn without_a_digest_header_resolve_falls_back_to_get() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(reg.hooks.manifest_gets.load(Ordering::SeqCst), 2);
 }
+
+/// Credentials from docker credential helpers, chosen as the docker CLI
+/// chooses them: the registry's `credHelpers` entry over `credsStore`; a
+/// missing helper is a usage error (exit 2). The helpers here are scripts
+/// speaking the helper protocol (the server on stdin, JSON back), each
+/// logging the server it was asked for.
+#[tokio::test(flavor = "multi_thread")]
+async fn credential_helpers_as_docker_uses_them() {
+    use std::os::unix::fs::PermissionsExt;
+    let (reg, _) = private_registry();
+    let r = format!("{}/private:v1", reg.host());
+    let work = tempfile::tempdir().unwrap();
+    let bin = work.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    for (name, password) in [("store", "not-this-one"), ("per-host", "wonderland")] {
+        let log = work.path().join(format!("{name}.log"));
+        let script = format!(
+            "#!/bin/sh\nread s\necho \"$1 $s\" >> {}\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"alice\",\"Secret\":\"{password}\"}}' \"$s\"\n",
+            log.display()
+        );
+        let p = bin.join(format!("docker-credential-{name}"));
+        fs::write(&p, script).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let config = |body: serde_json::Value| {
+        let p = work.path().join(format!("config-{}.json", fs::read_dir(work.path()).unwrap().count()));
+        fs::write(&p, body.to_string()).unwrap();
+        p.to_str().unwrap().to_string()
+    };
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let pull_with = |cfg: String| {
+        let out = work.path().join("out");
+        let _ = fs::remove_dir_all(&out);
+        std::process::Command::new(env!("CARGO_BIN_EXE_ocisync"))
+            .args(["pull", &r, "--insecure", "--no-progress", "--docker-config", &cfg, "--out"])
+            .arg(&out)
+            .env("PATH", &path)
+            .output()
+            .unwrap()
+    };
+
+    // credsStore alone: its (wrong) password is used, not anonymous access
+    let o = pull_with(config(serde_json::json!({ "credsStore": "store" })));
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert_eq!(fs::read_to_string(work.path().join("store.log")).unwrap(), format!("get {}\n", reg.host()));
+    // the host's credHelpers entry wins over the store
+    let cfg = config(serde_json::json!({ "credsStore": "store", "credHelpers": { reg.host(): "per-host" } }));
+    let o = pull_with(cfg);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(fs::read(work.path().join("out/f.txt")).unwrap(), b"private");
+    assert_eq!(fs::read_to_string(work.path().join("per-host.log")).unwrap(), format!("get {}\n", reg.host()));
+    // a helper that is not installed: exit 2, named
+    let o = pull_with(config(serde_json::json!({ "credHelpers": { reg.host(): "absent" } })));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("docker-credential-absent was not found"), "{}", stderr(&o));
+}
