@@ -9,7 +9,12 @@
 #                     snapshotter-dev) writing eStargz and its zstd:chunked
 #                     variant; built offline in GOPATH mode with Debian's Go
 #
-# Result: $OCISYNC_PRODUCERS/bin/skopeo, $OCISYNC_PRODUCERS/gobin/estargz-write
+#   docker-credential-pass 0.6.4 (golang-docker-credential-helpers), with
+#                     pass and tree: the credential helper the CLI tests read
+#                     a password from
+#
+# Result: $OCISYNC_PRODUCERS/bin/{skopeo,docker-credential-pass,pass,tree},
+#         $OCISYNC_PRODUCERS/gobin/estargz-write
 # Env:    OCISYNC_PRODUCERS (default /var/tmp/ocisync/producers)
 # Needs:  `go` on PATH (install-control-plane.sh installs golang-go).
 # System changes: at most `apt-get install zstd libcap2-bin` where missing.
@@ -17,9 +22,9 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 PREFIX=${OCISYNC_PRODUCERS:-/var/tmp/ocisync/producers}
 
-# The tests also run GNU tar, zstd and setcap, which Debian's base images
+# The tests also run GNU tar, zstd, setcap and gpg, which Debian's base images
 # carry; a machine without them gets them from its own apt sources.
-for pair in zstd:zstd setcap:libcap2-bin; do
+for pair in zstd:zstd setcap:libcap2-bin gpg:gpg; do
   command -v "${pair%%:*}" >/dev/null ||
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pair#*:}" >/dev/null
 done
@@ -29,7 +34,7 @@ GO_DEPS="golang-github-containerd-stargz-snapshotter-dev golang-github-klauspost
   golang-github-opencontainers-go-digest-dev golang-github-vbatts-tar-split-dev golang-github-pkg-errors-dev
   golang-golang-x-sync-dev golang-github-cespare-xxhash-dev"
 OCISYNC_TOOLS=$PREFIX REALTOOLS_SUITE=bookworm REALTOOLS_APT_DIR=$PREFIX/apt \
-  REALTOOLS_PACKAGES="libgpgme11 skopeo $(echo $GO_DEPS)" "$HERE/install-tools.sh" >/dev/null
+  REALTOOLS_PACKAGES="libgpgme11 skopeo golang-docker-credential-helpers pass tree $(echo $GO_DEPS)" "$HERE/install-tools.sh" >/dev/null
 
 src=$HERE/../estargz/main.go
 stamp=$PREFIX/gobin/.estargz-write.sha256

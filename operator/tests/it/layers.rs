@@ -9,29 +9,12 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 
 use crate::support::cluster::{Env, Operator, Spec};
 use crate::support::tarball::{Item::*, TAR, tar};
 use crate::support::*;
-
-/// skopeo and estargz-write, installed once by e2e/setup/install-producers.sh.
-fn producers() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let prefix = std::env::var_os("OCISYNC_PRODUCERS")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| "/var/tmp/ocisync/producers".into());
-        if !(prefix.join("bin/skopeo").exists() && prefix.join("gobin/estargz-write").exists()) {
-            let script = repo_root().join("e2e/setup/install-producers.sh");
-            let st = Command::new(&script).env("OCISYNC_PRODUCERS", &prefix).status().expect("install-producers.sh");
-            assert!(st.success(), "{} failed", script.display());
-        }
-        prefix
-    })
-}
 
 const PRODUCED: [&str; 5] = ["skopeo-gzip", "skopeo-zstd", "skopeo-zstd-chunked", "estargz", "estargz-zstd-chunked"];
 const METADATA: [&str; 3] = ["stargz.index.json", ".prefetch.landmark", ".no.prefetch.landmark"];

@@ -210,3 +210,61 @@ async fn credential_helpers_as_docker_uses_them() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("docker-credential-absent was not found"), "{}", stderr(&o));
 }
+
+/// Debian's real `docker-credential-pass` (golang-docker-credential-helpers
+/// 0.6.4, on `pass` and a GPG key made here) holds alice's password, stored
+/// with `docker-credential-pass store` as `docker login` would: a pull with
+/// `"credsStore": "pass"` gets it; for a host it holds nothing for, the
+/// helper's empty answer means anonymous (refused by this registry: 4).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_real_docker_credential_pass_holds_the_password() {
+    let (reg, _) = private_registry();
+    let r = format!("{}/private:v1", reg.host());
+    let work = tempfile::tempdir().unwrap();
+    let gnupg = work.path().join("gnupg");
+    fs::create_dir(&gnupg).unwrap();
+    fs::set_permissions(&gnupg, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let path = format!("{}:{}", producers().join("bin").display(), std::env::var("PATH").unwrap_or_default());
+    let env = |c: &mut std::process::Command| {
+        c.env("PATH", &path).env("GNUPGHOME", &gnupg).env("PASSWORD_STORE_DIR", work.path().join("store"));
+    };
+    let mut keygen = std::process::Command::new("gpg");
+    keygen.args(["--batch", "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key", "ocisync-test"]);
+    env(&mut keygen);
+    run(&mut keygen);
+    let mut list = std::process::Command::new("gpg");
+    list.args(["--list-keys", "--with-colons"]);
+    env(&mut list);
+    let listed = String::from_utf8(run(&mut list).stdout).unwrap();
+    let key = listed.lines().find_map(|l| l.strip_prefix("fpr:")).unwrap().trim_matches(':').to_string();
+    let mut init = std::process::Command::new("pass");
+    init.args(["init", &key]);
+    env(&mut init);
+    run(&mut init);
+    let mut store = std::process::Command::new("docker-credential-pass");
+    store.arg("store").stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::null());
+    env(&mut store);
+    let mut child = store.spawn().unwrap();
+    let entry = serde_json::json!({"ServerURL": reg.host(), "Username": "alice", "Secret": "wonderland"});
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), entry.to_string().as_bytes()).unwrap();
+    assert!(child.wait().unwrap().success());
+
+    let cfg = work.path().join("config.json");
+    fs::write(&cfg, r#"{"auths":{},"credsStore":"pass"}"#).unwrap();
+    let pull_from = |reference: &str| {
+        let out = work.path().join("out");
+        let _ = fs::remove_dir_all(&out);
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ocisync"));
+        c.args(["pull", reference, "--insecure", "--no-progress", "--docker-config", cfg.to_str().unwrap(), "--out"])
+            .arg(&out);
+        env(&mut c);
+        c.output().unwrap()
+    };
+    let o = pull_from(&r);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(fs::read(work.path().join("out/f.txt")).unwrap(), b"private");
+    // The same registry under another name: pass holds nothing for it.
+    let other = format!("localhost:{}/private:v1", reg.host().rsplit(':').next().unwrap());
+    let o = pull_from(&other);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+}
