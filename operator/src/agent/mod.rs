@@ -20,6 +20,8 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use crate::api::{Artifact, VolumeTarget};
 use crate::controller::plan::Plan;
 use crate::fetch::PullOptions;
+use crate::oci::auth::Source;
+use crate::oci::helper;
 use crate::oci::{Credentials, DockerConfig, RegistryClient, TransportOptions};
 use crate::pipeline::{self, PipelineError, Placed};
 use crate::publish::Target;
@@ -203,7 +205,16 @@ async fn credentials(
         let cfg = DockerConfig::parse(&bytes.0).map_err(|e| AgentError::Credentials(e.to_string()))?;
         return Ok(cfg.credentials_for(registry));
     }
-    Ok(opts.docker_config.as_ref().map_or(Credentials::Anonymous, |c| c.credentials_for(registry)))
+    // `--docker-config` is the pod owner's own file, so its credential
+    // helpers may run; a Secret's never do (above: `credentials_for`).
+    match opts.docker_config.as_ref().map(|c| c.source_for(registry)) {
+        None => Ok(Credentials::Anonymous),
+        Some(Source::Stored(c)) => Ok(c),
+        Some(Source::Helper { name, server }) => tokio::task::spawn_blocking(move || helper::get(&name, &server))
+            .await
+            .map_err(|e| AgentError::Credentials(e.to_string()))?
+            .map_err(|e| AgentError::Credentials(e.to_string())),
+    }
 }
 
 /// Hooks run after the switch; a failing hook is logged, never retried

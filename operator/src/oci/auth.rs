@@ -132,6 +132,8 @@ impl DockerConfig {
 
     /// Credentials for a registry host, matched as docker matches: the key's
     /// scheme and path are dropped, and Docker Hub's aliases are one host.
+    /// Only `auths`: this is what a Secret's config gives, whose helpers
+    /// must never run (a tenant would name a program for us to execute).
     pub(crate) fn credentials_for(&self, registry: &str) -> Credentials {
         self.auths.get(&normalise_host(registry)).cloned().unwrap_or_default()
     }
@@ -248,6 +250,7 @@ mod tests {
         assert_eq!(cfg.credentials_for("127.0.0.1:5001"), Credentials::Anonymous, "port is part of the host");
         assert_eq!(cfg.credentials_for("GHCR.io"), basic("gh", "token"));
         assert_eq!(cfg.credentials_for("helper.io"), Credentials::Anonymous);
+        assert_eq!(cfg.credentials_for("x.io"), Credentials::Anonymous, "a Secret's credHelpers never run");
         assert_eq!(format!("{:?}", basic("u", "hunter2")), "Basic(u, ***)");
     }
 

@@ -176,3 +176,45 @@ async fn a_verified_artifacts_agent_never_publishes_an_unverified_digest() {
     assert_eq!(std::fs::read_to_string(shared.join("app.yaml")).unwrap(), "signed\n");
     assert_eq!(blob_gets(&reg.access_log(), &layer_of(&host, "app", &d2)), 0);
 }
+
+/// `--docker-config` with a credential helper: the operator syncs a private
+/// Artifact through its service account's pull secret; the agent, which
+/// has no Secret to read, gets the password from the helper its own
+/// config names (a script speaking the helper protocol, logging each ask).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_agent_asks_its_docker_configs_credential_helper() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = Env::new("agent-helper").await;
+    let (reg, digest) = private_registry();
+    e.create_secret(crate::support::cluster::pull_secret("right", &reg.host(), "wonderland")).await;
+    let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount",
+                    "metadata": {"name": "puller", "namespace": e.ns}, "imagePullSecrets": [{"name": "right"}]});
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("puller.json");
+    std::fs::write(&file, sa.to_string()).unwrap();
+    e.cp.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    e.apply("app", &Spec::new(&reg.host(), "private").tag("v1").set("serviceAccountName", "puller")).await;
+    e.synced("app", &digest).await;
+
+    let kubeconfig = agent_access(&e, "app", tmp.path());
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let log = tmp.path().join("helper.log");
+    let helper = bin.join("docker-credential-vault");
+    let script = format!(
+        "#!/bin/sh\nread s\necho \"$1 $s\" >> {}\necho '{{\"Username\":\"alice\",\"Secret\":\"wonderland\"}}'\n",
+        log.display()
+    );
+    std::fs::write(&helper, script).unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = tmp.path().join("config.json");
+    std::fs::write(&config, json!({"credHelpers": {reg.host(): "vault"}}).to_string()).unwrap();
+    let shared = tmp.path().join("shared");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let args = ["--one-time", "--listen", "0", "--docker-config", config.to_str().unwrap()];
+    let out = agent(&kubeconfig, &format!("{}/app", e.ns), &shared, &args).env("PATH", path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(published(&shared).as_deref(), Some(digest.as_str()));
+    assert_eq!(std::fs::read_to_string(shared.join("f.txt")).unwrap(), "private");
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), format!("get {}\n", reg.host()));
+}
