@@ -183,7 +183,6 @@ async fn a_verified_artifacts_agent_never_publishes_an_unverified_digest() {
 /// config names (a script speaking the helper protocol, logging each ask).
 #[tokio::test(flavor = "multi_thread")]
 async fn the_agent_asks_its_docker_configs_credential_helper() {
-    use std::os::unix::fs::PermissionsExt;
     let e = Env::new("agent-helper").await;
     let (reg, digest) = private_registry();
     e.create_secret(crate::support::cluster::pull_secret("right", &reg.host(), "wonderland")).await;
@@ -200,13 +199,7 @@ async fn the_agent_asks_its_docker_configs_credential_helper() {
     let bin = tmp.path().join("bin");
     std::fs::create_dir(&bin).unwrap();
     let log = tmp.path().join("helper.log");
-    let helper = bin.join("docker-credential-vault");
-    let script = format!(
-        "#!/bin/sh\nread s\necho \"$1 $s\" >> {}\necho '{{\"Username\":\"alice\",\"Secret\":\"wonderland\"}}'\n",
-        log.display()
-    );
-    std::fs::write(&helper, script).unwrap();
-    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    credential_helper(&bin, "vault", ("alice", "wonderland"), &log);
     let config = tmp.path().join("config.json");
     std::fs::write(&config, json!({"credHelpers": {reg.host(): "vault"}}).to_string()).unwrap();
     let shared = tmp.path().join("shared");

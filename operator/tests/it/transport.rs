@@ -8,9 +8,26 @@ use std::time::{Duration, Instant};
 use crate::support::*;
 
 fn docker_config(dir: &std::path::Path, registry: &str, entry: serde_json::Value) -> String {
+    config_file(dir, serde_json::json!({ "auths": { registry: entry } }))
+}
+
+/// A docker config file of `body`, under a new name in `dir`.
+fn config_file(dir: &std::path::Path, body: serde_json::Value) -> String {
     let p = dir.join(format!("config-{}.json", fs::read_dir(dir).unwrap().count()));
-    fs::write(&p, serde_json::json!({ "auths": { registry: entry } }).to_string()).unwrap();
+    fs::write(&p, body.to_string()).unwrap();
     p.to_str().unwrap().to_string()
+}
+
+/// `ocisync pull REF --docker-config CFG` into `out` (emptied first), with
+/// `env` set: the credential helper tests' PATH and the helper's own.
+fn pull_with_config(reference: &str, cfg: &str, out: &std::path::Path, env: &[(&str, String)]) -> std::process::Output {
+    let _ = fs::remove_dir_all(out);
+    std::process::Command::new(env!("CARGO_BIN_EXE_ocisync"))
+        .args(["pull", reference, "--insecure", "--no-progress", "--docker-config", cfg, "--out"])
+        .arg(out)
+        .envs(env.iter().map(|(k, v)| (*k, v)))
+        .output()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -162,38 +179,17 @@ async fn without_a_digest_header_resolve_falls_back_to_get() {
 /// logging the server it was asked for.
 #[tokio::test(flavor = "multi_thread")]
 async fn credential_helpers_as_docker_uses_them() {
-    use std::os::unix::fs::PermissionsExt;
     let (reg, _) = private_registry();
     let r = format!("{}/private:v1", reg.host());
     let work = tempfile::tempdir().unwrap();
     let bin = work.path().join("bin");
     fs::create_dir(&bin).unwrap();
     for (name, password) in [("store", "not-this-one"), ("per-host", "wonderland")] {
-        let log = work.path().join(format!("{name}.log"));
-        let script = format!(
-            "#!/bin/sh\nread s\necho \"$1 $s\" >> {}\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"alice\",\"Secret\":\"{password}\"}}' \"$s\"\n",
-            log.display()
-        );
-        let p = bin.join(format!("docker-credential-{name}"));
-        fs::write(&p, script).unwrap();
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
+        credential_helper(&bin, name, ("alice", password), &work.path().join(format!("{name}.log")));
     }
-    let config = |body: serde_json::Value| {
-        let p = work.path().join(format!("config-{}.json", fs::read_dir(work.path()).unwrap().count()));
-        fs::write(&p, body.to_string()).unwrap();
-        p.to_str().unwrap().to_string()
-    };
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
-    let pull_with = |cfg: String| {
-        let out = work.path().join("out");
-        let _ = fs::remove_dir_all(&out);
-        std::process::Command::new(env!("CARGO_BIN_EXE_ocisync"))
-            .args(["pull", &r, "--insecure", "--no-progress", "--docker-config", &cfg, "--out"])
-            .arg(&out)
-            .env("PATH", &path)
-            .output()
-            .unwrap()
-    };
+    let config = |body: serde_json::Value| config_file(work.path(), body);
+    let env = [("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default()))];
+    let pull_with = |cfg: String| pull_with_config(&r, &cfg, &work.path().join("out"), &env);
 
     // credsStore alone: its (wrong) password is used, not anonymous access
     let o = pull_with(config(serde_json::json!({ "credsStore": "store" })));
@@ -224,9 +220,13 @@ async fn the_real_docker_credential_pass_holds_the_password() {
     let gnupg = work.path().join("gnupg");
     fs::create_dir(&gnupg).unwrap();
     fs::set_permissions(&gnupg, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let path = format!("{}:{}", producers().join("bin").display(), std::env::var("PATH").unwrap_or_default());
+    let vars = [
+        ("PATH", format!("{}:{}", producers().join("bin").display(), std::env::var("PATH").unwrap_or_default())),
+        ("GNUPGHOME", gnupg.display().to_string()),
+        ("PASSWORD_STORE_DIR", work.path().join("store").display().to_string()),
+    ];
     let env = |c: &mut std::process::Command| {
-        c.env("PATH", &path).env("GNUPGHOME", &gnupg).env("PASSWORD_STORE_DIR", work.path().join("store"));
+        c.envs(vars.iter().map(|(k, v)| (*k, v)));
     };
     let mut keygen = std::process::Command::new("gpg");
     keygen.args(["--batch", "--pinentry-mode", "loopback", "--passphrase", "", "--quick-gen-key", "ocisync-test"]);
@@ -249,17 +249,8 @@ async fn the_real_docker_credential_pass_holds_the_password() {
     std::io::Write::write_all(&mut child.stdin.take().unwrap(), entry.to_string().as_bytes()).unwrap();
     assert!(child.wait().unwrap().success());
 
-    let cfg = work.path().join("config.json");
-    fs::write(&cfg, r#"{"auths":{},"credsStore":"pass"}"#).unwrap();
-    let pull_from = |reference: &str| {
-        let out = work.path().join("out");
-        let _ = fs::remove_dir_all(&out);
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ocisync"));
-        c.args(["pull", reference, "--insecure", "--no-progress", "--docker-config", cfg.to_str().unwrap(), "--out"])
-            .arg(&out);
-        env(&mut c);
-        c.output().unwrap()
-    };
+    let cfg = config_file(work.path(), serde_json::json!({"auths": {}, "credsStore": "pass"}));
+    let pull_from = |reference: &str| pull_with_config(reference, &cfg, &work.path().join("out"), &vars);
     let o = pull_from(&r);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(fs::read(work.path().join("out/f.txt")).unwrap(), b"private");

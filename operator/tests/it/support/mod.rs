@@ -298,3 +298,17 @@ pub fn producers() -> &'static Path {
         prefix
     })
 }
+
+/// `dir/docker-credential-NAME`: a script speaking the credential helper
+/// protocol (`get`, the server on stdin) that answers `user`/`password` and
+/// appends "ACTION SERVER" to `log` at each call.
+pub fn credential_helper(dir: &Path, name: &str, (user, password): (&str, &str), log: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let script = format!(
+        "#!/bin/sh\nread s\necho \"$1 $s\" >> {}\necho '{{\"Username\":\"{user}\",\"Secret\":\"{password}\"}}'\n",
+        log.display()
+    );
+    let p = dir.join(format!("docker-credential-{name}"));
+    std::fs::write(&p, script).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
