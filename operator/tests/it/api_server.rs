@@ -84,25 +84,17 @@ async fn the_operator_can_do_exactly_what_the_readme_says() {
     let cp = ControlPlane::shared();
     let client = cp.admin().await;
     cp.namespace(&client, "rbac-elsewhere").await;
-    let everywhere = [
-        "artifacts.ocisync.dev [] get list watch",
-        "artifacts.ocisync.dev/status [] get patch update",
-        "clusterartifactpolicies.ocisync.dev [] get list watch",
-        "namespaces [] get list watch",
-        "configmaps [] create get list patch update watch",
-        "secrets [] get list watch",
-        "serviceaccounts [] get list watch",
-        "events.events.k8s.io [] create patch",
-        // every authenticated user may ask what it may do
-        "selfsubjectaccessreviews.authorization.k8s.io [] create",
-        "selfsubjectrulesreviews.authorization.k8s.io [] create",
-    ];
     for (namespace, lease) in [("ocisync-system", true), ("rbac-elsewhere", false)] {
         let got = crate::support::cluster::permissions(cp, crate::support::cluster::OPERATOR_USER, namespace);
-        let mut want: Vec<String> = everywhere.iter().map(|s| s.to_string()).collect();
-        if lease {
-            want.push("leases.coordination.k8s.io [] create get list patch update watch".into());
-        }
+        let mut want: Vec<String> = include_str!("../../../e2e/operator-permissions.txt")
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .filter_map(|l| match l.strip_prefix("release-namespace: ") {
+                Some(row) => lease.then_some(row),
+                None => Some(l),
+            })
+            .map(str::to_string)
+            .collect();
         want.sort();
         assert_eq!(got, want, "in {namespace}");
     }
