@@ -210,7 +210,7 @@ async fn credentials(
     match opts.docker_config.as_ref().map(|c| c.source_for(registry)) {
         None => Ok(Credentials::Anonymous),
         Some(Source::Stored(c)) => Ok(c),
-        Some(Source::Helper { name, server }) => tokio::task::spawn_blocking(move || helper::get(&name, &server))
+        Some(Source::Helper { name, server }) => tokio::task::spawn_blocking(move || helper::get(&name, &server).map(helper::Stored::into_credentials))
             .await
             .map_err(|e| AgentError::Credentials(e.to_string()))?
             .map_err(|e| AgentError::Credentials(e.to_string())),

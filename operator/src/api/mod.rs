@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 
+pub(crate) mod duration;
 mod keyless;
 mod policy;
 pub use keyless::*;

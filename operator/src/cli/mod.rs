@@ -549,7 +549,7 @@ fn credentials(registry: &str, explicit: Option<&Path>) -> Result<Credentials, S
     match cfg.source_for(registry) {
         Source::Stored(c) => Ok(c),
         // `credHelpers` or `credsStore`, as `docker login` left them.
-        Source::Helper { name, server } => crate::oci::helper::get(&name, &server).map_err(|e| e.to_string()),
+        Source::Helper { name, server } => crate::oci::helper::get(&name, &server).map(crate::oci::helper::Stored::into_credentials).map_err(|e| e.to_string()),
     }
 }
 

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::api::ArtifactSpec;
+pub(crate) use crate::api::duration::parse as parse_duration;
 use crate::oci::{Digest, Platform, Reference};
 use crate::publish::{Target, configmap, volume};
 use crate::resolve::Version;
@@ -225,32 +226,6 @@ fn label_value(v: &str) -> Result<(), String> {
     } else {
         Err("at most 63 letters, digits, `-`, `_` and `.`, starting and ending alphanumeric".into())
     }
-}
-
-/// Go's duration syntax, the one Kubernetes users write: `1h30m`, `90s`,
-/// `500ms`.
-pub(crate) fn parse_duration(s: &str) -> Option<Duration> {
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = Duration::ZERO;
-    while !rest.is_empty() {
-        let n_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let n: f64 = rest[..n_end].parse().ok()?;
-        rest = &rest[n_end..];
-        let u_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let unit = match &rest[..u_end] {
-            "ms" => 0.001,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[u_end..];
-        total = total.checked_add(Duration::try_from_secs_f64(n * unit).ok()?)?;
-    }
-    Some(total)
 }
 
 /// The interval, stretched by up to 10 % so that Artifacts created together

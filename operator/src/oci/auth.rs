@@ -16,6 +16,9 @@ pub(crate) enum Credentials {
         username: String,
         password: String,
     },
+    /// An OAuth2 refresh token (`identitytoken` in a docker config, or a
+    /// helper's `<token>` user), exchanged at the registry's token realm.
+    IdentityToken(String),
 }
 
 // Never print a password, not even in debug logs.
@@ -24,6 +27,7 @@ impl fmt::Debug for Credentials {
         match self {
             Credentials::Anonymous => f.write_str("Anonymous"),
             Credentials::Basic { username, .. } => write!(f, "Basic({username}, ***)"),
+            Credentials::IdentityToken(_) => f.write_str("IdentityToken(***)"),
         }
     }
 }
@@ -69,6 +73,7 @@ struct RawConfig {
 #[derive(Deserialize)]
 struct RawEntry {
     auth: Option<String>,
+    identitytoken: Option<String>,
     username: Option<String>,
     password: Option<String>,
 }
@@ -91,6 +96,11 @@ impl DockerConfig {
         for (key, entry) in raw.auths {
             let bad = |reason: &str| ConfigError::Entry { registry: key.clone(), reason: reason.to_string() };
             let creds = match (entry.auth.filter(|a| !a.is_empty()), entry.username, entry.password) {
+                // `docker login` to a registry with OAuth writes the refresh
+                // token beside a `<token>` auth; the token is what works.
+                _ if entry.identitytoken.as_ref().is_some_and(|t| !t.is_empty()) => {
+                    Credentials::IdentityToken(entry.identitytoken.unwrap_or_default())
+                }
                 (Some(auth), _, _) => {
                     let decoded = STANDARD.decode(auth.trim()).map_err(|_| bad("`auth` is not base64"))?;
                     let text = String::from_utf8(decoded).map_err(|_| bad("`auth` is not UTF-8"))?;
@@ -98,8 +108,7 @@ impl DockerConfig {
                     Credentials::Basic { username: u.to_string(), password: p.to_string() }
                 }
                 (None, Some(username), Some(password)) => Credentials::Basic { username, password },
-                // identity tokens and credential helpers need a helper binary
-                // or an OAuth exchange; an entry with neither is ignored as docker does.
+                // an entry with neither is ignored as docker does
                 _ => continue,
             };
             auths.insert(normalise_host(&key), creds);
@@ -249,7 +258,8 @@ mod tests {
         assert_eq!(cfg.credentials_for("127.0.0.1:5000"), basic("u", "p:with:colons"));
         assert_eq!(cfg.credentials_for("127.0.0.1:5001"), Credentials::Anonymous, "port is part of the host");
         assert_eq!(cfg.credentials_for("GHCR.io"), basic("gh", "token"));
-        assert_eq!(cfg.credentials_for("helper.io"), Credentials::Anonymous);
+        assert_eq!(cfg.credentials_for("helper.io"), Credentials::IdentityToken("x".into()));
+        assert_eq!(format!("{:?}", Credentials::IdentityToken("hunter2".into())), "IdentityToken(***)");
         assert_eq!(cfg.credentials_for("x.io"), Credentials::Anonymous, "a Secret's credHelpers never run");
         assert_eq!(format!("{:?}", basic("u", "hunter2")), "Basic(u, ***)");
     }

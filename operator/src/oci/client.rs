@@ -403,18 +403,36 @@ impl RegistryClient {
             access_token: Option<String>,
             expires_in: Option<u64>,
         }
-        let mut query = vec![("scope", scope)];
-        if let Some(s) = service {
-            query.push(("service", s));
-        }
-        let mut req = self.http.get(realm).query(&query);
-        if let Credentials::Basic { username, password } = &self.credentials {
-            req = req.header(header::AUTHORIZATION, basic_header(username, password));
-        }
-        let res = req.send().await.map_err(|e| RegistryError::unreachable(realm, &e))?;
-        if let Some(o) = &self.observer {
-            o.0.request("GET", RequestKind::Token, Some(res.status().as_u16()));
-        }
+        let res = match &self.credentials {
+            // An identity token is an OAuth2 refresh token: exchanged with a
+            // POST as the docker CLI does; a GET would not carry it.
+            Credentials::IdentityToken(refresh) => {
+                self.oauth_token(realm, service, scope, &[("grant_type", "refresh_token"), ("refresh_token", refresh)])
+                    .await?
+            }
+            creds => {
+                let mut query = vec![("scope", scope)];
+                if let Some(s) = service {
+                    query.push(("service", s));
+                }
+                let mut req = self.http.get(realm).query(&query);
+                if let Credentials::Basic { username, password } = creds {
+                    req = req.header(header::AUTHORIZATION, basic_header(username, password));
+                }
+                let res = req.send().await.map_err(|e| RegistryError::unreachable(realm, &e))?;
+                if let Some(o) = &self.observer {
+                    o.0.request("GET", RequestKind::Token, Some(res.status().as_u16()));
+                }
+                match (creds, res.status()) {
+                    // A realm that only speaks OAuth2 (no GET): the password grant.
+                    (Credentials::Basic { username, password }, StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED) => {
+                        let form = [("grant_type", "password"), ("username", username), ("password", password)];
+                        self.oauth_token(realm, service, scope, &form).await?
+                    }
+                    _ => res,
+                }
+            }
+        };
         if matches!(res.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
             return Err(RegistryError::Unauthorized {
                 registry: self.registry.clone(),
@@ -442,11 +460,32 @@ impl RegistryClient {
         Ok((token, Duration::from_secs(t.expires_in.unwrap_or(60).clamp(10, MAX_TOKEN_SECS))))
     }
 
+    /// A POST to the token realm (the distribution spec's OAuth2 form).
+    async fn oauth_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+        grant: &[(&str, &str)],
+    ) -> Result<Response, RegistryError> {
+        let mut form: Vec<(&str, &str)> = grant.to_vec();
+        form.extend([("scope", scope), ("client_id", "ocisync")]);
+        if let Some(s) = service {
+            form.push(("service", s));
+        }
+        let res = self.http.post(realm).form(&form).send().await.map_err(|e| RegistryError::unreachable(realm, &e))?;
+        if let Some(o) = &self.observer {
+            o.0.request("POST", RequestKind::Token, Some(res.status().as_u16()));
+        }
+        Ok(res)
+    }
+
     fn describe_credentials(&self) -> String {
         match &self.credentials {
             Credentials::Anonymous => "no credentials were given".into(),
             // The user name comes from a Secret: it stays out of messages.
             Credentials::Basic { .. } => "the credentials given were rejected".into(),
+            Credentials::IdentityToken(_) => "the identity token given was rejected".into(),
         }
     }
 }
