@@ -48,6 +48,8 @@ pub(crate) struct Options {
     pub(crate) timeout: Duration,
     /// Pull credentials when the Artifact names no Secret.
     pub(crate) docker_config: Option<DockerConfig>,
+    /// Kubelet credential provider plugins, when neither gives any.
+    pub(crate) providers: Option<std::sync::Arc<crate::oci::provider::Providers>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,7 +154,7 @@ async fn publish(
     let Target::Volume(target) = &plan.target else { return Err(AgentError::Spec("not a volume".into())) };
     let digest = crate::oci::Digest::parse(digest).map_err(|e| AgentError::Spec(e.to_string()))?;
     let content = target.content(&digest.to_string());
-    let credentials = credentials(client, opts, artifact, &plan.repository.registry).await?;
+    let credentials = credentials(client, opts, artifact, &plan.repository).await?;
     let transport = TransportOptions { insecure: plan.insecure, ..TransportOptions::default() };
     let registry = RegistryClient::new(&plan.repository.registry, credentials, &transport)
         .map_err(|e| AgentError::Credentials(e.to_string()))?;
@@ -161,7 +163,7 @@ async fn publish(
     // --mirror rules are the operator's; the agent has only the spec)
     let mut mirrors = Vec::with_capacity(plan.mirrors.len());
     for (at, insecure) in &plan.mirrors {
-        let access = self::credentials(client, opts, artifact, &at.registry).await?;
+        let access = self::credentials(client, opts, artifact, at).await?;
         let mirror = crate::fetch::sources::Mirror::connect(at, access, *insecure)
             .map_err(|e| AgentError::Credentials(e.to_string()))?;
         mirrors.push(Arc::new(mirror));
@@ -188,13 +190,14 @@ async fn publish(
 }
 
 /// The Artifact's `secretRef` (read in its namespace), else the agent's
-/// own docker config, else anonymous.
+/// own docker config, else its credential provider plugins, else anonymous.
 async fn credentials(
     client: &kube::Client,
     opts: &Options,
     artifact: &Artifact,
-    registry: &str,
+    at: &crate::oci::Reference,
 ) -> Result<Credentials, AgentError> {
+    let registry = at.registry.as_str();
     if let Some(r) = &artifact.spec.secret_ref {
         let api: Api<Secret> = Api::namespaced(client.clone(), &opts.namespace);
         let secret = api.get(&r.name).await.map_err(|e| AgentError::Credentials(format!("Secret {}: {e}", r.name)))?;
@@ -207,13 +210,41 @@ async fn credentials(
     }
     // `--docker-config` is the pod owner's own file, so its credential
     // helpers may run; a Secret's never do (above: `credentials_for`).
-    match opts.docker_config.as_ref().map(|c| c.source_for(registry)) {
-        None => Ok(Credentials::Anonymous),
-        Some(Source::Stored(c)) => Ok(c),
-        Some(Source::Helper { name, server }) => tokio::task::spawn_blocking(move || helper::get(&name, &server).map(helper::Stored::into_credentials))
-            .await
-            .map_err(|e| AgentError::Credentials(e.to_string()))?
-            .map_err(|e| AgentError::Credentials(e.to_string())),
+    let from_config = match opts.docker_config.as_ref().map(|c| c.source_for(registry)) {
+        None => Credentials::Anonymous,
+        Some(Source::Stored(c)) => c,
+        Some(Source::Helper { name, server }) => {
+            tokio::task::spawn_blocking(move || helper::get(&name, &server).map(helper::Stored::into_credentials))
+                .await
+                .map_err(|e| AgentError::Credentials(e.to_string()))?
+                .map_err(|e| AgentError::Credentials(e.to_string()))?
+        }
+    };
+    match (&opts.providers, from_config) {
+        (Some(providers), Credentials::Anonymous) => {
+            let image = format!("{}/{}", at.registry, at.repository);
+            let account = match (&artifact.spec.service_account_name, providers.wants_account(&image)) {
+                (Some(sa), true) => {
+                    let api: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+                        Api::namespaced(client.clone(), &opts.namespace);
+                    let a =
+                        api.get(sa).await.map_err(|e| AgentError::Credentials(format!("ServiceAccount {sa}: {e}")))?;
+                    Some(crate::oci::provider::Account {
+                        namespace: opts.namespace.clone(),
+                        name: sa.clone(),
+                        uid: a.metadata.uid.unwrap_or_default(),
+                        annotations: a.metadata.annotations.unwrap_or_default(),
+                    })
+                }
+                _ => None,
+            };
+            let tokens = crate::controller::credentials::TokenRequests(client.clone());
+            providers
+                .credentials(&image, account.as_ref(), &tokens)
+                .await
+                .map_err(|e| AgentError::Credentials(e.to_string()))
+        }
+        (_, c) => Ok(c),
     }
 }
 

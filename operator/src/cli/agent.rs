@@ -39,6 +39,8 @@ pub(super) struct AgentArgs {
     docker_config: Option<PathBuf>,
     #[command(flatten)]
     volume: volume::VolumeArgs,
+    #[command(flatten)]
+    providers: super::ProviderArgs,
     /// After each change, run this program (after `--`), with
     /// OCISYNC_DIGEST, OCISYNC_REVISION and OCISYNC_DIR set.
     #[arg(last = true, value_name = "COMMAND")]
@@ -66,6 +68,10 @@ pub(super) async fn run(args: AgentArgs) -> ExitCode {
             Err(e) => return usage(&format!("--docker-config {}: {e}", p.display())),
         },
     };
+    let providers = match args.providers.load() {
+        Ok(p) => p,
+        Err(e) => return usage(&e),
+    };
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
         Err(e) => return usage(&format!("no Kubernetes client: {e}")),
@@ -78,6 +84,7 @@ pub(super) async fn run(args: AgentArgs) -> ExitCode {
         hooks: Hooks { exec: args.on_change_exec, url: args.on_change_url },
         listen,
         timeout: args.timeout,
+        providers,
         docker_config,
     };
     match agent::run(client, opts).await {

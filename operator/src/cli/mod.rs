@@ -166,6 +166,32 @@ struct OperatorArgs {
     /// The --mirror registries speak plain HTTP.
     #[arg(long)]
     mirror_insecure: bool,
+    #[command(flatten)]
+    providers: ProviderArgs,
+}
+
+/// The kubelet's flags for credential provider plugins, with its file format.
+#[derive(Args, Debug)]
+pub(crate) struct ProviderArgs {
+    /// A `CredentialProviderConfig` (kubelet.config.k8s.io/v1, as the
+    /// kubelet's flag of this name takes): plugins that give registry
+    /// credentials to Artifacts that have none from a pull secret.
+    #[arg(long, value_name = "FILE", requires = "image_credential_provider_bin_dir")]
+    image_credential_provider_config: Option<PathBuf>,
+    /// The directory holding the plugins the config names.
+    #[arg(long, value_name = "DIR", requires = "image_credential_provider_config")]
+    image_credential_provider_bin_dir: Option<PathBuf>,
+}
+
+impl ProviderArgs {
+    pub(crate) fn load(&self) -> Result<Option<std::sync::Arc<crate::oci::provider::Providers>>, String> {
+        match (&self.image_credential_provider_config, &self.image_credential_provider_bin_dir) {
+            (Some(config), Some(dir)) => crate::oci::provider::Providers::load(config, dir)
+                .map(|p| Some(std::sync::Arc::new(p)))
+                .map_err(|e| e.to_string()),
+            _ => Ok(None),
+        }
+    }
 }
 
 /// An optional listen address: `0` (or `off`) for none.
@@ -459,9 +485,14 @@ async fn operator(args: OperatorArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return usage(&format!("--mirror {e}")),
     };
+    let providers = match args.providers.load() {
+        Ok(p) => p,
+        Err(e) => return usage(&e),
+    };
     let opts = crate::controller::Options {
         webhook,
         mirrors,
+        providers,
         work_dir: args.work_dir,
         volumes: args.volume_root.map(|dir| crate::publish::volume::target::Root {
             dir,
@@ -549,7 +580,9 @@ fn credentials(registry: &str, explicit: Option<&Path>) -> Result<Credentials, S
     match cfg.source_for(registry) {
         Source::Stored(c) => Ok(c),
         // `credHelpers` or `credsStore`, as `docker login` left them.
-        Source::Helper { name, server } => crate::oci::helper::get(&name, &server).map(crate::oci::helper::Stored::into_credentials).map_err(|e| e.to_string()),
+        Source::Helper { name, server } => crate::oci::helper::get(&name, &server)
+            .map(crate::oci::helper::Stored::into_credentials)
+            .map_err(|e| e.to_string()),
     }
 }
 

@@ -1,26 +1,39 @@
-//! Registry access for one Artifact: credentials from its `secretRef` or
-//! its ServiceAccount's `imagePullSecrets`, CA and client certificate from
-//! `certSecretRef`. Secrets are read only in the Artifact's own namespace.
+//! Registry access for one Artifact: credentials from its `secretRef`, its
+//! ServiceAccount's `imagePullSecrets`, else the kubelet credential provider
+//! plugins the operator was given (`--image-credential-provider-config`),
+//! in that order, the kubelet's (pull secrets before the node's providers);
+//! CA and client certificate from `certSecretRef`. Secrets are read only in
+//! the Artifact's own namespace, and a plugin's service-account token is
+//! minted only for the Artifact's own `spec.serviceAccountName`.
+//!
+//! Every credential source is here; trust roots (`roots`) read their
+//! Secrets through it, never the other way round.
 //!
 //! Unchanged reconciles read nothing from the API server: ServiceAccounts
 //! come from a watch, and a Secret is read once and then served from a
 //! cache for as long as the metadata watch shows the same resourceVersion.
 
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::Api;
+use kube::api::PostParams;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::api::ArtifactSpec;
-use crate::oci::{Credentials, DockerConfig};
+use crate::oci::provider::{Account, ProviderError, Providers, TOKEN_SECONDS, Tokens};
+use crate::oci::{Credentials, DockerConfig, Reference};
 
 /// Secrets whose content is cached; past this the cache starts over.
 const MAX_CACHED: usize = 4096;
+/// The key a trusted root is read from, as cosign and Flux name it.
+pub(crate) const TRUSTED_ROOT_KEY: &str = "trusted_root.json";
 /// The only fields ocisync reads from a Secret, besides public keys (`*.pub`).
-const FIELDS: [&str; 5] = [".dockerconfigjson", "ca.crt", "tls.crt", "tls.key", super::roots::TRUSTED_ROOT_KEY];
+const FIELDS: [&str; 5] = [".dockerconfigjson", "ca.crt", "tls.crt", "tls.key", TRUSTED_ROOT_KEY];
 
 fn wanted(field: &str) -> bool {
     FIELDS.contains(&field) || field.ends_with(".pub")
@@ -41,6 +54,8 @@ pub(crate) enum AccessError {
     BadSecret { namespace: String, name: String, reason: String },
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
 }
 
 type Fields = Arc<BTreeMap<String, Vec<u8>>>;
@@ -51,6 +66,7 @@ pub(crate) struct CredentialSource {
     accounts: Store<ServiceAccount>,
     /// (namespace, name) → (resourceVersion, the fields ocisync reads).
     cache: Mutex<HashMap<(String, String), (String, Fields)>>,
+    providers: Option<Arc<Providers>>,
 }
 
 impl CredentialSource {
@@ -58,16 +74,18 @@ impl CredentialSource {
         client: kube::Client,
         secrets: Store<PartialObjectMeta<Secret>>,
         accounts: Store<ServiceAccount>,
+        providers: Option<Arc<Providers>>,
     ) -> Self {
-        CredentialSource { client, secrets, accounts, cache: Mutex::default() }
+        CredentialSource { client, secrets, accounts, cache: Mutex::default(), providers }
     }
 
     pub(crate) async fn load(
         &self,
         namespace: &str,
         spec: &ArtifactSpec,
-        registry: &str,
+        at: &Reference,
     ) -> Result<Access, AccessError> {
+        let registry = at.registry.as_str();
         let mut access = Access::default();
         let mut pull_secrets = Vec::new();
         if let Some(r) = &spec.secret_ref {
@@ -93,6 +111,22 @@ impl CredentialSource {
                 access.credentials = creds;
                 break;
             }
+        }
+        if access.credentials == Credentials::Anonymous
+            && let Some(providers) = &self.providers
+        {
+            let image = format!("{}/{}", at.registry, at.repository);
+            let account = match (&spec.service_account_name, providers.wants_account(&image)) {
+                (Some(sa), true) => self.accounts.get(&ObjectRef::new(sa).within(namespace)).map(|a| Account {
+                    namespace: namespace.into(),
+                    name: sa.clone(),
+                    uid: a.metadata.uid.clone().unwrap_or_default(),
+                    annotations: a.metadata.annotations.clone().unwrap_or_default(),
+                }),
+                _ => None,
+            };
+            let tokens = TokenRequests(self.client.clone());
+            access.credentials = providers.credentials(&image, account.as_ref(), &tokens).await?;
         }
         if let Some(r) = &spec.cert_secret_ref {
             let fields = self.secret(namespace, &r.name).await?;
@@ -147,5 +181,36 @@ impl CredentialSource {
     /// Forget a deleted Secret's content.
     pub(crate) fn forget(&self, namespace: &str, name: &str) {
         self.cache.lock().expect("secret cache poisoned").remove(&(namespace.to_string(), name.to_string()));
+    }
+}
+
+/// Service-account tokens from the API server's TokenRequest: the
+/// plugin's audience, the shortest lifetime the API server allows, bound
+/// to nothing (there is no pod; the kubelet binds its tokens to one).
+pub(crate) struct TokenRequests(pub(crate) kube::Client);
+
+impl Tokens for TokenRequests {
+    fn token(&self, account: &Account, audience: &str) -> impl Future<Output = Result<String, String>> + Send {
+        let api: Api<ServiceAccount> = Api::namespaced(self.0.clone(), &account.namespace);
+        let request = TokenRequest {
+            spec: TokenRequestSpec {
+                audiences: vec![audience.to_string()],
+                expiration_seconds: Some(TOKEN_SECONDS),
+                bound_object_ref: None,
+            },
+            ..Default::default()
+        };
+        let name = account.name.clone();
+        async move {
+            let answer = api.create_token_request(&name, &PostParams::default(), &request).await;
+            // The API error says what was refused (RBAC, a missing
+            // account), never a token.
+            let answer = answer.map_err(|e| e.to_string())?;
+            answer
+                .status
+                .map(|s| s.token)
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| "the TokenRequest gave no token".into())
+        }
     }
 }

@@ -177,6 +177,8 @@ pub(crate) struct Options {
     pub(crate) mirrors: Vec<crate::fetch::sources::MirrorRule>,
     /// Serve `POST /v1/notify` here, guarded by this bearer token.
     pub(crate) webhook: Option<(std::net::SocketAddr, Vec<u8>)>,
+    /// Kubelet credential provider plugins, for Artifacts without a pull secret.
+    pub(crate) providers: Option<Arc<crate::oci::provider::Providers>>,
 }
 
 fn error_policy(artifact: Arc<Artifact>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -314,7 +316,7 @@ async fn run_controller(
     let ctx = Arc::new(Context {
         client: client.clone(),
         registries: registries::Registries::observed(crate::oci::client::Observer(metrics.clone())),
-        credentials: CredentialSource::new(client.clone(), secrets.clone(), accounts.clone()),
+        credentials: CredentialSource::new(client.clone(), secrets.clone(), accounts.clone(), opts.providers.clone()),
         trust: trust::TrustSource {
             policies: policies.clone(),
             namespaces: namespaces.clone(),
@@ -415,10 +417,11 @@ async fn run_controller(
         },
     ));
     let store = artifacts.clone();
+    let plugin_keys = opts.providers.as_ref().map(|p| p.annotation_keys()).unwrap_or_default();
     let account_events: Requests = Box::pin(controller::trigger_with(
         opts.scope
             .watch(&client, watcher::Config::default(), accounts.clone())
-            .modify(slim::account)
+            .modify(move |sa| slim::account(sa, &plugin_keys))
             .reflect(account_writer)
             .touched_objects(),
         move |sa| {

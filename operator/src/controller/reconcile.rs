@@ -161,7 +161,7 @@ async fn sync(
     let registry = &plan.repository.registry;
     let access = ctx
         .credentials
-        .load(&namespace, &artifact.spec, registry)
+        .load(&namespace, &artifact.spec, &plan.repository)
         .await
         .map_err(|e| Failure::new(Step::Resolve, &e))?;
     let handle =
@@ -290,8 +290,7 @@ async fn mirrors(
     };
     let mut out = Vec::with_capacity(wanted.len());
     for (at, insecure) in wanted {
-        let access =
-            ctx.credentials.load(namespace, spec, &at.registry).await.map_err(|e| Failure::new(Step::Fetch, &e))?;
+        let access = ctx.credentials.load(namespace, spec, &at).await.map_err(|e| Failure::new(Step::Fetch, &e))?;
         let handle =
             ctx.registries.mirror(&at.registry, &access, insecure).map_err(|e| Failure::new(Step::Fetch, &e))?;
         out.push(Arc::new(Mirror::new(handle.client, &at)));

@@ -15,13 +15,11 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use sha2::{Digest as _, Sha256};
 
-use super::credentials::{AccessError, CredentialSource};
+use super::credentials::{AccessError, CredentialSource, TRUSTED_ROOT_KEY};
 use crate::api::Identity;
 use crate::verify::keyless::Rules;
 use crate::verify::{Trust, VerifyError};
 
-/// The key a trusted root is read from, as cosign and Flux name it.
-pub(crate) const TRUSTED_ROOT_KEY: &str = "trusted_root.json";
 const CONFIG_MAP_TTL: Duration = Duration::from_secs(300);
 /// Parsed roots and compiled rule sets kept; past this a cache starts over.
 const MAX_ROOTS: usize = 64;

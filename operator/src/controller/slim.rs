@@ -60,9 +60,13 @@ pub(crate) fn secret(s: &mut PartialObjectMeta<Secret>) {
     cut(&mut s.metadata, Keep { annotations: &[], labels: false, owners: false });
 }
 
-/// A ServiceAccount: its pull secrets.
-pub(crate) fn account(sa: &mut ServiceAccount) {
+/// A ServiceAccount: its pull secrets, and the annotations credential
+/// provider plugins are told of (`tokenAttributes`' keys).
+pub(crate) fn account(sa: &mut ServiceAccount, plugin_keys: &[String]) {
+    let told: Option<BTreeMap<String, String>> =
+        sa.metadata.annotations.take().map(|a| a.into_iter().filter(|(k, _)| plugin_keys.contains(k)).collect());
     cut(&mut sa.metadata, Keep { annotations: &[], labels: false, owners: false });
+    sa.metadata.annotations = told.filter(|a| !a.is_empty());
     sa.secrets = None;
 }
 
@@ -140,9 +144,12 @@ mod tests {
             "metadata": meta(), "imagePullSecrets": [{"name": "pull"}], "secrets": [{"name": "token"}],
         }))
         .unwrap();
-        account(&mut sa);
+        let mut told = sa.clone();
+        account(&mut sa, &[]);
         assert_eq!(sa.image_pull_secrets.as_ref().map(Vec::len), Some(1));
         assert!(sa.secrets.is_none() && sa.annotations().is_empty());
+        account(&mut told, &[DIGEST_ANNOTATION.to_string()]);
+        assert_eq!(told.annotations().keys().collect::<Vec<_>>(), [DIGEST_ANNOTATION], "a plugin's key stays");
 
         let mut ns: PartialObjectMeta<Namespace> =
             serde_json::from_value(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": meta()})).unwrap();

@@ -425,7 +425,10 @@ impl RegistryClient {
                 }
                 match (creds, res.status()) {
                     // A realm that only speaks OAuth2 (no GET): the password grant.
-                    (Credentials::Basic { username, password }, StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED) => {
+                    (
+                        Credentials::Basic { username, password },
+                        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED,
+                    ) => {
                         let form = [("grant_type", "password"), ("username", username), ("password", password)];
                         self.oauth_token(realm, service, scope, &form).await?
                     }

@@ -119,10 +119,7 @@ mod tests {
         // it reads the server from stdin and answers for it
         let echo = r#"read s; printf '{"ServerURL":"%s","Username":"u-%s","Secret":"hunter2"}' "$s" "$s""#;
         assert_eq!(helper(echo, ok).unwrap(), basic("u-r.io", "hunter2"));
-        assert_eq!(
-            helper("echo 'credentials not found in native keychain'; exit 1", ok).unwrap(),
-            Stored::None
-        );
+        assert_eq!(helper("echo 'credentials not found in native keychain'; exit 1", ok).unwrap(), Stored::None);
         assert_eq!(helper(r#"echo '{"Username":"u","Secret":""}'"#, ok).unwrap(), Stored::None);
         let token = helper(r#"echo '{"Username":"<token>","Secret":"hunter2"}'"#, ok).unwrap();
         assert_eq!(token, Stored::IdentityToken("hunter2".into()));
@@ -140,11 +137,17 @@ mod tests {
         }
         let t = Instant::now();
         let e = helper("sleep 30", Duration::from_millis(300)).unwrap_err();
-        assert!(matches!(e, HelperError::Exec(_, ExecError::Timeout(_))) && t.elapsed() < Duration::from_secs(5), "{e}");
+        assert!(
+            matches!(e, HelperError::Exec(_, ExecError::Timeout(_))) && t.elapsed() < Duration::from_secs(5),
+            "{e}"
+        );
         // a child left holding stdout cannot hold us past the deadline either
         let t = Instant::now();
         let e = helper("(sleep 30 &) ; echo '{}'", Duration::from_millis(300)).unwrap_err();
-        assert!(matches!(e, HelperError::Exec(_, ExecError::Timeout(_))) && t.elapsed() < Duration::from_secs(5), "{e}");
+        assert!(
+            matches!(e, HelperError::Exec(_, ExecError::Timeout(_))) && t.elapsed() < Duration::from_secs(5),
+            "{e}"
+        );
         let e = get("ocisync-test-no-such-helper", "r.io").unwrap_err();
         assert!(matches!(e, HelperError::Missing(_)), "{e}");
     }

@@ -165,7 +165,6 @@ pub(crate) struct Providers {
     providers: Vec<Provider>,
     bin_dir: PathBuf,
     cache: Mutex<HashMap<String, Answer>>,
-    runs: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Deserialize)]
@@ -249,9 +248,13 @@ impl Providers {
 
     pub(crate) fn parse(text: &str, bin_dir: &Path) -> Result<Providers, String> {
         // YAML, of which JSON is a part: the kubelet reads either.
-        let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| format!("not a CredentialProviderConfig: {e}"))?;
+        let raw: RawConfig =
+            serde_saphyr::from_str(text).map_err(|e| format!("not a CredentialProviderConfig: {e}"))?;
         if raw.kind != "CredentialProviderConfig" || !raw.api_version.starts_with("kubelet.config.k8s.io/") {
-            return Err(format!("want kind CredentialProviderConfig, apiVersion kubelet.config.k8s.io/v1, not {} {}", raw.kind, raw.api_version));
+            return Err(format!(
+                "want kind CredentialProviderConfig, apiVersion kubelet.config.k8s.io/v1, not {} {}",
+                raw.kind, raw.api_version
+            ));
         }
         if raw.providers.is_empty() || raw.providers.len() > MAX_PROVIDERS {
             return Err(format!("want 1 to {MAX_PROVIDERS} providers"));
@@ -274,9 +277,11 @@ impl Providers {
             if p.match_images.is_empty() {
                 return Err(at("matchImages is required".into()));
             }
-            let match_images = p.match_images.iter().map(|m| Pattern::parse(m)).collect::<Result<Vec<_>, _>>().map_err(at)?;
+            let match_images =
+                p.match_images.iter().map(|m| Pattern::parse(m)).collect::<Result<Vec<_>, _>>().map_err(at)?;
             let default_cache = match p.default_cache_duration.as_deref() {
-                Some(d) => crate::api::duration::parse(d).ok_or_else(|| at(format!("defaultCacheDuration {d:?} is not a duration")))?,
+                Some(d) => crate::api::duration::parse(d)
+                    .ok_or_else(|| at(format!("defaultCacheDuration {d:?} is not a duration")))?,
                 None => return Err(at("defaultCacheDuration is required".into())),
             };
             if !API_VERSIONS.contains(&p.api_version.as_str()) {
@@ -296,7 +301,7 @@ impl Providers {
                 token,
             });
         }
-        Ok(Providers { providers, bin_dir: bin_dir.to_path_buf(), cache: Mutex::default(), runs: Default::default() })
+        Ok(Providers { providers, bin_dir: bin_dir.to_path_buf(), cache: Mutex::default() })
     }
 
     /// Whether a provider for `image` wants the service account (so the
@@ -305,14 +310,10 @@ impl Providers {
         self.matching(image).any(|p| p.token.is_some())
     }
 
-    /// Whether any provider answers for `image`.
-    pub(crate) fn any_for(&self, image: &str) -> bool {
-        self.matching(image).next().is_some()
-    }
-
-    /// Plugin runs so far (for the tests and metrics).
-    pub(crate) fn runs(&self) -> u64 {
-        self.runs.load(std::sync::atomic::Ordering::Relaxed)
+    /// Every service-account annotation key a plugin may be told of.
+    pub(crate) fn annotation_keys(&self) -> Vec<String> {
+        let keys = self.providers.iter().filter_map(|p| p.token.as_ref());
+        keys.flat_map(|t| t.required_keys.iter().chain(&t.optional_keys).cloned()).collect()
     }
 
     fn matching(&self, image: &str) -> impl Iterator<Item = &Provider> {
@@ -404,12 +405,7 @@ impl Providers {
         cache.insert(key, answer);
     }
 
-    async fn run(
-        &self,
-        p: &Provider,
-        request: String,
-    ) -> Result<(KeyType, Duration, Vec<(Pattern, Credentials)>), ProviderError> {
-        self.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    async fn run(&self, p: &Provider, request: String) -> Result<Parsed, ProviderError> {
         let program = self.bin_dir.join(&p.name);
         let (args, env) = (p.args.clone(), p.env.clone());
         let out = tokio::task::spawn_blocking(move || {
@@ -435,6 +431,9 @@ impl Providers {
         parse_response(p, &out)
     }
 }
+
+/// An answer: where to cache it, how long, and its entries best first.
+type Parsed = (KeyType, Duration, Vec<(Pattern, Credentials)>);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum KeyType {
@@ -516,10 +515,7 @@ fn cache_keys(provider: &str, image: &str, who: &str) -> [String; 3] {
     ]
 }
 
-fn parse_response(
-    p: &Provider,
-    out: &[u8],
-) -> Result<(KeyType, Duration, Vec<(Pattern, Credentials)>), ProviderError> {
+fn parse_response(p: &Provider, out: &[u8]) -> Result<Parsed, ProviderError> {
     let garbage = |what| ProviderError::Garbage(p.name.clone(), what);
     if out.len() as u64 > MAX_OUTPUT {
         return Err(garbage("larger than 256 KiB"));
@@ -553,7 +549,7 @@ fn parse_response(
     }
     // The most specific key first: the kubelet's keyring order (reverse
     // lexical), which puts `a.b.io/x` before `a.b.io` and `*.b.io`.
-    auth.sort_by(|a, b| b.0.sort_key().cmp(&a.0.sort_key()));
+    auth.sort_by_key(|e| std::cmp::Reverse(e.0.sort_key()));
     Ok((kind, ttl.min(MAX_CACHE_DURATION), auth))
 }
 

@@ -56,7 +56,7 @@ fn configs_are_checked_as_the_kubelet_checks_them() {
     assert_eq!(p.providers.len(), 2);
     assert_eq!(p.providers[0].default_cache, Duration::from_secs(12 * 3600));
     assert!(p.wants_account("x.azurecr.io/app") && !p.wants_account("1.dkr.ecr.r.amazonaws.com/app"));
-    assert!(!p.any_for("ghcr.io/app"));
+    assert_eq!(p.matching("ghcr.io/app").count(), 0);
     for (from, to, want) in [
         ("name: ecr-credential-provider", "name: ../bin/sh", "one file name"),
         ("name: acr-credential-provider", "name: ecr-credential-provider", "named twice"),
@@ -74,7 +74,11 @@ fn configs_are_checked_as_the_kubelet_checks_them() {
             "v1beta1\n    tokenAttributes:",
             "tokenAttributes needs apiVersion credentialprovider.kubelet.k8s.io/v1",
         ),
-        ("apiVersion: credentialprovider.kubelet.k8s.io/v1\n    args", "apiVersion: v1\n    args", "want credentialprovider"),
+        (
+            "apiVersion: credentialprovider.kubelet.k8s.io/v1\n    args",
+            "apiVersion: v1\n    args",
+            "want credentialprovider",
+        ),
     ] {
         assert!(GOOD.contains(from), "{from}");
         let text = GOOD.replacen(from, to, 1);

@@ -232,6 +232,9 @@ impl From<&AccessError> for Reason {
             AccessError::NotFound { .. } => Reason::CredentialsUnavailable,
             AccessError::BadSecret { .. } => Reason::InvalidCredentials,
             AccessError::Kube(_) => Reason::ApiError,
+            // A plugin that fails may pass next time (a cloud hiccup, an
+            // annotation added): retried with backoff, never stalled.
+            AccessError::Provider(_) => Reason::CredentialsUnavailable,
         }
     }
 }

@@ -14,6 +14,7 @@ mod layers;
 mod leader;
 mod mirrors;
 mod namespaced;
+mod providers;
 mod pull;
 mod signatures;
 mod support;

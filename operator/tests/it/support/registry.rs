@@ -16,6 +16,11 @@ use axum::response::{IntoResponse, Response};
 
 use super::{Proc, free_port, push_files, run, tool};
 
+fn write_htpasswd(dir: &Path, users: &[(String, String)]) {
+    let lines: String = users.iter().map(|(u, p)| format!("{u}:{}\n", bcrypt::hash(p, 4).unwrap())).collect();
+    std::fs::write(dir.join("htpasswd"), lines).unwrap();
+}
+
 fn wait_for_port(port: u16, proc: &mut Proc) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -28,6 +33,8 @@ fn wait_for_port(port: u16, proc: &mut Proc) {
 #[derive(Default)]
 pub struct DistributionOptions {
     pub htpasswd: Option<(String, String)>,
+    /// More htpasswd users beside `htpasswd`'s.
+    pub users: Vec<(String, String)>,
     /// Serve HTTPS with this certificate and key.
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Send push notifications to this URL with this bearer token
@@ -51,9 +58,9 @@ impl Distribution {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut extra = String::new();
-        if let Some((user, pass)) = &opts.htpasswd {
-            let hash = bcrypt::hash(pass, 4).unwrap();
-            std::fs::write(dir.path().join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
+        let users: Vec<_> = opts.htpasswd.iter().chain(&opts.users).cloned().collect();
+        if !users.is_empty() {
+            write_htpasswd(dir.path(), &users);
             extra +=
                 &format!("auth:\n  htpasswd:\n    realm: test\n    path: {}\n", dir.path().join("htpasswd").display());
         }
@@ -94,6 +101,14 @@ impl Distribution {
 
     pub fn restart(&mut self) {
         self.proc = Some(Self::spawn(self.dir.path(), self.port));
+    }
+
+    /// Replace the htpasswd users (a password rotated) and restart, since
+    /// distribution 2.8 reads the file once.
+    pub fn set_users(&mut self, users: &[(String, String)]) {
+        write_htpasswd(self.dir.path(), users);
+        self.stop();
+        self.restart();
     }
 
     pub fn host(&self) -> String {
