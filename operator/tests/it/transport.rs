@@ -5,6 +5,7 @@ use std::fs;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use crate::support::registry::REFRESH_TOKEN;
 use crate::support::*;
 
 fn docker_config(dir: &std::path::Path, registry: &str, entry: serde_json::Value) -> String {
@@ -117,6 +118,54 @@ async fn bearer_tokens_are_fetched_with_basic_credentials() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(fs::read(out.join("f.txt")).unwrap(), b"behind a token");
     assert_eq!(reg.hooks.token_requests.load(Ordering::SeqCst) - tokens_before, 1, "one token serves the whole pull");
+}
+
+/// Identity tokens, as `docker login` to an OAuth registry leaves them (an
+/// `identitytoken` in config.json, or a helper answering the `<token>`
+/// user): exchanged with the OAuth2 `refresh_token` grant (a POST to the
+/// realm); a realm with no GET gets the `password` grant for a password.
+#[tokio::test(flavor = "multi_thread")]
+async fn identity_tokens_are_exchanged_at_the_token_realm() {
+    let (reg, r) = ferro_with_file("behind oauth").await;
+    reg.hooks.bearer.store(true, Ordering::SeqCst);
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let grants = || std::mem::take(&mut *reg.hooks.grants.lock().unwrap());
+    let stored = |token: &str| {
+        // `docker login` writes the `<token>` user beside it; the token is what counts
+        let auth = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "<token>:");
+        docker_config(work.path(), &reg.host(), serde_json::json!({ "auth": auth, "identitytoken": token }))
+    };
+    let o = pull(&r, &out, &["--docker-config", &stored(REFRESH_TOKEN)]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(fs::read(out.join("f.txt")).unwrap(), b"behind oauth");
+    assert_eq!(grants(), ["refresh_token"]);
+    let o = pull(&r, &out, &["--docker-config", &stored("revoked-hunter2")]).await;
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stderr(&o).contains("identity token given was rejected"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("hunter2"), "{}", stderr(&o));
+    assert_eq!(grants(), ["refresh_token"], "one exchange tried, refused");
+
+    // from a credential helper's `<token>` answer
+    let bin = work.path().join("bin");
+    fs::create_dir(&bin).unwrap();
+    credential_helper(&bin, "oauth", ("<token>", REFRESH_TOKEN), &work.path().join("oauth.log"));
+    let env = [("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default()))];
+    let cfg = config_file(work.path(), serde_json::json!({ "credHelpers": { reg.host(): "oauth" } }));
+    let o = pull_with_config(&r, &cfg, &out, &env);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(grants(), ["refresh_token"]);
+
+    // a realm that answers only POSTs: the password grant
+    reg.hooks.oauth_only.store(true, Ordering::SeqCst);
+    let password = docker_config(
+        work.path(),
+        &reg.host(),
+        serde_json::json!({ "username": BEARER_USER.0, "password": BEARER_USER.1 }),
+    );
+    let o = pull(&r, &out, &["--docker-config", &password]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(grants(), ["password"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -185,6 +185,10 @@ pub struct Hooks {
     /// handed out by /token for the right basic credentials.
     pub bearer: AtomicBool,
     pub token_requests: AtomicUsize,
+    /// The token server speaks only OAuth2 (POST): its GET is a 404.
+    pub oauth_only: AtomicBool,
+    /// The `grant_type` of each OAuth2 POST to /token.
+    pub grants: std::sync::Mutex<Vec<String>>,
     /// Answer manifest HEADs without `Docker-Content-Digest`, as some
     /// registries and proxies do.
     pub strip_digest: AtomicBool,
@@ -315,6 +319,8 @@ async fn break_blob(fault: u8, res: Response) -> Response {
 }
 
 pub const BEARER_USER: (&str, &str) = ("robot", "s3cret");
+/// The OAuth2 refresh token (a docker "identity token") /token accepts.
+pub const REFRESH_TOKEN: &str = "refresh-456";
 const TOKEN: &str = "tok-123";
 
 /// ferro-oci-server in this process, on 127.0.0.1.
@@ -335,7 +341,7 @@ impl Ferro {
         let addr = listener.local_addr().unwrap();
         let h = hooks.clone();
         let app = ferro_oci_server::router(state)
-            .route("/token", axum::routing::get(token))
+            .route("/token", axum::routing::get(token).post(oauth_token))
             .layer(axum::middleware::from_fn(move |req, next| hook(h.clone(), addr, req, next)));
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
@@ -382,6 +388,24 @@ async fn token(req: Request<Body>) -> Response {
     }
 }
 
+/// The distribution token spec's OAuth2 form: a refresh token, or a user
+/// and password, for a scope.
+async fn oauth_token(body: String) -> Response {
+    let form: std::collections::HashMap<String, String> =
+        body.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.into(), v.replace("%3A", ":"))).collect();
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
+    let ok = match field("grant_type") {
+        "refresh_token" => field("refresh_token") == REFRESH_TOKEN,
+        "password" => field("username") == BEARER_USER.0 && field("password") == BEARER_USER.1,
+        _ => false,
+    };
+    if ok && field("scope").starts_with("repository:") && !field("client_id").is_empty() {
+        axum::Json(serde_json::json!({ "access_token": TOKEN, "expires_in": 300 })).into_response()
+    } else {
+        StatusCode::UNAUTHORIZED.into_response()
+    }
+}
+
 async fn hook(hooks: Arc<Hooks>, addr: SocketAddr, req: Request<Body>, next: Next) -> Response {
     hooks.requests.fetch_add(1, Ordering::SeqCst);
     let path = req.uri().path().to_string();
@@ -394,6 +418,17 @@ async fn hook(hooks: Arc<Hooks>, addr: SocketAddr, req: Request<Body>, next: Nex
     }
     if path == "/token" {
         hooks.token_requests.fetch_add(1, Ordering::SeqCst);
+        if req.method() == axum::http::Method::POST {
+            let (parts, body) = req.into_parts();
+            let bytes = axum::body::to_bytes(body, 1 << 16).await.unwrap_or_default();
+            let text = String::from_utf8_lossy(&bytes).to_string();
+            let grant = text.split('&').find_map(|kv| kv.strip_prefix("grant_type=")).unwrap_or("").to_string();
+            hooks.grants.lock().unwrap().push(grant);
+            return next.run(Request::from_parts(parts, Body::from(bytes))).await;
+        }
+        if hooks.oauth_only.load(Ordering::SeqCst) {
+            return StatusCode::NOT_FOUND.into_response();
+        }
         return next.run(req).await;
     }
     if hooks.bearer.load(Ordering::SeqCst) {
