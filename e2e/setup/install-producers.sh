@@ -12,8 +12,9 @@
 #   docker-credential-pass 0.6.4 (golang-docker-credential-helpers), with
 #                     pass and tree: the credential helper the CLI tests read
 #                     a password from
+#   tinyproxy 1.11    (tinyproxy-bin) the HTTP proxy the proxy tests go through
 #
-# Result: $OCISYNC_PRODUCERS/bin/{skopeo,docker-credential-pass,pass,tree},
+# Result: $OCISYNC_PRODUCERS/bin/{skopeo,docker-credential-pass,pass,tree,tinyproxy},
 #         $OCISYNC_PRODUCERS/gobin/estargz-write
 # Env:    OCISYNC_PRODUCERS (default /var/tmp/ocisync/producers)
 # Needs:  `go` on PATH (install-control-plane.sh installs golang-go).
@@ -34,7 +35,7 @@ GO_DEPS="golang-github-containerd-stargz-snapshotter-dev golang-github-klauspost
   golang-github-opencontainers-go-digest-dev golang-github-vbatts-tar-split-dev golang-github-pkg-errors-dev
   golang-golang-x-sync-dev golang-github-cespare-xxhash-dev"
 OCISYNC_TOOLS=$PREFIX REALTOOLS_SUITE=bookworm REALTOOLS_APT_DIR=$PREFIX/apt \
-  REALTOOLS_PACKAGES="libgpgme11 skopeo golang-docker-credential-helpers pass tree $(echo $GO_DEPS)" "$HERE/install-tools.sh" >/dev/null
+  REALTOOLS_PACKAGES="libgpgme11 skopeo golang-docker-credential-helpers pass tree tinyproxy-bin $(echo $GO_DEPS)" "$HERE/install-tools.sh" >/dev/null
 
 src=$HERE/../estargz/main.go
 stamp=$PREFIX/gobin/.estargz-write.sha256

@@ -65,6 +65,12 @@ pub struct ArtifactSpec {
     /// `tls.key` for a client certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cert_secret_ref: Option<LocalRef>,
+    /// A Secret in this namespace with the HTTP proxy to reach the registry
+    /// through: `address` (`http://host:port`), and optionally `username`
+    /// and `password` for it. It replaces the operator's `HTTPS_PROXY` /
+    /// `HTTP_PROXY` / `NO_PROXY` for this Artifact.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_secret_ref: Option<LocalRef>,
     /// Which files to take.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub select: Option<Select>,

@@ -25,6 +25,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::api::ArtifactSpec;
+use crate::oci::client::ProxyConfig;
 use crate::oci::provider::{Account, ProviderError, Providers, TOKEN_SECONDS, Tokens};
 use crate::oci::{Credentials, DockerConfig, Reference};
 
@@ -33,7 +34,8 @@ const MAX_CACHED: usize = 4096;
 /// The key a trusted root is read from, as cosign and Flux name it.
 pub(crate) const TRUSTED_ROOT_KEY: &str = "trusted_root.json";
 /// The only fields ocisync reads from a Secret, besides public keys (`*.pub`).
-const FIELDS: [&str; 5] = [".dockerconfigjson", "ca.crt", "tls.crt", "tls.key", TRUSTED_ROOT_KEY];
+const FIELDS: [&str; 8] =
+    [".dockerconfigjson", "ca.crt", "tls.crt", "tls.key", TRUSTED_ROOT_KEY, "address", "username", "password"];
 
 fn wanted(field: &str) -> bool {
     FIELDS.contains(&field) || field.ends_with(".pub")
@@ -44,6 +46,7 @@ pub(crate) struct Access {
     pub(crate) credentials: Credentials,
     pub(crate) ca_pem: Option<Vec<u8>>,
     pub(crate) identity_pem: Option<Vec<u8>>,
+    pub(crate) proxy: Option<ProxyConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -128,6 +131,14 @@ impl CredentialSource {
             let tokens = TokenRequests(self.client.clone());
             access.credentials = providers.credentials(&image, account.as_ref(), &tokens).await?;
         }
+        if let Some(r) = &spec.proxy_secret_ref {
+            let fields = self.secret(namespace, &r.name).await?;
+            access.proxy = Some(proxy(&fields).map_err(|reason| AccessError::BadSecret {
+                namespace: namespace.into(),
+                name: r.name.clone(),
+                reason,
+            })?);
+        }
         if let Some(r) = &spec.cert_secret_ref {
             let fields = self.secret(namespace, &r.name).await?;
             access.ca_pem = fields.get("ca.crt").cloned();
@@ -182,6 +193,26 @@ impl CredentialSource {
     pub(crate) fn forget(&self, namespace: &str, name: &str) {
         self.cache.lock().expect("secret cache poisoned").remove(&(namespace.to_string(), name.to_string()));
     }
+}
+
+/// A proxy Secret as Flux's `proxySecretRef` names its fields.
+fn proxy(fields: &BTreeMap<String, Vec<u8>>) -> Result<ProxyConfig, String> {
+    let text = |k: &str| {
+        fields.get(k).map(|v| String::from_utf8(v.clone()).map_err(|_| format!("{k} is not UTF-8"))).transpose()
+    };
+    let address = text("address")?.ok_or("has no address (want http://host:port)")?;
+    let address = address.trim().to_string();
+    let ok = (address.starts_with("http://") || address.starts_with("https://"))
+        && reqwest::Url::parse(&address).is_ok_and(|u| u.host_str().is_some_and(|h| !h.is_empty()));
+    if !ok {
+        return Err("address is not an http:// or https:// URL with a host".into());
+    }
+    let credentials = match (text("username")?, text("password")?) {
+        (Some(u), Some(p)) => Some((u, p)),
+        (None, None) => None,
+        _ => return Err("has a username without a password, or the reverse".into()),
+    };
+    Ok(ProxyConfig { address, credentials })
 }
 
 /// Service-account tokens from the API server's TokenRequest: the

@@ -72,6 +72,7 @@ impl Registries {
             insecure,
             ca_pem: access.ca_pem.clone(),
             identity_pem: access.identity_pem.clone(),
+            proxy: access.proxy.clone(),
             observer: self.observer.clone(),
             ..base
         };

@@ -7,7 +7,7 @@ use kube::ResourceExt;
 use crate::api::{Artifact, ClusterArtifactPolicySpec};
 
 /// The Artifacts in `namespace` that read Secret `name`: by `secretRef`,
-/// `certSecretRef`, `verify.keys.secretRef` or
+/// `certSecretRef`, `proxySecretRef`, `verify.keys.secretRef` or
 /// `verify.keyless.trustedRoot.secretRef`, or as a pull secret of their
 /// ServiceAccount.
 pub(crate) fn secret_users<'a>(
@@ -23,6 +23,7 @@ pub(crate) fn secret_users<'a>(
             let s = &a.spec;
             s.secret_ref.as_ref().is_some_and(|r| r.name == name)
                 || s.cert_secret_ref.as_ref().is_some_and(|r| r.name == name)
+                || s.proxy_secret_ref.as_ref().is_some_and(|r| r.name == name)
                 || s.verify.as_ref().and_then(|v| v.keys.as_ref()).is_some_and(|k| k.secret_ref.name == name)
                 || s.verify
                     .as_ref()
@@ -77,6 +78,7 @@ mod tests {
         let arts = [
             artifact("a", "direct", json!({"secretRef": {"name": "pull"}})),
             artifact("a", "cert", json!({"certSecretRef": {"name": "ca"}})),
+            artifact("a", "proxied", json!({"proxySecretRef": {"name": "proxy"}})),
             artifact("a", "via-sa", json!({"serviceAccountName": "puller"})),
             artifact("a", "other-sa", json!({"serviceAccountName": "nobody"})),
             artifact("a", "anonymous", json!({})),
@@ -97,6 +99,7 @@ mod tests {
         let cases = [
             ("a", "pull", vec!["direct"]),
             ("a", "ca", vec!["cert"]),
+            ("a", "proxy", vec!["proxied"]),
             ("a", "sa-pull", vec!["via-sa"]),
             ("a", "unrelated", vec![]),
             ("a", "keys", vec!["signed"]),

@@ -71,6 +71,23 @@ pub(crate) struct TransportOptions {
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) read_timeout: Option<Duration>,
     pub(crate) observer: Option<Observer>,
+    /// Every request through this proxy instead of the environment's.
+    pub(crate) proxy: Option<ProxyConfig>,
+}
+
+/// An HTTP proxy and its own credentials (sent to the proxy only: on a
+/// CONNECT for HTTPS registries, so the registry's never reach it in clear).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct ProxyConfig {
+    pub(crate) address: String,
+    pub(crate) credentials: Option<(String, String)>,
+}
+
+// The proxy's password stays out of every log line.
+impl std::fmt::Debug for ProxyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Proxy({}, {})", self.address, if self.credentials.is_some() { "with credentials" } else { "open" })
+    }
 }
 
 pub(crate) struct RegistryClient {
@@ -81,6 +98,8 @@ pub(crate) struct RegistryClient {
     retry: RetryPolicy,
     auth: Mutex<AuthState>,
     observer: Option<Observer>,
+    /// The configured proxy's host, to name it when a 401 may be its own.
+    proxy_host: Option<String>,
 }
 
 /// What one referrers page brought.
@@ -119,6 +138,16 @@ impl RegistryClient {
                 .map_err(|e| RegistryError::Config(format!("client certificate: {e}")))?;
             b = b.identity(id);
         }
+        if let Some(p) = &opts.proxy {
+            // Replaces the environment's proxies (reqwest reads HTTPS_PROXY,
+            // HTTP_PROXY, ALL_PROXY and NO_PROXY otherwise).
+            let mut proxy = reqwest::Proxy::all(&p.address)
+                .map_err(|_| RegistryError::Config(format!("proxy address {:?} is not a URL", p.address)))?;
+            if let Some((user, password)) = &p.credentials {
+                proxy = proxy.basic_auth(user, password);
+            }
+            b = b.proxy(proxy);
+        }
         let http = b.build().map_err(|e| RegistryError::Config(format!("HTTP client: {e}")))?;
         let scheme = if opts.insecure { "http" } else { "https" };
         Ok(RegistryClient {
@@ -129,6 +158,13 @@ impl RegistryClient {
             retry: opts.retry.clone(),
             auth: Mutex::default(),
             observer: opts.observer.clone(),
+            // Host and port only: a user:password in the address stays out.
+            proxy_host: opts.proxy.as_ref().map(|p| match reqwest::Url::parse(&p.address) {
+                Ok(u) => {
+                    format!("{}{}", u.host_str().unwrap_or("?"), u.port().map(|p| format!(":{p}")).unwrap_or_default())
+                }
+                Err(_) => "?".into(),
+            }),
         })
     }
 
@@ -313,6 +349,14 @@ impl RegistryClient {
                     self.answer_challenge(&res, &scope).await?;
                     continue;
                 }
+                // A plain-HTTP request through a proxy that wants (other)
+                // credentials; over HTTPS the CONNECT fails the same way.
+                Ok(res) if res.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED => {
+                    return Err(RegistryError::Unauthorized {
+                        registry: self.registry.clone(),
+                        detail: "the proxy refused the request: 407 Proxy Authentication Required (check the proxy Secret's username and password)".into(),
+                    });
+                }
                 Ok(res) => {
                     let status = res.status();
                     match status {
@@ -484,11 +528,19 @@ impl RegistryClient {
     }
 
     fn describe_credentials(&self) -> String {
-        match &self.credentials {
-            Credentials::Anonymous => "no credentials were given".into(),
+        let registry = match &self.credentials {
+            Credentials::Anonymous => "no credentials were given",
             // The user name comes from a Secret: it stays out of messages.
-            Credentials::Basic { .. } => "the credentials given were rejected".into(),
-            Credentials::IdentityToken(_) => "the identity token given was rejected".into(),
+            Credentials::Basic { .. } => "the credentials given were rejected",
+            Credentials::IdentityToken(_) => "the identity token given was rejected",
+        };
+        match &self.proxy_host {
+            // Some proxies (tinyproxy) answer wrong proxy credentials with a
+            // 401 of their own rather than a 407: name both suspects.
+            Some(host) => format!(
+                "{registry}, or the proxy {host} refused its credentials (check the proxy Secret's username and password)"
+            ),
+            None => registry.into(),
         }
     }
 }

@@ -15,6 +15,7 @@ mod leader;
 mod mirrors;
 mod namespaced;
 mod providers;
+mod proxy;
 mod pull;
 mod signatures;
 mod support;

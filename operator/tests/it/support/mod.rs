@@ -281,7 +281,7 @@ pub fn tree(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     out
 }
 
-/// skopeo, estargz-write and docker-credential-pass, installed once by
+/// skopeo, estargz-write, docker-credential-pass and tinyproxy, installed once by
 /// e2e/setup/install-producers.sh.
 pub fn producers() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -289,8 +289,8 @@ pub fn producers() -> &'static Path {
         let prefix = std::env::var_os("OCISYNC_PRODUCERS")
             .map(PathBuf::from)
             .unwrap_or_else(|| "/var/tmp/ocisync/producers".into());
-        if !["bin/skopeo", "gobin/estargz-write", "bin/docker-credential-pass"].iter().all(|f| prefix.join(f).exists())
-        {
+        let all = ["bin/skopeo", "gobin/estargz-write", "bin/docker-credential-pass", "bin/tinyproxy"];
+        if !all.iter().all(|f| prefix.join(f).exists()) {
             let script = repo_root().join("e2e/setup/install-producers.sh");
             let st = Command::new(&script).env("OCISYNC_PRODUCERS", &prefix).status().expect("install-producers.sh");
             assert!(st.success(), "{} failed", script.display());
