@@ -43,7 +43,21 @@ ALL_ON = {
     "webhook": {"enabled": True},
     "mirrors": ["ghcr.io=oci://mirror.internal:5000/ghcr", "docker.io=oci://mirror.internal:5000/hub"],
     "mirrorInsecure": True,
-    "agentRoles": [{"namespace": "team-a", "serviceAccount": "web", "artifacts": ["web-config"], "secrets": ["pull"]}],
+    "agentRoles": [{"namespace": "team-a", "serviceAccount": "web", "artifacts": ["web-config"], "secrets": ["pull"],
+                    "tokenServiceAccounts": ["web"]}],
+    "credentialProviders": {
+        "config": {"apiVersion": "kubelet.config.k8s.io/v1", "kind": "CredentialProviderConfig", "providers": [
+            {"name": "ecr-credential-provider", "matchImages": ["*.dkr.ecr.*.amazonaws.com"],
+             "defaultCacheDuration": "12h", "apiVersion": "credentialprovider.kubelet.k8s.io/v1"},
+            {"name": "acr-credential-provider", "matchImages": ["*.azurecr.io"], "defaultCacheDuration": "10m",
+             "apiVersion": "credentialprovider.kubelet.k8s.io/v1", "args": ["/etc/kubernetes/azure.json"],
+             "tokenAttributes": {"serviceAccountTokenAudience": "api://AzureADTokenExchange",
+                                 "requireServiceAccount": True, "cacheType": "ServiceAccount"}}]},
+        "initContainers": [{"name": "plugins", "image": "example.com/plugins:1", "command": ["cp", "-r", "/plugins/.", "/var/lib/ocisync/credential-providers/"]}],
+        "env": [{"name": "AWS_REGION", "value": "eu-west-1"}],
+        "extraVolumes": [{"name": "azure-json", "secret": {"secretName": "azure-json"}}],
+        "extraVolumeMounts": [{"name": "azure-json", "mountPath": "/etc/kubernetes/azure.json", "subPath": "azure.json"}],
+    },
 }
 EXISTING_CLAIM = {"volume": {"enabled": True, "existingClaim": "shared-files"}}
 NAMESPACED = {"namespaces": ["team-a", "team-b"]}
@@ -95,6 +109,49 @@ def comments_on_every_value():
     return missing
 
 
+def credential_provider_checks(default, all_on, all_on_pod):
+    """The provider config reaches the operator as the kubelet's flags read
+    it, the plugin volume is filled by the init containers, and the token
+    permission exists only when a provider has tokenAttributes."""
+    failures = []
+    token_rule = {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]}
+    rules_of = lambda docs: [r for d in docs if d["kind"] in ("ClusterRole", "Role") for r in d["rules"]]
+    if any(d["kind"] == "ConfigMap" for d in default) or token_rule in rules_of(default):
+        failures.append("credential providers are off by default")
+    cm = next((d for d in all_on if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "ocisync-syncer-credential-providers"), None)
+    if cm is None or yaml.safe_load(cm["data"]["config.yaml"]) != ALL_ON["credentialProviders"]["config"]:
+        failures.append(f"the provider config is not passed as given: {cm}")
+    c = all_on_pod["containers"][0]
+    bin_dir = "/var/lib/ocisync/credential-providers"
+    want_args = ["--image-credential-provider-config=/etc/ocisync/credential-providers/config.yaml",
+                 f"--image-credential-provider-bin-dir={bin_dir}"]
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in all_on_pod["volumes"]}
+    init = all_on_pod.get("initContainers", [])
+    if not (set(want_args) <= set(c["args"])
+            and mounts.get("credential-providers") == "/etc/ocisync/credential-providers"
+            and volumes.get("credential-providers", {}).get("configMap", {}).get("name") == cm["metadata"]["name"]
+            and mounts.get("credential-provider-bin") == bin_dir and "emptyDir" in volumes.get("credential-provider-bin", {})
+            and [m for i in init for m in i["volumeMounts"]] == [{"name": "credential-provider-bin", "mountPath": bin_dir}]
+            and mounts.get("azure-json") == "/etc/kubernetes/azure.json" and "azure-json" in volumes
+            and {"name": "AWS_REGION", "value": "eu-west-1"} in c["env"]):
+        failures.append(f"credential provider wiring: {c['args']}, {c['volumeMounts']}, {all_on_pod['volumes']}, {init}")
+    if token_rule not in rules_of(all_on):
+        failures.append("tokenAttributes without serviceaccounts/token create")
+    # a provider without tokenAttributes: no token permission
+    no_tokens = {"credentialProviders": {"config": {**ALL_ON["credentialProviders"]["config"],
+                                                    "providers": ALL_ON["credentialProviders"]["config"]["providers"][:1]}}}
+    plain = render(no_tokens)
+    validate(plain, ["1.25.0", "1.37.0"])
+    if token_rule in rules_of(plain):
+        failures.append("serviceaccounts/token create without tokenAttributes")
+    namespaced = render({**NAMESPACED, "credentialProviders": ALL_ON["credentialProviders"]})
+    roles = [d for d in namespaced if d["kind"] == "Role" and d["metadata"]["name"] == "ocisync-manager"]
+    if len(roles) != 2 or not all(token_rule in r["rules"] for r in roles):
+        failures.append("namespaced mode: tokenAttributes without the token rule in each Role")
+    return failures
+
+
 def main():
     if sys.argv[1:2] == ["render-args"]:
         pod = next(d for d in render({}, namespace=sys.argv[2]) if d["kind"] == "Deployment")["spec"]["template"]["spec"]
@@ -137,7 +194,7 @@ def main():
     if kinds(default) != want_default:
         failures.append(f"default objects: {kinds(default)}")
     extra = set(kinds(all_on)) - set(want_default)
-    if extra != {"PersistentVolumeClaim", "ServiceMonitor", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}:
+    if extra != {"ConfigMap", "PersistentVolumeClaim", "ServiceMonitor", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}:
         failures.append(f"optional objects: {sorted(extra)}")
     deploy = next(d for d in default if d["kind"] == "Deployment")
     pod = deploy["spec"]["template"]["spec"]
@@ -180,14 +237,17 @@ def main():
         v.get("persistentVolumeClaim", {}).get("claimName") == "shared-files" for v in ex_pod["volumes"]
     ):
         failures.append("an existing claim is mounted, not created")
-    # the agent's Role: the named Artifacts and Secrets, nothing else
+    # the agent's Role: the named Artifacts, Secrets and token accounts, nothing else
     agent_role = next(d for d in all_on if d["kind"] == "Role" and d["metadata"]["name"] == "ocisync-syncer-agent-web")
     want_agent = [
         {"apiGroups": ["ocisync.dev"], "resources": ["artifacts"], "resourceNames": ["web-config"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["pull"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["serviceaccounts"], "resourceNames": ["web"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["serviceaccounts/token"], "resourceNames": ["web"], "verbs": ["create"]},
     ]
     if agent_role["rules"] != want_agent or agent_role["metadata"]["namespace"] != "team-a":
         failures.append(f"agent Role: {agent_role}")
+    failures += credential_provider_checks(default, all_on, all_on_pod)
     sharded = all_on_pod["containers"][0]["args"]
     if "--watch-label-selector=shard=a" not in sharded or "--max-per-registry=2" not in sharded:
         failures.append(f"values do not reach the arguments: {sharded}")
@@ -199,7 +259,8 @@ def main():
         failures.append(f"values without a comment: {missing}")
     chart = helm.Chart.load(str(CHART))
     for bad in ({"namespaces": ["Not_A_Namespace"]}, {"concurrency": 0}, {"volume": {"keep": 0}},
-                {"agentRoles": [{"namespace": "a", "serviceAccount": "b"}]}, {"image": {"pullPolicy": "Sometimes"}}, {"replicaz": 1}, {"maxTimeout": "ten minutes"}):
+                {"agentRoles": [{"namespace": "a", "serviceAccount": "b"}]}, {"image": {"pullPolicy": "Sometimes"}}, {"replicaz": 1}, {"maxTimeout": "ten minutes"},
+                {"credentialProviders": {"binDir": "relative"}}, {"credentialProviders": {"config": {"kind": "Pod"}}}):
         try:
             chart.validate_schema(bad)
             failures.append(f"the schema accepts {bad}")

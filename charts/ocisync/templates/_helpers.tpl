@@ -35,3 +35,13 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- default "default" .Values.serviceAccount.name -}}
 {{- end -}}
 {{- end -}}
+
+{{/* "true" when a credential provider passes service-account tokens
+(tokenAttributes): only then may the operator create them. */}}
+{{- define "ocisync.providerTokens" -}}
+{{- $tokens := false -}}
+{{- range ((.Values.credentialProviders.config | default dict).providers | default list) -}}
+{{- if .tokenAttributes }}{{ $tokens = true }}{{ end -}}
+{{- end -}}
+{{- if $tokens }}true{{ end -}}
+{{- end -}}

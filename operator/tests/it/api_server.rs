@@ -76,6 +76,23 @@ async fn the_samples_are_valid_objects() {
     }
 }
 
+/// The README's permission rows for the operator: `lease` in the release
+/// namespace, `tokens` when a provider has tokenAttributes.
+fn permission_rows(lease: bool, tokens: bool) -> Vec<String> {
+    let mut want: Vec<String> = include_str!("../../../e2e/operator-permissions.txt")
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| match (l.strip_prefix("release-namespace: "), l.strip_prefix("token-attributes: ")) {
+            (Some(row), _) => lease.then_some(row),
+            (_, Some(row)) => tokens.then_some(row),
+            _ => Some(l),
+        })
+        .map(str::to_string)
+        .collect();
+    want.sort();
+    want
+}
+
 /// The operator's permissions under the chart's RBAC, as the API server
 /// reports them (`kubectl auth can-i --list`), are exactly the README's
 /// table: the Lease only in its own namespace, nothing else anywhere.
@@ -86,16 +103,33 @@ async fn the_operator_can_do_exactly_what_the_readme_says() {
     cp.namespace(&client, "rbac-elsewhere").await;
     for (namespace, lease) in [("ocisync-system", true), ("rbac-elsewhere", false)] {
         let got = crate::support::cluster::permissions(cp, crate::support::cluster::OPERATOR_USER, namespace);
-        let mut want: Vec<String> = include_str!("../../../e2e/operator-permissions.txt")
-            .lines()
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .filter_map(|l| match l.strip_prefix("release-namespace: ") {
-                Some(row) => lease.then_some(row),
-                None => Some(l),
-            })
-            .map(str::to_string)
-            .collect();
-        want.sort();
-        assert_eq!(got, want, "in {namespace}");
+        assert_eq!(got, permission_rows(lease, false), "in {namespace}");
     }
+}
+
+/// With a credential provider that has tokenAttributes, the chart's RBAC
+/// (rendered by Helm's engine for a second release) adds `create` on
+/// serviceaccounts/token, and nothing else.
+#[tokio::test(flavor = "multi_thread")]
+async fn token_attributes_add_only_token_requests() {
+    let cp = ControlPlane::shared();
+    let client = cp.admin().await;
+    cp.namespace(&client, "rbac-tokens").await;
+    let values = json!({"releaseName": "ocisync-tokens", "leaderElection": {"enabled": false},
+        "credentialProviders": {"config": {"apiVersion": "kubelet.config.k8s.io/v1", "kind": "CredentialProviderConfig",
+            "providers": [{"name": "acr-credential-provider", "matchImages": ["*.azurecr.io"], "defaultCacheDuration": "10m",
+                "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
+                "tokenAttributes": {"serviceAccountTokenAudience": "api://AzureADTokenExchange", "requireServiceAccount": true}}]}}});
+    let python = std::env::var("OCISYNC_VALIDATORS").unwrap_or_else(|_| "/var/tmp/ocisync/validators".into());
+    let rbac = crate::support::run(
+        std::process::Command::new(format!("{python}/bin/python"))
+            .arg(crate::support::repo_root().join("e2e/check-chart.py"))
+            .args(["render-rbac", "ocisync-system", &values.to_string()]),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rbac.yaml"), &rbac.stdout).unwrap();
+    cp.kubectl(&["apply", "-f", dir.path().join("rbac.yaml").to_str().unwrap()]);
+    let user = "system:serviceaccount:ocisync-system:ocisync-tokens";
+    let got = crate::support::cluster::permissions(cp, user, "rbac-tokens");
+    assert_eq!(got, permission_rows(false, true));
 }
