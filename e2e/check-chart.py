@@ -54,10 +54,10 @@ ALL_ON = {
              "tokenAttributes": {"serviceAccountTokenAudience": "api://AzureADTokenExchange",
                                  "requireServiceAccount": True, "cacheType": "ServiceAccount"}}]},
         "initContainers": [{"name": "plugins", "image": "example.com/plugins:1", "command": ["cp", "-r", "/plugins/.", "/var/lib/ocisync/credential-providers/"]}],
-        "env": [{"name": "AWS_REGION", "value": "eu-west-1"}],
-        "extraVolumes": [{"name": "azure-json", "secret": {"secretName": "azure-json"}}],
-        "extraVolumeMounts": [{"name": "azure-json", "mountPath": "/etc/kubernetes/azure.json", "subPath": "azure.json"}],
     },
+    "env": [{"name": "AWS_REGION", "value": "eu-west-1"}],
+    "extraVolumes": [{"name": "azure-json", "secret": {"secretName": "azure-json"}}],
+    "extraVolumeMounts": [{"name": "azure-json", "mountPath": "/etc/kubernetes/azure.json", "subPath": "azure.json"}],
 }
 EXISTING_CLAIM = {"volume": {"enabled": True, "existingClaim": "shared-files"}}
 NAMESPACED = {"namespaces": ["team-a", "team-b"]}

@@ -354,7 +354,7 @@ impl RegistryClient {
                 Ok(res) if res.status() == StatusCode::PROXY_AUTHENTICATION_REQUIRED => {
                     return Err(RegistryError::Unauthorized {
                         registry: self.registry.clone(),
-                        detail: "the proxy refused the request: 407 Proxy Authentication Required (check the proxy Secret's username and password)".into(),
+                        detail: "the proxy refused the request: 407 Proxy Authentication Required (check the credentials given for the proxy)".into(),
                     });
                 }
                 Ok(res) => {

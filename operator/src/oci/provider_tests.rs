@@ -144,3 +144,33 @@ fn cache_keys_hold_the_account() {
     assert_ne!(ka, account_key(&recreated, &notes), "a recreated account");
     assert!(keys(&ka).iter().all(|k| k.ends_with(&ka)));
 }
+
+/// The README's configs (the generic example and each cloud's chart
+/// values) are ones the operator accepts, and match the registries their
+/// page names.
+#[test]
+fn the_readmes_configs_are_valid() {
+    let readme = include_str!("../../../README.md");
+    let blocks: Vec<&str> = readme
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split_once("\n```").map(|(code, _)| code))
+        .filter(|code| code.contains("kind: CredentialProviderConfig"))
+        .collect();
+    let want = [
+        "my.registry.example.com/app",
+        "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app",
+        "europe-west1-docker.pkg.dev/project/repo/app",
+        "myregistry.azurecr.io/team/app",
+    ];
+    assert_eq!(blocks.len(), want.len(), "one config per cloud and the example");
+    for (code, image) in blocks.iter().zip(want) {
+        // Uncomment the example's optional fields: they must parse too.
+        let code = code.replace("  # tokenAttributes:", "  tokenAttributes:").replace("  #   ", "    ");
+        let doc: serde_json::Value = serde_saphyr::from_str(&code).unwrap();
+        let config = doc.get("credentialProviders").map_or(&doc, |v| &v["config"]);
+        let p = Providers::parse(&config.to_string(), Path::new("/bin")).unwrap_or_else(|e| panic!("{e}\n{code}"));
+        assert_eq!(p.matching(image).count(), 1, "{image}\n{code}");
+        assert_eq!(p.matching("docker.io/library/alpine").count(), 0, "{code}");
+    }
+}
