@@ -150,7 +150,7 @@ fn cache_keys_hold_the_account() {
 /// page names.
 #[test]
 fn the_readmes_configs_are_valid() {
-    let readme = include_str!("../../../README.md");
+    let readme = include_str!("../../../../README.md");
     let blocks: Vec<&str> = readme
         .split("```yaml\n")
         .skip(1)
