@@ -91,14 +91,43 @@ pub fn toc(data: &[u8]) {
     use crate::unpack::toc::{Format, footer, parse, toc_json};
     let _ = footer(data);
     for f in [Format::Estargz, Format::ZstdChunked] {
-        if let Ok(json) = toc_json(f, data) {
-            let _ = parse(&json, u64::MAX);
+        if let Ok(json) = toc_json(f, data)
+            && let Ok(entries) = parse(&json, u64::MAX)
+        {
+            planned(&entries, u64::MAX);
         }
     }
-    let data_end = data.len() as u64;
-    let _ = parse(data, data_end);
+    // bounded by its own length, and as a TOC whose data could be anywhere
+    for data_end in [data.len() as u64, u64::MAX] {
+        if let Ok(entries) = parse(data, data_end) {
+            planned(&entries, data_end);
+        }
+    }
     if let Ok(a) = serde_json::from_slice::<std::collections::BTreeMap<String, String>>(data) {
         let _ = crate::unpack::toc::declared(&a);
+    }
+}
+
+/// What a ranged read of `entries` would fetch: sorted requests that do
+/// not overlap, no more than allowed, covering every chunk of every file
+/// chosen, whatever the TOC said.
+fn planned(entries: &[crate::unpack::toc::TocEntry], layer_size: u64) {
+    use crate::fetch::partial::plan::{Choice, MAX_REQUESTS, choose};
+    use crate::unpack::Selection;
+    use crate::unpack::toc::TocKind;
+    let none: [&str; 0] = [];
+    let selections = [Selection::new(&none, &none, &none), Selection::new(&["**/*.yaml"], &none, &none)];
+    for selection in selections.iter().flatten() {
+        let Choice::Ranges(plan) = choose(entries, selection, layer_size, 0) else { continue };
+        assert!(plan.spans.len() <= MAX_REQUESTS, "{} requests", plan.spans.len());
+        assert!(plan.spans.windows(2).all(|w| w[0].end <= w[1].start), "{:?}", plan.spans);
+        for &i in &plan.files {
+            let TocKind::File { chunks, .. } = &entries[i].kind else { panic!("{i} is not a file") };
+            for c in chunks {
+                let covered = plan.spans.iter().any(|s| s.start <= c.offset && c.end <= s.end);
+                assert!(covered, "chunk {}..{} of {} in none of {:?}", c.offset, c.end, entries[i].path, plan.spans);
+            }
+        }
     }
 }
 

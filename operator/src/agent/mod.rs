@@ -168,8 +168,14 @@ async fn publish(
             .map_err(|e| AgentError::Credentials(e.to_string()))?;
         mirrors.push(Arc::new(mirror));
     }
-    let pull =
-        PullOptions { selection: plan.selection.clone(), limits: plan.limits, mirrors, ..PullOptions::default() };
+    // spec.partial, else auto: the agent has no operator flags
+    let pull = PullOptions {
+        selection: plan.selection.clone(),
+        limits: plan.limits,
+        mirrors,
+        partial: plan.partial != Some(crate::api::Partial::Never),
+        ..PullOptions::default()
+    };
     let placed = tokio::time::timeout(
         opts.timeout,
         pipeline::into_volume(Arc::new(registry), &pinned, &plan.platform, &pull, &opts.volume, &content),

@@ -77,6 +77,14 @@ pub struct ArtifactSpec {
     /// Bounds on what one sync may download and unpack.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
+    /// `Auto`: where a layer has a table of contents (eStargz, zstd:chunked)
+    /// and the selection needs little of it, read only the selected files'
+    /// chunks by range, each checked against the TOC the manifest names.
+    /// `Never`: always download whole layers and check their digests.
+    /// Default: the operator's `--partial`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::partial_schema")]
+    pub partial: Option<Partial>,
     /// Where the files go.
     #[serde(default)]
     pub target: Target,
@@ -147,6 +155,22 @@ pub(crate) fn transparency_log_schema(_: &mut schemars::SchemaGenerator) -> sche
         "enum": ["Required", "IfPresent", "Ignore"],
         "description": "Required (the default for keyless): a transparency log entry must be present and verify. IfPresent (the default for keys): one that is present must verify. Ignore: entries are not looked at."
     })
+}
+
+/// As `transparency_log_schema`.
+pub(crate) fn partial_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "string",
+        "enum": ["Auto", "Never"],
+        "description": "Auto: where a layer has a table of contents (eStargz, zstd:chunked) and the selection needs little of it, read only the selected files' chunks by range, each checked against the TOC the manifest names. Never: always download whole layers and check their digests. Default: the operator's --partial."
+    })
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Partial {
+    #[default]
+    Auto,
+    Never,
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, JsonSchema)]
@@ -302,6 +326,10 @@ pub struct ArtifactStatus {
     /// origin, or both when a mirror lacked something.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<SourceStatus>,
+    /// How the last sync's layers were read: whole, or only the selected
+    /// files' chunks through their tables of contents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<TransferStatus>,
     /// The evidence for the digest last verified: which signature, found
     /// where, by which key, for each requirement (the spec and every policy).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -322,6 +350,25 @@ pub struct SourceStatus {
     /// Layers it served, and their bytes.
     pub layers: u32,
     pub bytes: u64,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TransferStatus {
+    /// Bytes that came from registries: whole layers and ranges (not the
+    /// blob cache's).
+    pub bytes_from_registry: u64,
+    /// Layers downloaded whole, their digests checked.
+    pub layers_whole: u32,
+    /// Layers of which only the selected files' chunks were read, by
+    /// range, each checked against the table of contents the manifest
+    /// names (`spec.partial`).
+    pub layers_ranged: u32,
+    /// Range requests made.
+    pub range_requests: u32,
+    /// Why a layer with a table of contents was read whole (the first one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whole_reason: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]

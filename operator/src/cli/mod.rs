@@ -121,6 +121,11 @@ struct OperatorArgs {
     /// The most any one sync may take, whatever an Artifact's spec.timeout says.
     #[arg(long, default_value = "10m", value_parser = timeout)]
     max_timeout: Duration,
+    /// For Artifacts without spec.partial: `auto` reads only the selected
+    /// files' chunks where a layer's table of contents allows, `never`
+    /// always downloads whole layers.
+    #[arg(long, value_enum, default_value_t = PartialArg::Auto)]
+    partial: PartialArg,
     /// Serve /healthz, /readyz and /metrics on this address; `0` turns them off.
     #[arg(long, default_value = "0.0.0.0:8080", value_parser = listen_addr)]
     metrics_addr: Listen,
@@ -301,8 +306,18 @@ struct PullArgs {
     /// The --mirror registries speak plain HTTP.
     #[arg(long)]
     mirror_insecure: bool,
+    /// Always download whole layers and check each one's digest, even where
+    /// a table of contents would let only the selected files' chunks be read.
+    #[arg(long)]
+    no_partial: bool,
     #[command(flatten)]
     registry: RegistryArgs,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum PartialArg {
+    Auto,
+    Never,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -406,6 +421,7 @@ async fn pull(args: PullArgs) -> ExitCode {
         limits,
         progress: bar.clone().map(|b| b as Arc<dyn fetch::Progress>),
         mirrors,
+        partial: !args.no_partial,
         ..PullOptions::default()
     };
     let client = Arc::new(client);
@@ -502,6 +518,10 @@ async fn operator(args: OperatorArgs) -> ExitCode {
         }),
         blob_cache_bytes: args.blob_cache_size,
         max_timeout: args.max_timeout,
+        partial: match args.partial {
+            PartialArg::Auto => crate::api::Partial::Auto,
+            PartialArg::Never => crate::api::Partial::Never,
+        },
         concurrency: args.concurrency.max(1),
         per_registry: args.max_per_registry.unwrap_or(args.concurrency / 2).max(1),
         lease: args.leader_elect.then_some((namespace, args.lease_name)),

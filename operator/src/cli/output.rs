@@ -5,6 +5,7 @@ use std::path::Path;
 use serde_json::json;
 
 use super::Format;
+use crate::fetch;
 use crate::pipeline::{PipelineError, Pulled};
 use crate::resolve::Pinned;
 use crate::status::Reason;
@@ -29,6 +30,8 @@ pub(super) fn pulled(format: Format, pulled: &Pulled, out: &Path) {
                 "layersFetched": report.layers_fetched,
                 "layersSkipped": report.layers_skipped,
                 "indexedLayers": report.indexed,
+                "layers": report.layers,
+                "registryBytes": report.registry_bytes,
                 "sources": pulled.served,
             });
             println!("{doc:#}");
@@ -40,6 +43,14 @@ pub(super) fn pulled(format: Format, pulled: &Pulled, out: &Path) {
                 println!("platform {p} (manifest {})", res.manifest_digest);
             }
             println!("wrote    {} files, {} to {}", report.files.len(), human_bytes(report.bytes), out.display());
+            let ranged = report.layers.iter().filter(|l| l.read == fetch::Read::Ranges).count();
+            if ranged > 0 {
+                println!(
+                    "read     {ranged} of {} layers by range, {} from the registry",
+                    report.layers.len(),
+                    human_bytes(report.registry_bytes)
+                );
+            }
             if pulled.served.iter().any(|s| s.role == "mirror") {
                 for s in &pulled.served {
                     println!(

@@ -85,6 +85,8 @@ pub(crate) struct Context {
     blob_cache: Option<Arc<crate::fetch::cache::BlobCache>>,
     /// No sync runs longer than this, whatever its spec says.
     max_timeout: Duration,
+    /// `--partial`: for Artifacts without `spec.partial`.
+    partial: crate::api::Partial,
     /// Syncs in flight per registry host.
     slots: slots::Slots,
     /// By Artifact uid; an entry goes when its Artifact is deleted.
@@ -156,6 +158,8 @@ pub(crate) struct Options {
     pub(crate) blob_cache_bytes: u64,
     /// The ceiling on any Artifact's `spec.timeout`.
     pub(crate) max_timeout: Duration,
+    /// Whether Artifacts without `spec.partial` may read layers by range.
+    pub(crate) partial: crate::api::Partial,
     /// Reconciles running at once.
     pub(crate) concurrency: u16,
     /// Syncs in flight against one registry host at once.
@@ -332,6 +336,7 @@ async fn run_controller(
         },
         work_dir: opts.work_dir,
         max_timeout: opts.max_timeout,
+        partial: opts.partial,
         slots: slots::Slots::new(usize::from(opts.per_registry)),
         memory: Mutex::default(),
         metrics,

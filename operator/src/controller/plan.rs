@@ -37,6 +37,8 @@ pub(crate) struct Plan {
     /// `spec.mirrors`: where (and whether over plain HTTP) content by digest
     /// may come from first.
     pub(crate) mirrors: Vec<(Reference, bool)>,
+    /// `spec.partial`; `None`: the operator's default.
+    pub(crate) partial: Option<crate::api::Partial>,
 }
 
 /// More would only make a missing blob slower to find at the origin.
@@ -123,6 +125,7 @@ impl Plan {
             limits,
             target,
             mirrors,
+            partial: spec.partial,
         })
     }
 }

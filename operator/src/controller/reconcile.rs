@@ -29,7 +29,7 @@ use crate::pipeline::{self, PipelineError};
 use crate::publish::{Owner, Published};
 use crate::resolve::{self, Pinned, ResolveError, Version};
 use crate::status::conditions::{self, Outcome, Step};
-use crate::status::{Reason, Served, next_status, verification_status};
+use crate::status::{Reason, Served, next_status, transfer_status, verification_status};
 use crate::unpack::UnpackError;
 use crate::unpack::limits::SELECTED_BYTES;
 use crate::verify;
@@ -205,7 +205,7 @@ async fn sync(
         trust: verified.map(|v| v.trust.as_str()),
         stalled: stalled.as_ref(),
     };
-    let served = |published: Option<Published>, verification, sources| Served {
+    let served = |published: Option<Published>, verification, sources, transfer| Served {
         tag: chosen.tag.clone(),
         digest: chosen.digest.clone(),
         drift: chosen.drift.clone(),
@@ -213,9 +213,10 @@ async fn sync(
         published: published.map(|p| p.files),
         verification,
         sources,
+        transfer,
     };
     match decide::decide(&inputs, &seen) {
-        Decision::UpToDate => return Ok(served(None, verified.cloned(), Vec::new())),
+        Decision::UpToDate => return Ok(served(None, verified.cloned(), Vec::new(), None)),
         Decision::StillStalled(f) => return Err(f),
         Decision::Sync => {}
     }
@@ -241,7 +242,7 @@ async fn sync(
     if let Some(p) =
         ctx.targets.restore(&plan.target, &owner, &chosen.digest).await.map_err(|e| Failure::new(Step::Publish, &e))?
     {
-        return Ok(served(Some(p), verification, Vec::new()));
+        return Ok(served(Some(p), verification, Vec::new(), None));
     }
 
     // Fetch into this Artifact's own work dir (or beside the volume's
@@ -253,6 +254,7 @@ async fn sync(
         limits: plan.limits,
         cache: ctx.blob_cache.clone(),
         mirrors: mirrors(ctx, plan, &artifact.spec, &namespace).await?,
+        partial: plan.partial.unwrap_or(ctx.partial) == crate::api::Partial::Auto,
         ..PullOptions::default()
     };
     let out = ctx.targets.fetch_dir(&plan.target, &owner, work).map_err(|e| Failure::new(Step::Publish, &e))?;
@@ -272,7 +274,8 @@ async fn sync(
     for s in &pulled.served {
         ctx.metrics.served(s.role == "mirror", s.bytes);
     }
-    Ok(served(Some(published), verification, pulled.served))
+    let transfer = transfer_status(&pulled.report);
+    Ok(served(Some(published), verification, pulled.served, Some(transfer)))
 }
 
 /// The registries that may serve this sync's content by digest: the spec's

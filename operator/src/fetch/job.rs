@@ -15,9 +15,11 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
 use super::cache::BlobCache;
+use super::partial::{self, Outcome};
 use super::sources::{Mirror, blob_from_mirrors};
-use super::{FetchError, Progress, task};
+use super::{FetchError, LayerRead, Progress, Read as How, task};
 use crate::oci::{Digest, RegistryError};
+use crate::unpack::layer::LayerKind;
 use crate::unpack::{self, Budget, LayerPlan, LayerReport, Selection};
 
 pub(super) struct LayerJob {
@@ -30,6 +32,8 @@ pub(super) struct LayerJob {
     pub(super) progress: Option<Arc<dyn Progress>>,
     pub(super) cancel: Arc<AtomicBool>,
     pub(super) cache: Option<Arc<BlobCache>>,
+    /// Read only the selected files' chunks when the layer has a TOC.
+    pub(super) partial: bool,
 }
 
 /// Where a layer's bytes come from.
@@ -39,11 +43,19 @@ enum Source {
 }
 
 impl LayerJob {
-    pub(super) async fn run(self) -> Result<(usize, LayerReport), FetchError> {
+    pub(super) async fn run(self) -> Result<(usize, LayerReport, LayerRead), FetchError> {
         if self.cancel.load(Ordering::Relaxed) {
             return Err(FetchError::Cancelled);
         }
         let desc = &self.plan.descriptor;
+        let mut read = LayerRead {
+            digest: desc.digest.clone(),
+            read: How::Whole,
+            reason: None,
+            requests: 0,
+            bytes: 0,
+            from_cache: false,
+        };
         let cache = self.cache.clone().filter(|c| c.fits(desc.size));
         let cached = || cache.as_ref().and_then(|c| c.get(&desc.digest));
         // Readers of a cached blob go at once; on a miss, one sync fetches
@@ -56,9 +68,32 @@ impl LayerJob {
         if fetching.is_some() {
             hit = cached();
         }
-        let source = match hit {
-            Some(path) => Source::Cache(path),
-            None => match blob_from_mirrors(&self.mirrors, desc).await {
+        // Ranged reads go to the origin; a layer already in the cache, or
+        // one that mirrors are there to serve, is read whole.
+        let mut whole = None;
+        if let (LayerKind::Indexed(_, format), true, None, true) =
+            (&self.plan.kind, self.partial, &hit, self.mirrors.is_empty())
+        {
+            match partial::read(&self, *format).await? {
+                Outcome::Read(report, cost) => {
+                    read.read = How::Ranges;
+                    (read.requests, read.bytes) = (cost.requests, cost.bytes);
+                    if let Some(p) = &self.progress {
+                        // the bar counts the layer; the rest is not needed
+                        p.advance(desc.size.saturating_sub(cost.bytes));
+                    }
+                    return Ok((self.plan.index, report, read));
+                }
+                Outcome::Whole { reason, response } => {
+                    read.reason = Some(reason);
+                    whole = response;
+                }
+            }
+        }
+        let source = match (hit, whole) {
+            (Some(path), _) => Source::Cache(path),
+            (None, Some(r)) => Source::Registry(r, self.origin.clone()),
+            (None, None) => match blob_from_mirrors(&self.mirrors, desc).await {
                 Some((m, r)) => Source::Registry(r, m),
                 None => {
                     Source::Registry(self.origin.client.blob(&self.origin.repository, desc).await?, self.origin.clone())
@@ -66,6 +101,7 @@ impl LayerJob {
             },
         };
         let from_cache = matches!(source, Source::Cache(_));
+        read.from_cache = from_cache;
         // Two chunks in flight per layer. hyper hands out chunks of up to
         // ~400 KiB, so a deeper queue costs megabytes per layer and, measured
         // on the 256 MiB bench, is no faster.
@@ -73,7 +109,7 @@ impl LayerJob {
         let (kind, digest, dir) = (self.plan.kind.clone(), desc.digest.clone(), self.dir.clone());
         let (selection, budget) = (self.selection.clone(), self.budget.clone());
         let unpacker = tokio::task::spawn_blocking(move || {
-            unpack::unpack_layer(&kind, &digest, ChannelReader { rx, cur: Bytes::new() }, &dir, &selection, &budget)
+            unpack::unpack_layer(&kind, &digest, ChannelReader::new(rx), &dir, &selection, &budget)
         });
         let downloaded = self.download(source, cache.as_deref(), tx).await;
         if from_cache && downloaded.is_err() {
@@ -85,8 +121,11 @@ impl LayerJob {
         }
         let unpacked = unpacker.await.map_err(task)?;
         // A bad download explains a failed unpack better than the unpack does.
-        downloaded?;
-        Ok((self.plan.index, unpacked?))
+        let received = downloaded?;
+        if !from_cache {
+            (read.requests, read.bytes) = (1, received);
+        }
+        Ok((self.plan.index, unpacked?, read))
     }
 
     /// Stream the blob to the unpacker, hashing as it goes. When the unpacker
@@ -97,7 +136,7 @@ impl LayerJob {
         source: Source,
         cache: Option<&BlobCache>,
         tx: mpsc::Sender<Bytes>,
-    ) -> Result<(), FetchError> {
+    ) -> Result<u64, FetchError> {
         let desc = &self.plan.descriptor;
         let what = || format!("layer {}", desc.digest);
         let mut tx = Some(tx);
@@ -158,7 +197,7 @@ impl LayerJob {
         if let Some(m) = &from {
             m.served_layer(received);
         }
-        Ok(())
+        Ok(received)
     }
 }
 
@@ -231,9 +270,15 @@ impl Drop for Keep {
 }
 
 /// The blocking side of the channel, as a `Read`.
-struct ChannelReader {
+pub(super) struct ChannelReader {
     rx: mpsc::Receiver<Bytes>,
     cur: Bytes,
+}
+
+impl ChannelReader {
+    pub(super) fn new(rx: mpsc::Receiver<Bytes>) -> Self {
+        ChannelReader { rx, cur: Bytes::new() }
+    }
 }
 
 impl Read for ChannelReader {

@@ -10,6 +10,7 @@
 
 pub(crate) mod cache;
 mod job;
+pub(crate) mod partial;
 pub(crate) mod sources;
 
 use std::path::Path;
@@ -54,6 +55,10 @@ pub(crate) struct PullOptions {
     pub(crate) cache: Option<Arc<cache::BlobCache>>,
     /// Registries tried before the origin for what is named by digest.
     pub(crate) mirrors: Vec<Arc<sources::Mirror>>,
+    /// Read only the selected files' chunks of layers with a table of
+    /// contents, when that is well under the layer (`--no-partial`,
+    /// `spec.partial: Never` turn it off).
+    pub(crate) partial: bool,
 }
 
 impl Default for PullOptions {
@@ -67,6 +72,7 @@ impl Default for PullOptions {
             progress: None,
             cache: None,
             mirrors: Vec::new(),
+            partial: true,
         }
     }
 }
@@ -89,6 +95,34 @@ pub(crate) struct PullReport {
     /// The fetched layers that carry a table of contents (eStargz,
     /// zstd:chunked), in manifest order.
     pub(crate) indexed: Vec<IndexedLayer>,
+    /// How each fetched layer was read, in manifest order.
+    pub(crate) layers: Vec<LayerRead>,
+    /// Bytes that came from registries (ranges and whole layers; not the
+    /// cache's).
+    pub(crate) registry_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) enum Read {
+    /// The whole blob, its digest checked.
+    Whole,
+    /// Only the selected files' chunks, by range, through the TOC's digests.
+    Ranges,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct LayerRead {
+    pub(crate) digest: Digest,
+    pub(crate) read: Read,
+    /// Why a layer with a table of contents was read whole.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) reason: Option<String>,
+    /// Requests to a registry, and the bytes they brought.
+    pub(crate) requests: u32,
+    pub(crate) bytes: u64,
+    pub(crate) from_cache: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -140,6 +174,7 @@ pub(crate) async fn pull(
             progress: opts.progress.clone(),
             cancel: cancel.clone(),
             cache: opts.cache.clone(),
+            partial: opts.partial,
         };
         let permits = permits.clone();
         tasks.spawn(async move {
@@ -168,11 +203,16 @@ pub(crate) async fn pull(
         let _ = tokio::task::spawn_blocking(move || drop(staging)).await;
         return Err(e);
     }
-    reports.sort_by_key(|(i, _)| *i);
+    reports.sort_by_key(|(i, _, _)| *i);
     let indexed = reports
         .iter()
-        .filter_map(|(i, r)| Some(IndexedLayer { digest: res.manifest.layers.get(*i)?.digest.clone(), format: r.toc? }))
+        .filter_map(|(i, r, _)| {
+            Some(IndexedLayer { digest: res.manifest.layers.get(*i)?.digest.clone(), format: r.toc? })
+        })
         .collect();
+    let layers: Vec<LayerRead> = reports.iter().map(|(_, _, read)| read.clone()).collect();
+    let registry_bytes = layers.iter().fold(0u64, |n, l| n.saturating_add(l.bytes));
+    let reports: Vec<(usize, unpack::LayerReport)> = reports.into_iter().map(|(i, r, _)| (i, r)).collect();
     let merged = tokio::task::spawn_blocking(move || -> Result<_, UnpackError> {
         let merged = staging.merge(reports)?;
         staging.commit()?;
@@ -184,7 +224,7 @@ pub(crate) async fn pull(
     let files: Vec<FileReport> = merged.into_iter().map(|(path, entry)| FileReport { path, entry }).collect();
     let bytes =
         files.iter().fold(0u64, |n, f| if let Entry::File { size, .. } = f.entry { n.saturating_add(size) } else { n });
-    Ok(PullReport { files, bytes, layers_fetched, layers_skipped, indexed })
+    Ok(PullReport { files, bytes, layers_fetched, layers_skipped, indexed, layers, registry_bytes })
 }
 
 pub(crate) fn task(e: impl std::fmt::Display) -> FetchError {

@@ -321,12 +321,56 @@ impl RegistryClient {
             .await
     }
 
+    /// Starts a download of `span` of a blob: `Partial` when the registry
+    /// (or the storage it redirects to, which gets the `Range` header too)
+    /// answered with exactly that range, `Whole` when it ignored the header
+    /// and sends the whole blob.
+    pub(crate) async fn blob_range(
+        &self,
+        repository: &str,
+        desc: &Descriptor,
+        span: super::range::Span,
+    ) -> Result<super::range::Ranged, RegistryError> {
+        use super::range::Ranged;
+        let url = format!("{}/v2/{repository}/blobs/{}", self.base, desc.digest);
+        let what = || format!("blob {repository}@{} bytes {}-{}", desc.digest, span.start, span.end - 1);
+        let header = span.header().ok_or_else(|| RegistryError::Protocol(format!("{}: an empty range", what())))?;
+        let res = self.send_with(Method::GET, RequestKind::Blob, &url, repository, Some(&header), what).await?;
+        if res.status() != StatusCode::PARTIAL_CONTENT {
+            return Ok(Ranged::Whole(res));
+        }
+        let said = res.headers().get(header::CONTENT_RANGE).and_then(|v| v.to_str().ok()).map(str::to_string);
+        match said.as_deref().map(|v| super::range::content_range(v, desc.size)) {
+            Some(Ok(got)) if got == span => Ok(Ranged::Partial(res)),
+            Some(Ok(got)) => Err(RegistryError::Protocol(format!(
+                "{}: answered bytes {}-{}",
+                what(),
+                got.start,
+                got.end.saturating_sub(1)
+            ))),
+            Some(Err(message)) => Err(RegistryError::Protocol(format!("{}: {message}", what()))),
+            None => Err(RegistryError::Protocol(format!("{}: 206 without a Content-Range", what()))),
+        }
+    }
+
     async fn send(
         &self,
         method: Method,
         kind: RequestKind,
         url: &str,
         repository: &str,
+        what: impl Fn() -> String,
+    ) -> Result<Response, RegistryError> {
+        self.send_with(method, kind, url, repository, None, what).await
+    }
+
+    async fn send_with(
+        &self,
+        method: Method,
+        kind: RequestKind,
+        url: &str,
+        repository: &str,
+        range: Option<&str>,
         what: impl Fn() -> String,
     ) -> Result<Response, RegistryError> {
         let scope = format!("repository:{repository}:pull");
@@ -336,6 +380,9 @@ impl RegistryClient {
             let mut req = self.http.request(method.clone(), url);
             if kind == RequestKind::Manifest {
                 req = req.header(header::ACCEPT, media::ACCEPT);
+            }
+            if let Some(r) = range {
+                req = req.header(header::RANGE, r);
             }
             if let Some(auth) = self.authorization(&scope) {
                 req = req.header(header::AUTHORIZATION, auth);

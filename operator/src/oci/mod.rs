@@ -9,6 +9,7 @@ pub(crate) mod exec;
 pub(crate) mod helper;
 pub(crate) mod manifest;
 pub(crate) mod provider;
+pub(crate) mod range;
 pub(crate) mod reference;
 pub(crate) mod referrers;
 pub(crate) mod retry;

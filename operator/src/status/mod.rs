@@ -5,7 +5,7 @@
 pub(crate) mod conditions;
 mod next;
 
-pub(crate) use next::{Served, next_status, verification_status};
+pub(crate) use next::{Served, next_status, transfer_status, verification_status};
 
 use serde::Serialize;
 
@@ -178,6 +178,7 @@ impl From<&UnpackError> for Reason {
         match e {
             U::UnsafePath { .. } | U::LinkEscapes { .. } | U::UnsupportedEntry { .. } => Reason::UnsafeContent,
             U::LimitExceeded { .. } => Reason::LimitExceeded,
+            U::Mismatch { .. } => Reason::DigestMismatch,
             U::UnsupportedLayer { .. } | U::Corrupt { .. } => Reason::Unsupported,
             U::Io { .. } => Reason::Internal,
         }

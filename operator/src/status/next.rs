@@ -6,8 +6,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions::{self, Outcome};
 use crate::api::{
-    ArtifactStatus, Drift, FilesSummary, SignatureEvidence, SourceStatus, VerificationStatus, VolumeStatus,
+    ArtifactStatus, Drift, FilesSummary, SignatureEvidence, SourceStatus, TransferStatus, VerificationStatus,
+    VolumeStatus,
 };
+use crate::fetch::{LayerRead, PullReport, Read};
 use crate::oci::Digest;
 use crate::verify::Evidence;
 
@@ -25,6 +27,8 @@ pub(crate) struct Served {
     pub(crate) verification: Option<VerificationStatus>,
     /// Where what was published came from.
     pub(crate) sources: Vec<SourceStatus>,
+    /// How it was read; `None` when nothing was fetched.
+    pub(crate) transfer: Option<TransferStatus>,
 }
 
 impl Served {
@@ -77,6 +81,19 @@ pub(crate) fn verification_status(digest: &Digest, trust: &str, evidence: &[Evid
     }
 }
 
+/// How a pull read its layers, as status shows it.
+pub(crate) fn transfer_status(report: &PullReport) -> TransferStatus {
+    let fetched = report.layers.iter().filter(|l| !l.from_cache);
+    let (ranged, whole): (Vec<&LayerRead>, Vec<&LayerRead>) = fetched.partition(|l| l.read == Read::Ranges);
+    TransferStatus {
+        bytes_from_registry: report.registry_bytes,
+        layers_whole: u32::try_from(whole.len()).unwrap_or(u32::MAX),
+        layers_ranged: u32::try_from(ranged.len()).unwrap_or(u32::MAX),
+        range_requests: ranged.iter().map(|l| l.requests).fold(0u32, u32::saturating_add),
+        whole_reason: report.layers.iter().find_map(|l| l.reason.clone()),
+    }
+}
+
 /// The status after `outcome`. Equal to `old` when nothing changed, in
 /// which case nothing is written.
 pub(crate) fn next_status(
@@ -107,6 +124,7 @@ pub(crate) fn next_status(
             new.files = Some(files.clone());
             new.volume = s.volume.clone();
             new.sources = s.sources.clone();
+            new.transfer = s.transfer.clone();
             new.last_synced_digest = Some(s.digest.to_string());
             new.last_synced_at = Some(now.clone());
         }
@@ -138,6 +156,7 @@ mod tests {
             volume: None,
             verification: None,
             sources: Vec::new(),
+            transfer: None,
         }
     }
 

@@ -92,6 +92,39 @@ pub(crate) fn unpack_layer(
     Ok(w.report)
 }
 
+/// A layer read through its TOC: its entries in TOC order, each with its
+/// content (files already fetched and checked against their TOC digests),
+/// go through the same rules as a tar's (paths, links, whiteouts, devices,
+/// selection, limits) into `dir`.
+pub(crate) fn unpack_entries(
+    format: toc::Format,
+    digest: &Digest,
+    entries: impl Iterator<Item = Result<(Header, Box<dyn Read>), UnpackError>>,
+    dir: &Path,
+    selection: &Selection,
+    budget: &Budget,
+) -> Result<LayerReport, UnpackError> {
+    fs::create_dir_all(dir).map_err(UnpackError::io(dir))?;
+    let mut w = LayerWriter {
+        dir,
+        digest,
+        format: match format {
+            toc::Format::Estargz => "eStargz layer",
+            toc::Format::ZstdChunked => "zstd:chunked layer",
+        },
+        budget,
+        dirs: HashSet::new(),
+        report: LayerReport::default(),
+        buf: vec![0u8; 64 * 1024].into_boxed_slice(),
+    };
+    for e in entries {
+        let (header, mut content) = e?;
+        w.entry(header, &mut content, selection, true)?;
+    }
+    w.report.toc = Some(format);
+    Ok(w.report)
+}
+
 struct LayerWriter<'a> {
     dir: &'a Path,
     digest: &'a Digest,
@@ -111,78 +144,87 @@ impl LayerWriter<'_> {
     fn unpack_tar(&mut self, r: impl Read, selection: &Selection, indexed: bool) -> Result<(), UnpackError> {
         let mut archive = Archive::new(r);
         while let Some(header) = archive.next_entry().map_err(|e| self.tar_error(e))? {
-            let Header { kind, path: raw, link: raw_target, mode, .. } = header;
-            let shown = String::from_utf8_lossy(&raw).into_owned();
-            let unsafe_path = |reason: String| UnpackError::UnsafePath { path: shown.clone(), reason };
-            let Some(path) = sanitize(&raw).map_err(|e| unsafe_path(e.to_string()))? else {
-                continue;
-            };
-            let name = path.rsplit('/').next().unwrap_or(&path);
-            if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
-                // `.wh.` alone would delete the directory it is in, `.wh..`
-                // the one above: neither names an entry to delete.
-                if name != OPAQUE && matches!(hidden, "" | "." | "..") {
-                    return Err(unsafe_path(format!("whiteout {name:?} deletes no entry")));
-                }
-                // A whiteout is an entry like any other for the file count.
-                self.budget.charge_file()?;
-                let parent = path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
-                self.report.whiteouts.push(if name == OPAQUE {
-                    Whiteout::Opaque(parent.to_string())
-                } else if parent.is_empty() {
-                    Whiteout::Path(hidden.to_string())
-                } else {
-                    Whiteout::Path(format!("{parent}/{hidden}"))
-                });
-                continue;
-            }
-            let device = match kind {
-                Kind::Dir => continue,
-                Kind::Char => Some("character device"),
-                Kind::Block => Some("block device"),
-                Kind::Fifo => Some("FIFO"),
-                Kind::File | Kind::Symlink | Kind::HardLink => None,
-            };
-            if let Some(kind) = device {
-                return Err(UnpackError::UnsupportedEntry { path, kind: kind.into() });
-            }
-            // Links are checked before selection: an archive that tries to
-            // escape is refused whole, not just filtered.
-            let link = match kind {
-                Kind::Symlink | Kind::HardLink => {
-                    if raw_target.len() > MAX_PATH_BYTES {
-                        return Err(unsafe_path(format!("link target longer than {MAX_PATH_BYTES} bytes")));
-                    }
-                    let target = String::from_utf8_lossy(&raw_target).into_owned();
-                    let escapes = || UnpackError::LinkEscapes { path: path.clone(), target: target.clone() };
-                    Some(if kind == Kind::Symlink {
-                        resolve_link_target(&path, &target).ok_or_else(escapes)?;
-                        (true, target)
-                    } else {
-                        let t = sanitize(&raw_target).ok().flatten().ok_or_else(escapes)?;
-                        if t == path {
-                            return Err(UnpackError::LinkEscapes {
-                                path,
-                                target: format!("{t} (a hard link to itself)"),
-                            });
-                        }
-                        (false, t)
-                    })
-                }
-                _ => None,
-            };
-            if !selection.wants_path(&path) || (indexed && toc::METADATA_ENTRIES.contains(&path.as_str())) {
-                continue;
-            }
-            self.budget.charge_file()?;
-            self.budget.charge_metadata(path.len() + link.as_ref().map_or(0, |(_, t)| t.len()))?;
-            let made = match link {
-                Some((true, target)) => self.symlink(&path, &target)?,
-                Some((false, target)) => self.hard_link(&path, &target)?,
-                None => self.write_file(&path, &mut archive, mode & 0o111 != 0, None)?,
-            };
-            self.report.entries.insert(path, made);
+            self.entry(header, &mut archive, selection, indexed)?;
         }
+        Ok(())
+    }
+
+    /// One entry of a tar, or of a TOC read by ranges: the same rules.
+    fn entry(
+        &mut self,
+        header: Header,
+        content: &mut dyn Read,
+        selection: &Selection,
+        indexed: bool,
+    ) -> Result<(), UnpackError> {
+        let Header { kind, path: raw, link: raw_target, mode, .. } = header;
+        let shown = String::from_utf8_lossy(&raw).into_owned();
+        let unsafe_path = |reason: String| UnpackError::UnsafePath { path: shown.clone(), reason };
+        let Some(path) = sanitize(&raw).map_err(|e| unsafe_path(e.to_string()))? else {
+            return Ok(());
+        };
+        let name = path.rsplit('/').next().unwrap_or(&path);
+        if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
+            // `.wh.` alone would delete the directory it is in, `.wh..`
+            // the one above: neither names an entry to delete.
+            if name != OPAQUE && matches!(hidden, "" | "." | "..") {
+                return Err(unsafe_path(format!("whiteout {name:?} deletes no entry")));
+            }
+            // A whiteout is an entry like any other for the file count.
+            self.budget.charge_file()?;
+            let parent = path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+            self.report.whiteouts.push(if name == OPAQUE {
+                Whiteout::Opaque(parent.to_string())
+            } else if parent.is_empty() {
+                Whiteout::Path(hidden.to_string())
+            } else {
+                Whiteout::Path(format!("{parent}/{hidden}"))
+            });
+            return Ok(());
+        }
+        let device = match kind {
+            Kind::Dir => return Ok(()),
+            Kind::Char => Some("character device"),
+            Kind::Block => Some("block device"),
+            Kind::Fifo => Some("FIFO"),
+            Kind::File | Kind::Symlink | Kind::HardLink => None,
+        };
+        if let Some(kind) = device {
+            return Err(UnpackError::UnsupportedEntry { path, kind: kind.into() });
+        }
+        // Links are checked before selection: an archive that tries to
+        // escape is refused whole, not just filtered.
+        let link = match kind {
+            Kind::Symlink | Kind::HardLink => {
+                if raw_target.len() > MAX_PATH_BYTES {
+                    return Err(unsafe_path(format!("link target longer than {MAX_PATH_BYTES} bytes")));
+                }
+                let target = String::from_utf8_lossy(&raw_target).into_owned();
+                let escapes = || UnpackError::LinkEscapes { path: path.clone(), target: target.clone() };
+                Some(if kind == Kind::Symlink {
+                    resolve_link_target(&path, &target).ok_or_else(escapes)?;
+                    (true, target)
+                } else {
+                    let t = sanitize(&raw_target).ok().flatten().ok_or_else(escapes)?;
+                    if t == path {
+                        return Err(UnpackError::LinkEscapes { path, target: format!("{t} (a hard link to itself)") });
+                    }
+                    (false, t)
+                })
+            }
+            _ => None,
+        };
+        if !selection.wants_path(&path) || (indexed && toc::METADATA_ENTRIES.contains(&path.as_str())) {
+            return Ok(());
+        }
+        self.budget.charge_file()?;
+        self.budget.charge_metadata(path.len() + link.as_ref().map_or(0, |(_, t)| t.len()))?;
+        let made = match link {
+            Some((true, target)) => self.symlink(&path, &target)?,
+            Some((false, target)) => self.hard_link(&path, &target)?,
+            None => self.write_file(&path, content, mode & 0o111 != 0, None)?,
+        };
+        self.report.entries.insert(path, made);
         Ok(())
     }
 

@@ -10,7 +10,7 @@ pub(crate) mod path;
 pub(crate) mod select;
 pub(crate) mod toc;
 mod tree;
-mod window;
+pub(crate) mod window;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::oci::Digest;
 
-pub(crate) use extract::unpack_layer;
+pub(crate) use extract::{unpack_entries, unpack_layer};
 pub(crate) use layer::LayerPlan;
 pub(crate) use limits::{Budget, Limits};
 pub(crate) use select::Selection;
@@ -41,6 +41,10 @@ pub(crate) enum UnpackError {
     LimitExceeded { limit: &'static str, max: u64 },
     #[error("layer {digest} is not a valid {format}: {message}")]
     Corrupt { digest: String, format: &'static str, message: String },
+    /// Bytes read by range that are not what the digest vouching for them
+    /// says (the TOC's in the manifest, a chunk's or a file's in the TOC).
+    #[error("layer {digest}: {message}")]
+    Mismatch { digest: String, message: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 }

@@ -5,10 +5,6 @@
 //! entry is checked against. Pure; the streaming unpack uses the footer and
 //! the metadata names, ranged reads use the rest.
 
-// The TOC parsers are for ranged reads of single files (the next step of
-// the fetch); until those land, tests and the fuzzers are their only users.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::collections::BTreeMap;
 use std::io::Read;
 
@@ -51,6 +47,9 @@ pub(crate) enum TocError {
     Mismatch { expected: Digest, actual: Digest },
     #[error("the table of contents is over {MAX_TOC_BYTES} bytes")]
     TooLarge,
+    /// A name or link the tar reader would refuse as unsafe.
+    #[error("the table of contents names {path:?}: {reason}")]
+    Unsafe { path: String, reason: String },
 }
 
 fn invalid(m: impl Into<String>) -> TocError {
@@ -261,9 +260,20 @@ struct RawEntry {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum TocKind {
-    File { digest: Option<Digest>, executable: bool, chunks: Vec<Chunk> },
-    Symlink { target: String },
-    HardLink { target: String },
+    File {
+        digest: Option<Digest>,
+        executable: bool,
+        chunks: Vec<Chunk>,
+    },
+    Symlink {
+        target: String,
+    },
+    HardLink {
+        target: String,
+    },
+    /// A character or block device or a FIFO: kept so that a reader refuses
+    /// the layer as it refuses such a tar entry.
+    Device(&'static str),
 }
 
 /// One compressed chunk of a file: `[offset, end)` of the blob inflates to
@@ -275,6 +285,11 @@ pub(crate) struct Chunk {
     pub(crate) file_offset: u64,
     pub(crate) size: u64,
     pub(crate) digest: Option<Digest>,
+    /// The TOC names this chunk's end (containers/storage does): its bytes
+    /// then inflate to its `size` and nothing more. Otherwise it ends where
+    /// the next begins, and what follows its content (eStargz's tar padding
+    /// and next header, in the same member or frame) is read past.
+    pub(crate) exact: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -287,8 +302,8 @@ pub(crate) struct TocEntry {
 /// The TOC's files, links and the chunks of each file, in blob order,
 /// checked: names by the tar rules, links inside the tree, chunks inside
 /// `data_end` (where the TOC starts), in order, not overlapping, and adding
-/// up to their file's size. Directories and devices are not kept (the
-/// caller refuses devices as in a tar).
+/// up to their file's size. Directories are not kept; devices are, for the
+/// caller to refuse as in a tar.
 pub(crate) fn parse(json: &[u8], data_end: u64) -> Result<Vec<TocEntry>, TocError> {
     if json.len() as u64 > MAX_TOC_BYTES {
         return Err(TocError::TooLarge);
@@ -325,7 +340,15 @@ pub(crate) fn parse(json: &[u8], data_end: u64) -> Result<Vec<TocEntry>, TocErro
             if !e.chunk_type.is_empty() {
                 return Err(invalid(format!("{:?}: chunk type {:?}", e.name, e.chunk_type)));
             }
-            push_chunk(chunks, &mut next_offset, offset, end_offset, chunk_offset, size, digest(&e.chunk_digest)?)?;
+            // containers/storage puts the end of a file's last chunk on the
+            // file's entry, and none on its chunks: that end moves along to
+            // the newest chunk, and the one before ends where it begins
+            let inherited = chunks.last_mut().map_or(0, |c| {
+                c.exact = false;
+                std::mem::take(&mut c.end)
+            });
+            let end = if end_offset != 0 { end_offset } else { inherited };
+            push_chunk(chunks, &mut next_offset, offset, end, chunk_offset, size, digest(&e.chunk_digest)?)?;
             continue;
         }
         let shown = e.name.clone();
@@ -333,10 +356,13 @@ pub(crate) fn parse(json: &[u8], data_end: u64) -> Result<Vec<TocEntry>, TocErro
             Ok(Some(p)) => p,
             Ok(None) if e.kind == "dir" => continue,
             Ok(None) => return Err(invalid(format!("{shown:?}: a {} naming the root", e.kind))),
-            Err(reason) => return Err(invalid(format!("{shown:?}: {reason}"))),
+            Err(reason) => return Err(TocError::Unsafe { path: shown, reason: reason.to_string() }),
         };
         let kind = match e.kind.as_str() {
-            "dir" | "char" | "block" | "fifo" => continue,
+            "dir" => continue,
+            "char" => TocKind::Device("character device"),
+            "block" => TocKind::Device("block device"),
+            "fifo" => TocKind::Device("FIFO"),
             "reg" => {
                 if !e.chunk_type.is_empty() {
                     return Err(invalid(format!("{shown:?}: chunk type {:?}", e.chunk_type)));
@@ -352,15 +378,17 @@ pub(crate) fn parse(json: &[u8], data_end: u64) -> Result<Vec<TocEntry>, TocErro
                 TocKind::File { digest: digest(&e.digest)?, executable: e.mode & 0o111 != 0, chunks }
             }
             "symlink" => {
-                resolve_link_target(&path, &e.link_name)
-                    .ok_or_else(|| invalid(format!("{shown:?}: a link out of the tree ({:?})", e.link_name)))?;
+                resolve_link_target(&path, &e.link_name).ok_or_else(|| TocError::Unsafe {
+                    path: shown.clone(),
+                    reason: format!("a link out of the tree ({:?})", e.link_name),
+                })?;
                 TocKind::Symlink { target: e.link_name }
             }
             "hardlink" => {
-                let target = sanitize(e.link_name.as_bytes())
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| invalid(format!("{shown:?}: a hard link out of the tree")))?;
+                let target = sanitize(e.link_name.as_bytes()).ok().flatten().ok_or_else(|| TocError::Unsafe {
+                    path: shown.clone(),
+                    reason: "a hard link out of the tree".into(),
+                })?;
                 TocKind::HardLink { target }
             }
             other => return Err(invalid(format!("{shown:?}: unknown type {other:?}"))),
@@ -405,10 +433,10 @@ fn push_chunk(
         return Err(invalid(format!("a chunk at {offset} that overlaps the one before it or is empty")));
     }
     *next_offset = offset + 1;
-    chunks.push(Chunk { offset, end, file_offset, size, digest });
+    chunks.push(Chunk { offset, end, file_offset, size, digest, exact: end != 0 });
     Ok(())
 }
 
 #[cfg(test)]
 #[path = "toc/tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -46,7 +46,7 @@ fn source_tree(dir: &Path) {
 }
 
 /// Every layer `e2e/layers/make.sh` writes for the tree, with its descriptor.
-fn produce(src: &Path, out: &Path) -> Vec<(String, Value, Vec<u8>)> {
+pub(crate) fn produce(src: &Path, out: &Path) -> Vec<(String, Value, Vec<u8>)> {
     run(Command::new(repo_root().join("e2e/layers/make.sh")).arg(src).arg(out).env("OCISYNC_PRODUCERS", producers()));
     PRODUCED
         .iter()
@@ -101,7 +101,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 /// Push one layer with the descriptor its producer wrote, with or without
 /// its annotations (a copy by a tool that drops them).
-fn push(host: &str, reference: &str, desc: &Value, blob: &[u8], annotated: bool) -> String {
+pub(crate) fn push(host: &str, reference: &str, desc: &Value, blob: &[u8], annotated: bool) -> String {
     let dir = tempfile::tempdir().unwrap();
     let repo = reference.split(':').next().unwrap();
     let (b, c) = (dir.path().join("layer"), dir.path().join("config"));

@@ -1,7 +1,7 @@
 use super::*;
 
 /// A fixture layer and the annotations its producer wrote (testdata/README.md).
-fn fixture(name: &str) -> (Vec<u8>, BTreeMap<String, String>) {
+pub(crate) fn fixture(name: &str) -> (Vec<u8>, BTreeMap<String, String>) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/unpack/toc/testdata");
     let blob = std::fs::read(dir.join(format!("{name}.blob"))).unwrap();
     let desc: serde_json::Value =
@@ -16,7 +16,7 @@ fn tail(blob: &[u8]) -> &[u8] {
 
 /// The TOC's entries, found the way a ranged reader finds them: footer,
 /// region, digest from the annotations, parse.
-fn read_toc(name: &str) -> Vec<TocEntry> {
+pub(crate) fn read_toc(name: &str) -> Vec<TocEntry> {
     let (blob, annotations) = fixture(name);
     let footer = footer(tail(&blob)).unwrap_or_else(|| panic!("{name}: no footer"));
     let len = blob.len() as u64;
@@ -85,6 +85,19 @@ fn reads_what_the_real_producers_write() {
         let (empty, chunks) = file(&toc, "empty");
         assert_eq!((empty.size, chunks.len()), (0, 0));
     }
+}
+
+#[test]
+fn a_file_cut_into_chunks_by_skopeo_names_its_end_on_the_file() {
+    let toc = read_toc("skopeo-zstd-chunked-chunks");
+    let (data, chunks) = file(&toc, "data.txt");
+    assert_eq!(data.size, 108_000);
+    // the file's entry says endOffset 56172, its chunk none: the first chunk
+    // ends where the second begins, the second where the file does
+    let spans: Vec<_> = chunks.iter().map(|c| (c.offset, c.end, c.file_offset, c.size)).collect();
+    assert_eq!(spans, [(98, 33_693, 0, 64_716), (33_693, 56_172, 64_716, 43_284)]);
+    let (app, chunks) = file(&toc, "etc/app.yaml");
+    assert_eq!((app.size, chunks[0].offset, chunks[0].end), (9, 56_278, 56_300));
 }
 
 #[test]
@@ -187,8 +200,14 @@ fn hostile_tocs_are_refused() {
         (r#"{"version":2,"entries":[]}"#.into(), "an unknown version"),
         ("[".into(), "not JSON"),
     ];
+    // names and links the tar reader would refuse are refused as unsafe
+    let unsafe_ = ["a path out of the tree", "an absolute path", "a link out", "a hard link out"];
     for (json, what) in cases {
-        assert!(matches!(parse(json.as_bytes(), 100), Err(TocError::Invalid(_))), "{what}: {json}");
+        let r = parse(json.as_bytes(), 100);
+        match unsafe_.contains(&what) {
+            true => assert!(matches!(r, Err(TocError::Unsafe { .. })), "{what}: {json}: {r:?}"),
+            false => assert!(matches!(r, Err(TocError::Invalid(_))), "{what}: {json}: {r:?}"),
+        }
     }
     let huge = vec![b' '; MAX_TOC_BYTES as usize + 1];
     assert_eq!(parse(&huge, 100), Err(TocError::TooLarge));

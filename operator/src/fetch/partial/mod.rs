@@ -1,0 +1,358 @@
+//! Ranged reads of a layer with a table of contents (eStargz,
+//! zstd:chunked): the TOC with at most two requests, checked against the
+//! digest the manifest names; then only the chunks of the selected files,
+//! each checked against its `chunkDigest` and each file against its
+//! `digest`, before the files go through the same rules as a tar's.
+//!
+//! The layer's own digest is not recomputed on this path: every byte is
+//! vouched for by the chain manifest digest → TOC digest → chunk and file
+//! digests, the chain containerd's lazy pulling relies on. Whenever that
+//! chain is missing, the registry ignores `Range`, or the selection needs
+//! most of the layer, the caller reads the whole layer instead, and says why.
+
+mod decode;
+pub(crate) mod plan;
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+
+use super::job::{ChannelReader, LayerJob};
+use super::{FetchError, task};
+use crate::oci::RegistryError;
+use crate::oci::manifest::Descriptor;
+use crate::oci::range::{Ranged, Span};
+use crate::unpack::archive::{Header, Kind};
+use crate::unpack::toc::{self, Declared, Footer, Format, TocEntry, TocKind};
+use crate::unpack::{LayerReport, UnpackError};
+use decode::{Decoder, Wanted};
+use plan::Choice;
+
+/// The last bytes asked for first on an eStargz layer: its footer, and
+/// with luck its whole TOC, in one request.
+const TAIL: u64 = 256 << 10;
+/// Chunk requests in flight for one layer.
+const IN_FLIGHT: usize = 4;
+
+/// What a layer's read cost, for the report.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Ranges {
+    pub(crate) requests: u32,
+    pub(crate) bytes: u64,
+}
+
+pub(super) enum Outcome {
+    Read(LayerReport, Ranges),
+    /// Read the whole layer instead, for this reason; with the response
+    /// when the registry already sends the whole blob.
+    Whole {
+        reason: String,
+        response: Option<reqwest::Response>,
+    },
+}
+
+fn whole(reason: impl Into<String>) -> Outcome {
+    Outcome::Whole { reason: reason.into(), response: None }
+}
+
+/// A small ranged read, whole in memory (a TOC: at most `MAX_TOC_BYTES`).
+enum Got {
+    Bytes(Vec<u8>),
+    Whole(reqwest::Response),
+}
+
+pub(super) async fn read(job: &LayerJob, format: Format) -> Result<Outcome, FetchError> {
+    let desc = &job.plan.descriptor;
+    let corrupt = |message: String| {
+        let format = match format {
+            Format::Estargz => "eStargz layer",
+            Format::ZstdChunked => "zstd:chunked layer",
+        };
+        FetchError::Unpack(UnpackError::Corrupt { digest: desc.digest.to_string(), format, message })
+    };
+    let toc_error = |e: toc::TocError| match e {
+        toc::TocError::Mismatch { .. } => {
+            FetchError::Unpack(UnpackError::Mismatch { digest: desc.digest.to_string(), message: e.to_string() })
+        }
+        toc::TocError::Unsafe { path, reason } => FetchError::Unpack(UnpackError::UnsafePath { path, reason }),
+        e => corrupt(e.to_string()),
+    };
+    let mut cost = Ranges::default();
+    let (json, data_end, toc_bytes) = match toc::declared(&desc.annotations) {
+        Err(e) => return Ok(whole(format!("its table of contents cannot be checked: {e}"))),
+        Ok(Declared::None) => return Ok(whole("it declares no table of contents")),
+        Ok(Declared::ZstdChunked { checksum, position, estargz_toc }) => {
+            let end = position.offset.checked_add(position.length).filter(|&e| e <= desc.size);
+            let Some(end) = end.filter(|_| position.offset >= 8 && position.length <= toc::MAX_TOC_BYTES) else {
+                return Err(corrupt("its table of contents lies outside the blob, or is too large".into()));
+            };
+            let region = match get(job, Span { start: position.offset, end }, &mut cost).await? {
+                Got::Bytes(b) => b,
+                Got::Whole(r) => return Ok(Outcome::Whole { reason: ignores_range(), response: Some(r) }),
+            };
+            toc::check_digest(&region, &checksum).map_err(toc_error)?;
+            let json = blocking(move || toc::toc_json(Format::ZstdChunked, &region)).await?.map_err(toc_error)?;
+            if let Some(d) = estargz_toc {
+                toc::check_digest(&json, &d).map_err(toc_error)?;
+            }
+            // the skippable frame's 8-byte header ends the data
+            (json, position.offset - 8, position.length)
+        }
+        Ok(Declared::Estargz { toc: digest }) => {
+            let tail = Span { start: desc.size.saturating_sub(TAIL), end: desc.size };
+            let bytes = match get(job, tail, &mut cost).await? {
+                Got::Bytes(b) => b,
+                Got::Whole(r) => return Ok(Outcome::Whole { reason: ignores_range(), response: Some(r) }),
+            };
+            let last = &bytes[bytes.len().saturating_sub(toc::MAX_FOOTER)..];
+            let Some(Footer::Estargz { toc_offset, footer_len }) = toc::footer(last) else {
+                return Err(corrupt("it has no eStargz footer".into()));
+            };
+            let toc_end = desc.size.saturating_sub(footer_len);
+            if toc_offset >= toc_end || toc_end - toc_offset > toc::MAX_TOC_BYTES {
+                return Err(corrupt(format!("its footer puts the table of contents at {toc_offset}")));
+            }
+            let in_tail = |from: u64| &bytes[(from - tail.start) as usize..(toc_end - tail.start) as usize];
+            let region = if toc_offset >= tail.start {
+                in_tail(toc_offset).to_vec()
+            } else {
+                match get(job, Span { start: toc_offset, end: tail.start }, &mut cost).await? {
+                    Got::Bytes(mut head) => {
+                        head.extend_from_slice(in_tail(tail.start));
+                        head
+                    }
+                    Got::Whole(r) => return Ok(Outcome::Whole { reason: ignores_range(), response: Some(r) }),
+                }
+            };
+            let len = region.len() as u64;
+            let json = blocking(move || toc::toc_json(Format::Estargz, &region)).await?.map_err(toc_error)?;
+            toc::check_digest(&json, &digest).map_err(toc_error)?;
+            (json, toc_offset, len)
+        }
+    };
+    let entries = toc::parse(&json, data_end).map_err(toc_error)?;
+    drop(json);
+    let plan = match plan::choose(&entries, &job.selection, desc.size, toc_bytes) {
+        Choice::Whole(reason) => return Ok(whole(reason)),
+        Choice::Ranges(p) => p,
+    };
+    let scratch = job.dir.with_extension("chunks");
+    let made = {
+        let scratch = scratch.clone();
+        blocking(move || std::fs::create_dir_all(&scratch)).await?
+    };
+    made.map_err(|e| FetchError::Unpack(UnpackError::io(&scratch)(e)))?;
+    let fetched = chunks(job, format, &entries, &plan, &scratch, &mut cost).await;
+    let report = match fetched {
+        // every file fetched and checked: through the tar's rules
+        Ok(()) => {
+            let (digest, dir, selection, budget) =
+                (desc.digest.clone(), job.dir.clone(), job.selection.clone(), job.budget.clone());
+            let (s, files) = (scratch.clone(), plan.files.iter().copied().collect::<std::collections::HashSet<_>>());
+            blocking(move || {
+                let items = entries.into_iter().enumerate().map(|(i, e)| item(&s, i, e, files.contains(&i)));
+                crate::unpack::unpack_entries(format, &digest, items, &dir, &selection, &budget)
+            })
+            .await
+            .and_then(|r| r.map_err(FetchError::from))
+        }
+        Err(e) => Err(e),
+    };
+    let _ = blocking(move || std::fs::remove_dir_all(&scratch)).await;
+    let report = report?;
+    job.origin.served_layer(cost.bytes);
+    Ok(Outcome::Read(report, cost))
+}
+
+fn ignores_range() -> String {
+    "the registry ignores Range requests".into()
+}
+
+/// Fetch and inflate every planned span, several at once, then check each
+/// fetched file whole.
+async fn chunks(
+    job: &LayerJob,
+    format: Format,
+    entries: &[TocEntry],
+    plan: &plan::Plan,
+    scratch: &Path,
+    cost: &mut Ranges,
+) -> Result<(), FetchError> {
+    let wanted: Vec<Wanted> = plan
+        .files
+        .iter()
+        .filter_map(|&i| match &entries[i].kind {
+            TocKind::File { chunks, .. } => Some(chunks.iter().map(move |c| Wanted { file: i, chunk: c.clone() })),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let wanted = Arc::new(wanted);
+    let mut results = futures::stream::iter(plan.spans.iter().copied())
+        .map(|span| {
+            let wanted = wanted.clone();
+            let scratch = scratch.to_path_buf();
+            async move { fetch_span(job, format, span, wanted, scratch).await }
+        })
+        .buffer_unordered(IN_FLIGHT);
+    let mut failure = None;
+    while let Some(r) = results.next().await {
+        match r {
+            Ok(n) => {
+                cost.requests += 1;
+                cost.bytes += n;
+            }
+            Err(e) if failure.is_none() => failure = Some(e),
+            Err(_) => {}
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    drop(results);
+    // each fetched file is what its TOC entry says, whole
+    let dec = Decoder { format, layer: &job.plan.descriptor.digest, scratch, budget: &job.budget };
+    for &i in &plan.files {
+        let e = &entries[i];
+        if let TocKind::File { digest: Some(d), .. } = &e.kind {
+            dec.check_file(i, &e.path, e.size, d)?;
+        }
+    }
+    Ok(())
+}
+
+/// One span: its bytes streamed to a blocking thread that inflates its chunks.
+async fn fetch_span(
+    job: &LayerJob,
+    format: Format,
+    span: Span,
+    wanted: Arc<Vec<Wanted>>,
+    scratch: std::path::PathBuf,
+) -> Result<u64, FetchError> {
+    let desc = &job.plan.descriptor;
+    let res = match job.origin.client.blob_range(&job.origin.repository, desc, span).await? {
+        Ranged::Partial(r) => r,
+        Ranged::Whole(_) => {
+            return Err(RegistryError::Protocol(format!(
+                "blob {}: the registry answered a range with the whole blob after answering others",
+                desc.digest
+            ))
+            .into());
+        }
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(2);
+    let (layer, budget) = (desc.digest.clone(), job.budget.clone());
+    let inflate = tokio::task::spawn_blocking(move || {
+        let mine: Vec<&Wanted> =
+            wanted.iter().filter(|w| w.chunk.offset >= span.start && w.chunk.end <= span.end).collect();
+        let dec = Decoder { format, layer: &layer, scratch: &scratch, budget: &budget };
+        dec.span(span, &mine, ChannelReader::new(rx))
+    });
+    let got = stream_exactly(job, desc, span, res, tx).await;
+    let inflated = inflate.await.map_err(task)?;
+    let n = got?;
+    inflated?;
+    Ok(n)
+}
+
+/// The body of a `206`, which must be exactly `span.len()` bytes.
+async fn stream_exactly(
+    job: &LayerJob,
+    desc: &Descriptor,
+    span: Span,
+    res: reqwest::Response,
+    tx: mpsc::Sender<Bytes>,
+) -> Result<u64, FetchError> {
+    let what = || format!("layer {} bytes {}-{}", desc.digest, span.start, span.end.saturating_sub(1));
+    let mut body = res.bytes_stream();
+    let mut tx = Some(tx);
+    let mut received = 0u64;
+    while let Some(chunk) = body.next().await {
+        if job.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(FetchError::Cancelled);
+        }
+        let chunk =
+            chunk.map_err(|e| RegistryError::Interrupted { what: what(), message: crate::oci::error::chain(&e) })?;
+        received += chunk.len() as u64;
+        if received > span.len() {
+            return Err(RegistryError::SizeMismatch { what: what(), expected: span.len(), actual: received }.into());
+        }
+        job.origin.client.observe_blob_bytes(chunk.len() as u64);
+        if let Some(p) = &job.progress {
+            p.advance(chunk.len() as u64);
+        }
+        if let Some(t) = &tx
+            && t.send(chunk).await.is_err()
+        {
+            tx = None;
+        }
+    }
+    if received != span.len() {
+        return Err(RegistryError::SizeMismatch { what: what(), expected: span.len(), actual: received }.into());
+    }
+    Ok(received)
+}
+
+/// A small range (a TOC, the tail) read whole, bounded by the span.
+async fn get(job: &LayerJob, span: Span, cost: &mut Ranges) -> Result<Got, FetchError> {
+    let desc = &job.plan.descriptor;
+    let res = match job.origin.client.blob_range(&job.origin.repository, desc, span).await? {
+        Ranged::Partial(r) => r,
+        Ranged::Whole(r) => return Ok(Got::Whole(r)),
+    };
+    let (tx, mut rx) = mpsc::channel::<Bytes>(2);
+    let collect = async {
+        let mut out = Vec::with_capacity(usize::try_from(span.len()).unwrap_or(0));
+        while let Some(b) = rx.recv().await {
+            out.extend_from_slice(&b);
+        }
+        out
+    };
+    let (n, out) = tokio::join!(stream_exactly(job, desc, span, res, tx), collect);
+    let n = n?;
+    cost.requests += 1;
+    cost.bytes += n;
+    Ok(Got::Bytes(out))
+}
+
+/// A TOC entry as the tar reader's entry, with its content when fetched.
+fn item(scratch: &Path, index: usize, e: TocEntry, fetched: bool) -> Result<(Header, Box<dyn Read>), UnpackError> {
+    let empty = || -> Box<dyn Read> { Box::new(std::io::empty()) };
+    let header = |kind, link: String, size, mode| Header {
+        kind,
+        path: e.path.clone().into_bytes(),
+        link: link.into_bytes(),
+        size,
+        mode,
+    };
+    Ok(match &e.kind {
+        TocKind::File { executable, .. } => {
+            let h = header(Kind::File, String::new(), e.size, if *executable { 0o755 } else { 0o644 });
+            let content: Box<dyn Read> = if fetched && e.size > 0 {
+                let path = decode::scratch_path(scratch, index);
+                Box::new(std::fs::File::open(&path).map_err(UnpackError::io(&path))?)
+            } else {
+                empty()
+            };
+            (h, content)
+        }
+        TocKind::Symlink { target } => (header(Kind::Symlink, target.clone(), 0, 0o777), empty()),
+        TocKind::HardLink { target } => (header(Kind::HardLink, target.clone(), 0, 0o644), empty()),
+        TocKind::Device(kind) => {
+            let k = match *kind {
+                "character device" => Kind::Char,
+                "block device" => Kind::Block,
+                _ => Kind::Fifo,
+            };
+            (header(k, String::new(), 0, 0o644), empty())
+        }
+    })
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, FetchError> {
+    tokio::task::spawn_blocking(f).await.map_err(task)
+}
