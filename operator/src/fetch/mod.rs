@@ -210,9 +210,9 @@ pub(crate) async fn pull(
             Some(IndexedLayer { digest: res.manifest.layers.get(*i)?.digest.clone(), format: r.toc? })
         })
         .collect();
-    let layers: Vec<LayerRead> = reports.iter().map(|(_, _, read)| read.clone()).collect();
+    let (reports, layers): (Vec<(usize, unpack::LayerReport)>, Vec<LayerRead>) =
+        reports.into_iter().map(|(i, r, read)| ((i, r), read)).unzip();
     let registry_bytes = layers.iter().fold(0u64, |n, l| n.saturating_add(l.bytes));
-    let reports: Vec<(usize, unpack::LayerReport)> = reports.into_iter().map(|(i, r, _)| (i, r)).collect();
     let merged = tokio::task::spawn_blocking(move || -> Result<_, UnpackError> {
         let merged = staging.merge(reports)?;
         staging.commit()?;

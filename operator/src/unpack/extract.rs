@@ -36,15 +36,7 @@ pub(crate) fn unpack_layer(
         LayerKind::File { .. } => "blob",
         LayerKind::Tar(_) | LayerKind::Indexed(..) => "tar archive",
     };
-    let mut w = LayerWriter {
-        dir,
-        digest,
-        format,
-        budget,
-        dirs: HashSet::new(),
-        report: LayerReport::default(),
-        buf: vec![0u8; 64 * 1024].into_boxed_slice(),
-    };
+    let mut w = LayerWriter::new(dir, digest, format, budget);
     match kind {
         LayerKind::File { path } => {
             budget.charge_file()?;
@@ -105,18 +97,7 @@ pub(crate) fn unpack_entries(
     budget: &Budget,
 ) -> Result<LayerReport, UnpackError> {
     fs::create_dir_all(dir).map_err(UnpackError::io(dir))?;
-    let mut w = LayerWriter {
-        dir,
-        digest,
-        format: match format {
-            toc::Format::Estargz => "eStargz layer",
-            toc::Format::ZstdChunked => "zstd:chunked layer",
-        },
-        budget,
-        dirs: HashSet::new(),
-        report: LayerReport::default(),
-        buf: vec![0u8; 64 * 1024].into_boxed_slice(),
-    };
+    let mut w = LayerWriter::new(dir, digest, format.layer_name(), budget);
     for e in entries {
         let (header, mut content) = e?;
         w.entry(header, &mut content, selection, true)?;
@@ -138,7 +119,19 @@ struct LayerWriter<'a> {
     buf: Box<[u8]>,
 }
 
-impl LayerWriter<'_> {
+impl<'a> LayerWriter<'a> {
+    fn new(dir: &'a Path, digest: &'a Digest, format: &'static str, budget: &'a Budget) -> Self {
+        LayerWriter {
+            dir,
+            digest,
+            format,
+            budget,
+            dirs: HashSet::new(),
+            report: LayerReport::default(),
+            buf: vec![0u8; 64 * 1024].into_boxed_slice(),
+        }
+    }
+
     /// `indexed`: the layer declared a TOC, so its metadata entries are
     /// skipped like unselected files.
     fn unpack_tar(&mut self, r: impl Read, selection: &Selection, indexed: bool) -> Result<(), UnpackError> {

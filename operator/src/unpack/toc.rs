@@ -65,6 +65,16 @@ pub(crate) enum Format {
     ZstdChunked,
 }
 
+impl Format {
+    /// What a refusal calls such a layer.
+    pub(crate) fn layer_name(self) -> &'static str {
+        match self {
+            Format::Estargz => "eStargz layer",
+            Format::ZstdChunked => "zstd:chunked layer",
+        }
+    }
+}
+
 /// Where a zstd:chunked TOC lies, as its annotation or footer says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Position {

@@ -34,11 +34,7 @@ pub(super) struct Decoder<'a> {
 
 impl Decoder<'_> {
     fn corrupt(&self, message: String) -> UnpackError {
-        let format = match self.format {
-            Format::Estargz => "eStargz layer",
-            Format::ZstdChunked => "zstd:chunked layer",
-        };
-        UnpackError::Corrupt { digest: self.layer.to_string(), format, message }
+        UnpackError::Corrupt { digest: self.layer.to_string(), format: self.format.layer_name(), message }
     }
 
     /// Inflate the chunks that lie in `span` (sorted, inside it) from `r`,
