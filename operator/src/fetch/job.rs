@@ -70,7 +70,7 @@ impl LayerJob {
         }
         // Ranged reads go to the origin; a layer already in the cache, or
         // one that mirrors are there to serve, is read whole.
-        let mut whole = None;
+        let (mut whole, mut before) = (None, partial::Ranges::default());
         if let (LayerKind::Indexed(_, format), true, None, true) =
             (&self.plan.kind, self.partial, &hit, self.mirrors.is_empty())
         {
@@ -84,9 +84,9 @@ impl LayerJob {
                     }
                     return Ok((self.plan.index, report, read));
                 }
-                Outcome::Whole { reason, response } => {
+                Outcome::Whole { reason, response, cost } => {
                     read.reason = Some(reason);
-                    whole = response;
+                    (whole, before) = (response, cost);
                 }
             }
         }
@@ -122,8 +122,11 @@ impl LayerJob {
         let unpacked = unpacker.await.map_err(task)?;
         // A bad download explains a failed unpack better than the unpack does.
         let received = downloaded?;
+        // the TOC read before deciding on the whole layer counts too
+        (read.requests, read.bytes) = (before.requests, before.bytes);
         if !from_cache {
-            (read.requests, read.bytes) = (1, received);
+            read.requests = read.requests.saturating_add(1);
+            read.bytes = read.bytes.saturating_add(received);
         }
         Ok((self.plan.index, unpacked?, read))
     }

@@ -96,10 +96,16 @@ async fn one_file_is_read_by_ranges_from_each_producers_layer() {
         assert_eq!(blob_gets(&reg.access_log()[seen..], layer), [(200, blob.len() as u64)], "{name}");
 
         // everything selected: ranges would cost more than the layer
+        let seen = reg.access_log().len();
         let all = work.path().join(format!("{name}-all"));
         let o = pull(&reference, &all, &["--output", "json"]).await;
         assert!(o.status.success(), "{name}: {}", stderr(&o));
         let doc = json(&o);
+        // the TOC read before deciding counts, beside the whole layer
+        let gets = blob_gets(&reg.access_log()[seen..], layer);
+        assert!(gets.contains(&(200, blob.len() as u64)), "{name}: {gets:?}");
+        assert_eq!(doc["registryBytes"], gets.iter().map(|(_, b)| b).sum::<u64>(), "{name}: {gets:?}");
+        assert_eq!(doc["layers"][0]["requests"], gets.len(), "{name}");
         assert_eq!(doc["layers"][0]["read"], "whole", "{name}");
         let reason = doc["layers"][0]["reason"].as_str().unwrap_or_default();
         assert!(reason.contains("the selection needs"), "{name}: {reason}");

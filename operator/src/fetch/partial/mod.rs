@@ -48,15 +48,25 @@ pub(crate) struct Ranges {
 pub(super) enum Outcome {
     Read(LayerReport, Ranges),
     /// Read the whole layer instead, for this reason; with the response
-    /// when the registry already sends the whole blob.
+    /// when the registry already sends the whole blob, and what was read
+    /// by range before deciding (the TOC).
     Whole {
         reason: String,
         response: Option<reqwest::Response>,
+        cost: Ranges,
     },
 }
 
-fn whole(reason: impl Into<String>) -> Outcome {
-    Outcome::Whole { reason: reason.into(), response: None }
+fn whole(reason: impl Into<String>, cost: &Ranges) -> Outcome {
+    Outcome::Whole { reason: reason.into(), response: None, cost: cost.clone() }
+}
+
+fn ignores_range(response: reqwest::Response, cost: &Ranges) -> Outcome {
+    Outcome::Whole {
+        reason: "the registry ignores Range requests".into(),
+        response: Some(response),
+        cost: cost.clone(),
+    }
 }
 
 /// A small ranged read, whole in memory (a TOC: at most `MAX_TOC_BYTES`).
@@ -68,11 +78,11 @@ enum Got {
 pub(super) async fn read(job: &LayerJob, format: Format) -> Result<Outcome, FetchError> {
     let desc = &job.plan.descriptor;
     let corrupt = |message: String| {
-        let format = match format {
-            Format::Estargz => "eStargz layer",
-            Format::ZstdChunked => "zstd:chunked layer",
-        };
-        FetchError::Unpack(UnpackError::Corrupt { digest: desc.digest.to_string(), format, message })
+        FetchError::Unpack(UnpackError::Corrupt {
+            digest: desc.digest.to_string(),
+            format: format.layer_name(),
+            message,
+        })
     };
     let toc_error = |e: toc::TocError| match e {
         toc::TocError::Mismatch { .. } => {
@@ -83,8 +93,8 @@ pub(super) async fn read(job: &LayerJob, format: Format) -> Result<Outcome, Fetc
     };
     let mut cost = Ranges::default();
     let (json, data_end, toc_bytes) = match toc::declared(&desc.annotations) {
-        Err(e) => return Ok(whole(format!("its table of contents cannot be checked: {e}"))),
-        Ok(Declared::None) => return Ok(whole("it declares no table of contents")),
+        Err(e) => return Ok(whole(format!("its table of contents cannot be checked: {e}"), &cost)),
+        Ok(Declared::None) => return Ok(whole("it declares no table of contents", &cost)),
         Ok(Declared::ZstdChunked { checksum, position, estargz_toc }) => {
             let end = position.offset.checked_add(position.length).filter(|&e| e <= desc.size);
             let Some(end) = end.filter(|_| position.offset >= 8 && position.length <= toc::MAX_TOC_BYTES) else {
@@ -92,7 +102,7 @@ pub(super) async fn read(job: &LayerJob, format: Format) -> Result<Outcome, Fetc
             };
             let region = match get(job, Span { start: position.offset, end }, &mut cost).await? {
                 Got::Bytes(b) => b,
-                Got::Whole(r) => return Ok(Outcome::Whole { reason: ignores_range(), response: Some(r) }),
+                Got::Whole(r) => return Ok(ignores_range(r, &cost)),
             };
             toc::check_digest(&region, &checksum).map_err(toc_error)?;
             let json = blocking(move || toc::toc_json(Format::ZstdChunked, &region)).await?.map_err(toc_error)?;
@@ -106,7 +116,7 @@ pub(super) async fn read(job: &LayerJob, format: Format) -> Result<Outcome, Fetc
             let tail = Span { start: desc.size.saturating_sub(TAIL), end: desc.size };
             let bytes = match get(job, tail, &mut cost).await? {
                 Got::Bytes(b) => b,
-                Got::Whole(r) => return Ok(Outcome::Whole { reason: ignores_range(), response: Some(r) }),
+                Got::Whole(r) => return Ok(ignores_range(r, &cost)),
             };
             let last = &bytes[bytes.len().saturating_sub(toc::MAX_FOOTER)..];
             let Some(Footer::Estargz { toc_offset, footer_len }) = toc::footer(last) else {
@@ -125,7 +135,7 @@ pub(super) async fn read(job: &LayerJob, format: Format) -> Result<Outcome, Fetc
                         head.extend_from_slice(in_tail(tail.start));
                         head
                     }
-                    Got::Whole(r) => return Ok(Outcome::Whole { reason: ignores_range(), response: Some(r) }),
+                    Got::Whole(r) => return Ok(ignores_range(r, &cost)),
                 }
             };
             let len = region.len() as u64;
@@ -137,7 +147,7 @@ pub(super) async fn read(job: &LayerJob, format: Format) -> Result<Outcome, Fetc
     let entries = toc::parse(&json, data_end).map_err(toc_error)?;
     drop(json);
     let plan = match plan::choose(&entries, &job.selection, desc.size, toc_bytes) {
-        Choice::Whole(reason) => return Ok(whole(reason)),
+        Choice::Whole(reason) => return Ok(whole(reason, &cost)),
         Choice::Ranges(p) => p,
     };
     let scratch = job.dir.with_extension("chunks");
@@ -166,10 +176,6 @@ pub(super) async fn read(job: &LayerJob, format: Format) -> Result<Outcome, Fetc
     let report = report?;
     job.origin.served_layer(cost.bytes);
     Ok(Outcome::Read(report, cost))
-}
-
-fn ignores_range() -> String {
-    "the registry ignores Range requests".into()
 }
 
 /// Fetch and inflate every planned span, several at once, then check each
