@@ -110,15 +110,19 @@ pub fn toc(data: &[u8]) {
 
 /// What a ranged read of `entries` would fetch: sorted requests that do
 /// not overlap, no more than allowed, covering every chunk of every file
-/// chosen, whatever the TOC said.
+/// chosen, whatever the TOC said; with every other selected file already
+/// here, those and only those left out.
 fn planned(entries: &[crate::unpack::toc::TocEntry], layer_size: u64) {
-    use crate::fetch::partial::plan::{Choice, MAX_REQUESTS, choose};
+    use crate::fetch::partial::plan::{Choice, MAX_REQUESTS, choose, selected};
     use crate::unpack::Selection;
     use crate::unpack::toc::TocKind;
     let none: [&str; 0] = [];
     let selections = [Selection::new(&none, &none, &none), Selection::new(&["**/*.yaml"], &none, &none)];
-    for selection in selections.iter().flatten() {
-        let Choice::Ranges(plan) = choose(entries, selection, layer_size, 0) else { continue };
+    for (selection, delta) in selections.iter().flatten().flat_map(|s| [(s, false), (s, true)]) {
+        let here: Vec<usize> = selected(entries, selection).filter(|i| delta && i % 2 == 0).collect();
+        let Choice::Ranges(plan) = choose(entries, selection, &here, layer_size, 0) else { continue };
+        assert_eq!(plan.reused, here, "reused");
+        assert!(plan.files.iter().all(|i| here.binary_search(i).is_err()), "{:?} fetched and reused", plan.files);
         assert!(plan.spans.len() <= MAX_REQUESTS, "{} requests", plan.spans.len());
         assert!(plan.spans.windows(2).all(|w| w[0].end <= w[1].start), "{:?}", plan.spans);
         for &i in &plan.files {

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::api::SourceStatus;
+use crate::fetch::partial::reuse::{Previous, Tree};
 use crate::fetch::sources::Mirror;
 use crate::fetch::{self, FetchError, PullOptions, PullReport};
 use crate::oci::referrers;
@@ -173,17 +174,26 @@ pub(crate) async fn into_volume(
     let (v, key) = (volume.clone(), content.to_string());
     let held = blocking(move || {
         v.recover()?;
-        if let Some(c) = v.current().filter(|c| c.marker.content == key) {
-            return Ok(Some(Placed::Current(c)));
+        let current = v.current();
+        if let Some(c) = current.clone().filter(|c| c.marker.content == key) {
+            return Ok(Err(Placed::Current(c)));
         }
-        Ok(v.restore(&key)?.map(Placed::Restored))
+        match v.restore(&key)? {
+            Some(r) => Ok(Err(Placed::Restored(r))),
+            None => Ok(Ok(current.map(|c| v.dir.join(c.name)))),
+        }
     })
     .await?;
-    if let Some(placed) = held {
-        return Ok(placed);
-    }
+    let current = match held {
+        Err(placed) => return Ok(placed),
+        Ok(current) => current,
+    };
+    // The current revision's files that the new version has unchanged are
+    // copied from it (delta sync); revisions are never written after publish.
+    let previous = opts.previous.clone().or_else(|| current.map(|d| Arc::new(Tree(d)) as Arc<dyn Previous>));
+    let opts = PullOptions { previous, ..opts.clone() };
     let staging = volume.staging();
-    let pulled = run(client, pinned, platform, opts, &staging).await?;
+    let pulled = run(client, pinned, platform, &opts, &staging).await?;
     let (v, digest, key) = (volume.clone(), pinned.digest.to_string(), content.to_string());
     let revision = blocking(move || v.publish(&staging, &digest, &key)).await?;
     Ok(Placed::Published(revision, Box::new(pulled)))

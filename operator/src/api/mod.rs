@@ -366,6 +366,16 @@ pub struct TransferStatus {
     pub layers_ranged: u32,
     /// Range requests made.
     pub range_requests: u32,
+    /// Files whose content came from registries.
+    #[serde(default)]
+    pub files_from_registry: u32,
+    /// Files of a ranged read already published, byte for byte as the
+    /// table of contents says, and copied from there instead (delta sync),
+    /// and their bytes.
+    #[serde(default)]
+    pub files_reused: u32,
+    #[serde(default)]
+    pub bytes_reused: u64,
     /// Why a layer with a table of contents was read whole (the first one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub whole_reason: Option<String>,

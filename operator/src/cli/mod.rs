@@ -422,6 +422,11 @@ async fn pull(args: PullArgs) -> ExitCode {
         progress: bar.clone().map(|b| b as Arc<dyn fetch::Progress>),
         mirrors,
         partial: !args.no_partial,
+        // Files --out already holds, byte for byte as a TOC says, are
+        // copied from it rather than fetched (a volume: its current revision).
+        previous: (!args.volume && args.out.is_dir()).then(|| {
+            Arc::new(fetch::partial::reuse::Tree(args.out.clone())) as Arc<dyn fetch::partial::reuse::Previous>
+        }),
         ..PullOptions::default()
     };
     let client = Arc::new(client);

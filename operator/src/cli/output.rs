@@ -32,6 +32,9 @@ pub(super) fn pulled(format: Format, pulled: &Pulled, out: &Path) {
                 "indexedLayers": report.indexed,
                 "layers": report.layers,
                 "registryBytes": report.registry_bytes,
+                "filesFromRegistry": report.files_from_registry(),
+                "filesReused": report.reused().0,
+                "bytesReused": report.reused().1,
                 "sources": pulled.served,
             });
             println!("{doc:#}");
@@ -49,6 +52,13 @@ pub(super) fn pulled(format: Format, pulled: &Pulled, out: &Path) {
                     "read     {ranged} of {} layers by range, {} from the registry",
                     report.layers.len(),
                     human_bytes(report.registry_bytes)
+                );
+            }
+            if let (files @ 1.., bytes) = report.reused() {
+                println!(
+                    "reused   {files} files, {} already there; {} files from the registry",
+                    human_bytes(bytes),
+                    report.files_from_registry()
                 );
             }
             if pulled.served.iter().any(|s| s.role == "mirror") {

@@ -249,7 +249,16 @@ async fn sync(
     // revisions), then publish from it.
     progress.enter(Step::Fetch);
     remove_dir(work.to_path_buf()).await;
+    // What the target holds now: files the new version has unchanged are
+    // taken from it instead of fetched (delta sync, ranged reads only).
+    let previous = match plan.partial.unwrap_or(ctx.partial) {
+        crate::api::Partial::Auto => {
+            ctx.targets.previous(&plan.target, &owner).await.map_err(|e| Failure::new(Step::Fetch, &e))?
+        }
+        crate::api::Partial::Never => None,
+    };
     let opts = PullOptions {
+        previous,
         selection: plan.selection.clone(),
         limits: plan.limits,
         cache: ctx.blob_cache.clone(),

@@ -15,6 +15,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::sync::mpsc;
 
 use super::cache::BlobCache;
+use super::partial::reuse::Previous;
 use super::partial::{self, Outcome};
 use super::sources::{Mirror, blob_from_mirrors};
 use super::{FetchError, LayerRead, Progress, Read as How, task};
@@ -34,6 +35,9 @@ pub(super) struct LayerJob {
     pub(super) cache: Option<Arc<BlobCache>>,
     /// Read only the selected files' chunks when the layer has a TOC.
     pub(super) partial: bool,
+    /// Content published before, whose files a ranged read takes instead
+    /// of fetching them when they are what the TOC says.
+    pub(super) previous: Option<Arc<dyn Previous>>,
 }
 
 /// Where a layer's bytes come from.
@@ -55,6 +59,9 @@ impl LayerJob {
             requests: 0,
             bytes: 0,
             from_cache: false,
+            files_fetched: 0,
+            files_reused: 0,
+            bytes_reused: 0,
         };
         let cache = self.cache.clone().filter(|c| c.fits(desc.size));
         let cached = || cache.as_ref().and_then(|c| c.get(&desc.digest));
@@ -75,9 +82,11 @@ impl LayerJob {
             (&self.plan.kind, self.partial, &hit, self.mirrors.is_empty())
         {
             match partial::read(&self, *format).await? {
-                Outcome::Read(report, cost) => {
+                Outcome::Read(report, cost, files) => {
                     read.read = How::Ranges;
                     (read.requests, read.bytes) = (cost.requests, cost.bytes);
+                    (read.files_fetched, read.files_reused) = (files.fetched, files.reused);
+                    read.bytes_reused = files.bytes_reused;
                     if let Some(p) = &self.progress {
                         // the bar counts the layer; the rest is not needed
                         p.advance(desc.size.saturating_sub(cost.bytes));
@@ -128,7 +137,10 @@ impl LayerJob {
             read.requests = read.requests.saturating_add(1);
             read.bytes = read.bytes.saturating_add(received);
         }
-        Ok((self.plan.index, unpacked?, read))
+        let unpacked = unpacked?;
+        let files = unpacked.entries.values().filter(|e| matches!(e, unpack::Entry::File { .. })).count();
+        read.files_fetched = u32::try_from(files).unwrap_or(u32::MAX);
+        Ok((self.plan.index, unpacked, read))
     }
 
     /// Stream the blob to the unpacker, hashing as it goes. When the unpacker

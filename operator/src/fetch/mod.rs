@@ -59,6 +59,10 @@ pub(crate) struct PullOptions {
     /// contents, when that is well under the layer (`--no-partial`,
     /// `spec.partial: Never` turn it off).
     pub(crate) partial: bool,
+    /// What was published before (`--out`, a volume's current revision, a
+    /// ConfigMap): files of a ranged read that are already there, byte for
+    /// byte as the TOC says, are taken from it (delta sync).
+    pub(crate) previous: Option<Arc<dyn partial::reuse::Previous>>,
 }
 
 impl Default for PullOptions {
@@ -73,6 +77,7 @@ impl Default for PullOptions {
             cache: None,
             mirrors: Vec::new(),
             partial: true,
+            previous: None,
         }
     }
 }
@@ -102,6 +107,21 @@ pub(crate) struct PullReport {
     pub(crate) registry_bytes: u64,
 }
 
+impl PullReport {
+    /// Files whose content came from registries (not the blob cache, not
+    /// reused).
+    pub(crate) fn files_from_registry(&self) -> u32 {
+        self.layers.iter().filter(|l| !l.from_cache).map(|l| l.files_fetched).fold(0, u32::saturating_add)
+    }
+
+    /// Files taken from what was published before, and their bytes.
+    pub(crate) fn reused(&self) -> (u32, u64) {
+        self.layers
+            .iter()
+            .fold((0u32, 0u64), |(f, b), l| (f.saturating_add(l.files_reused), b.saturating_add(l.bytes_reused)))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) enum Read {
@@ -123,6 +143,12 @@ pub(crate) struct LayerRead {
     pub(crate) requests: u32,
     pub(crate) bytes: u64,
     pub(crate) from_cache: bool,
+    /// Files whose content this read brought (from the registry, or the
+    /// blob cache when `fromCache`).
+    pub(crate) files_fetched: u32,
+    /// Files taken from what was published before, and their bytes.
+    pub(crate) files_reused: u32,
+    pub(crate) bytes_reused: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -175,6 +201,7 @@ pub(crate) async fn pull(
             cancel: cancel.clone(),
             cache: opts.cache.clone(),
             partial: opts.partial,
+            previous: opts.previous.clone(),
         };
         let permits = permits.clone();
         tasks.spawn(async move {

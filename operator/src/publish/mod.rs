@@ -16,6 +16,7 @@ use kube::runtime::reflector::Store;
 
 use crate::api::{FilesSummary, VolumeStatus};
 use crate::fetch::FileReport;
+use crate::fetch::partial::reuse::Previous;
 use crate::oci::Digest;
 
 #[derive(Debug, thiserror::Error)]
@@ -120,6 +121,30 @@ impl Targets {
             files: r.marker.files.clone().unwrap_or_default(),
             volume: Some(VolumeStatus { path, revision: r.name }),
         }))
+    }
+
+    /// What the target holds now, for a delta sync to take files from: the
+    /// volume's current revision, or the ConfigMap's keys.
+    pub(crate) async fn previous(
+        &self,
+        target: &Target,
+        owner: &Owner,
+    ) -> Result<Option<std::sync::Arc<dyn Previous>>, PublishError> {
+        match target {
+            Target::ConfigMap(spec) => Ok(configmap::previous(&self.client, spec, owner)
+                .await?
+                .map(|p| std::sync::Arc::new(p) as std::sync::Arc<dyn Previous>)),
+            Target::Volume(spec) => {
+                let Some(root) = &self.volumes else { return Ok(None) };
+                if !root.owned_by(&owner.namespace, spec, &owner.reference.name) {
+                    return Ok(None);
+                }
+                let v = root.volume(&owner.namespace, spec);
+                Ok(blocking(move || Ok(v.current().map(|r| v.dir.join(r.name)))).await?.map(|dir| {
+                    std::sync::Arc::new(crate::fetch::partial::reuse::Tree(dir)) as std::sync::Arc<dyn Previous>
+                }))
+            }
+        }
     }
 
     /// Does the target already hold `digest`? Answered from the watch

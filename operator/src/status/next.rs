@@ -90,6 +90,9 @@ pub(crate) fn transfer_status(report: &PullReport) -> TransferStatus {
         layers_whole: u32::try_from(whole.len()).unwrap_or(u32::MAX),
         layers_ranged: u32::try_from(ranged.len()).unwrap_or(u32::MAX),
         range_requests: ranged.iter().map(|l| l.requests).fold(0u32, u32::saturating_add),
+        files_from_registry: report.files_from_registry(),
+        files_reused: report.reused().0,
+        bytes_reused: report.reused().1,
         whole_reason: report.layers.iter().find_map(|l| l.reason.clone()),
     }
 }

@@ -217,6 +217,9 @@ async fn hostile_tables_of_contents_are_refused_and_nothing_is_published() {
     push(&host, "good:v1", estargz, estargz_blob, true);
     let o = pull(&format!("oci://{host}/good:v1"), &out, &["--select", "etc/app.yaml"]).await;
     assert!(o.status.success(), "{}", stderr(&o));
+    // Changed here, so that no case takes the file from --out instead of
+    // fetching it (a delta sync would rightly never look at the lying chunk).
+    fs::write(out.join("etc/app.yaml"), "edited here\n").unwrap();
     let good = tree(&out);
 
     let lie = |d: &Value, blob: Vec<u8>, toc_digest: String| {
@@ -319,7 +322,8 @@ async fn hostile_tables_of_contents_are_refused_and_nothing_is_published() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_artifact_takes_one_file_by_ranges_into_a_config_map() {
     let work = tempfile::tempdir().unwrap();
-    let (_, desc, blob) = layers(work.path()).into_iter().next().unwrap();
+    let mut all = layers(work.path()).into_iter();
+    let (_, desc, blob) = all.next().unwrap();
     let reg = Distribution::start();
     let host = reg.host();
     let digest = push(&host, "app:v1", &desc, &blob, true);
@@ -336,6 +340,22 @@ async fn an_artifact_takes_one_file_by_ranges_into_a_config_map() {
     assert_eq!((t["layersRanged"].as_u64(), t["layersWhole"].as_u64()), (Some(1), Some(0)), "{status}");
     assert_eq!(t["bytesFromRegistry"], gets.iter().map(|(_, b)| b).sum::<u64>(), "{status}");
     assert_eq!(t["rangeRequests"], gets.len(), "{status}");
+    assert_eq!((t["filesFromRegistry"].as_u64(), t["filesReused"].as_u64()), (Some(1), Some(0)), "{status}");
+
+    // Another producer's layer of the same tree: the file is in the
+    // ConfigMap already, so only the new layer's TOC is read.
+    let (_, other, other_blob) = all.next().unwrap();
+    let moved = push(&host, "app:v2", &other, &other_blob, true);
+    let seen = reg.access_log().len();
+    e.apply("ranged", &spec.clone().tag("v2")).await;
+    let status = e.synced("ranged", &moved).await;
+    let t = &status["transfer"];
+    assert_eq!((t["filesFromRegistry"].as_u64(), t["filesReused"].as_u64()), (Some(0), Some(1)), "{status}");
+    assert_eq!(t["bytesReused"], APP.len(), "{status}");
+    let gets = blob_gets(&reg.access_log()[seen..], other["digest"].as_str().unwrap());
+    assert!(gets.len() <= 2 && gets.iter().all(|(s, _)| *s == 206), "the TOC alone: {gets:?}");
+    assert_eq!(t["bytesFromRegistry"], gets.iter().map(|(_, b)| b).sum::<u64>(), "{status}");
+    assert_eq!(e.config_map("ranged").await.unwrap().data.unwrap()["etc__app.yaml"], "port: 8080\n");
 
     // spec.partial: Never reads the whole layer
     let seen = reg.access_log().len();
@@ -345,4 +365,101 @@ async fn an_artifact_takes_one_file_by_ranges_into_a_config_map() {
     let t = &status["transfer"];
     assert_eq!((t["layersRanged"].as_u64(), t["layersWhole"].as_u64()), (Some(0), Some(1)), "{status}");
     assert_eq!(e.config_map("whole").await.unwrap().data.unwrap()["etc__app.yaml"], "port: 8080\n");
+}
+
+/// The 16 MiB tree of `layers`, and the same with one asset rewritten:
+/// each real producer's layers of both, by name.
+fn versions(work: &Path) -> Vec<(String, Pushed, Pushed)> {
+    let v1 = layers(work);
+    let src = work.join("src");
+    let mut changed = fs::read(src.join("assets/005.bin")).unwrap();
+    changed.iter_mut().take(4096).for_each(|b| *b = !*b);
+    fs::write(src.join("assets/005.bin"), changed).unwrap();
+    let v2 = produce(&src, &work.join("layers-v2"));
+    v1.into_iter()
+        .map(|(name, d1, b1)| {
+            let (_, d2, b2) = v2.iter().find(|l| l.0 == name).unwrap().clone();
+            (name, (d1, b1), (d2, b2))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_version_with_one_changed_file_fetches_only_that_file() {
+    let work = tempfile::tempdir().unwrap();
+    let reg = Distribution::start();
+    let host = reg.host();
+    for (name, (d1, b1), (d2, b2)) in versions(work.path()) {
+        push(&host, &format!("{name}:v1"), &d1, &b1, true);
+        push(&host, &format!("{name}:v2"), &d2, &b2, true);
+        let out = work.path().join(format!("{name}-out"));
+        let o = pull(&format!("oci://{host}/{name}:v1"), &out, &["--output", "json"]).await;
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        assert_eq!(json(&o)["filesReused"], 0, "{name}: nothing there to reuse");
+        // Someone edits a file in --out, keeping its size: not reused.
+        let mut edited = fs::read(out.join("assets/009.bin")).unwrap();
+        edited[0] ^= 1;
+        fs::write(out.join("assets/009.bin"), edited).unwrap();
+
+        let seen = reg.access_log().len();
+        let o = pull(&format!("oci://{host}/{name}:v2"), &out, &["--output", "json"]).await;
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let doc = json(&o);
+        let want = fs::read_dir(work.path().join("src/assets")).unwrap().count() + 1;
+        assert_eq!(tree(&out).len(), want, "{name}");
+        assert_eq!(
+            fs::read(out.join("assets/005.bin")).unwrap(),
+            fs::read(work.path().join("src/assets/005.bin")).unwrap()
+        );
+        assert_eq!(
+            fs::read(out.join("assets/009.bin")).unwrap(),
+            fs::read(work.path().join("src/assets/009.bin")).unwrap()
+        );
+        assert_eq!(doc["layers"][0]["read"], "ranges", "{name}: {doc}");
+        assert_eq!(
+            (doc["filesReused"].as_u64(), doc["filesFromRegistry"].as_u64()),
+            (Some(15), Some(2)),
+            "{name}: {doc}"
+        );
+        assert_eq!(doc["bytesReused"], 14 * (1 << 20) + APP.len() as u64, "{name}");
+        let gets = blob_gets(&reg.access_log()[seen..], d2["digest"].as_str().unwrap());
+        assert!(gets.iter().all(|(s, _)| *s == 206), "{name}: only ranged GETs: {gets:?}");
+        let bytes: u64 = gets.iter().map(|(_, b)| b).sum();
+        assert_eq!(doc["registryBytes"], bytes, "{name}");
+        // the two files' chunks, the TOC, and what merging ranges adds
+        assert!(bytes < (2 << 20) + (512 << 10), "{name}: {bytes} bytes for two 1 MiB files");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tag_move_into_a_volume_reuses_the_unchanged_files() {
+    use crate::support::cluster::Operator;
+    let work = tempfile::tempdir().unwrap();
+    let (_, (d1, b1), (d2, b2)) = versions(work.path()).into_iter().find(|v| v.0 == "estargz").unwrap();
+    let reg = Distribution::start();
+    let host = reg.host();
+    let first = push(&host, "app:live", &d1, &b1, true);
+    let e = Env::new("delta").await;
+    let spec = Spec::new(&host, "app").tag("live").interval("2s").set("target", json!({"volume": {"path": "app"}}));
+    e.apply("app", &spec).await;
+    let status = e.synced("app", &first).await;
+    assert_eq!(status["transfer"]["filesReused"], 0, "{status}");
+
+    let seen = reg.access_log().len();
+    let second = push(&host, "app:live", &d2, &b2, true);
+    let status = e.synced("app", &second).await;
+    let root = Operator::volume_root(e.cp).join("delta/app");
+    let mut got = tree(&root.join("..data"));
+    got.remove("..ocisync.json");
+    let want = tree(&work.path().join("src"));
+    assert!(got == want, "the new version, whole: {:?} and {:?}", got.keys(), want.keys());
+    let t = &status["transfer"];
+    assert_eq!((t["filesReused"].as_u64(), t["filesFromRegistry"].as_u64()), (Some(16), Some(1)), "{status}");
+    assert_eq!(t["bytesReused"], 15 * (1 << 20) + APP.len() as u64, "{status}");
+    assert_eq!((t["layersRanged"].as_u64(), t["layersWhole"].as_u64()), (Some(1), Some(0)), "{status}");
+    let gets = blob_gets(&reg.access_log()[seen..], d2["digest"].as_str().unwrap());
+    assert!(gets.iter().all(|(s, _)| *s == 206), "only ranged GETs: {gets:?}");
+    let bytes: u64 = gets.iter().map(|(_, b)| b).sum();
+    assert_eq!(t["bytesFromRegistry"], bytes, "{status}");
+    assert!(bytes < (1 << 20) + (512 << 10), "{bytes} bytes for one changed 1 MiB file");
 }

@@ -12,6 +12,7 @@
 
 mod decode;
 pub(crate) mod plan;
+pub(crate) mod reuse;
 
 use std::io::Read;
 use std::path::Path;
@@ -45,8 +46,16 @@ pub(crate) struct Ranges {
     pub(crate) bytes: u64,
 }
 
+/// Where a ranged read's files came from.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Files {
+    pub(crate) fetched: u32,
+    pub(crate) reused: u32,
+    pub(crate) bytes_reused: u64,
+}
+
 pub(super) enum Outcome {
-    Read(LayerReport, Ranges),
+    Read(LayerReport, Ranges, Files),
     /// Read the whole layer instead, for this reason; with the response
     /// when the registry already sends the whole blob, and what was read
     /// by range before deciding (the TOC).
@@ -146,36 +155,62 @@ pub(super) async fn read(job: &LayerJob, format: Format) -> Result<Outcome, Fetc
     };
     let entries = toc::parse(&json, data_end).map_err(toc_error)?;
     drop(json);
-    let plan = match plan::choose(&entries, &job.selection, desc.size, toc_bytes) {
-        Choice::Whole(reason) => return Ok(whole(reason, &cost)),
-        Choice::Ranges(p) => p,
-    };
     let scratch = job.dir.with_extension("chunks");
     let made = {
         let scratch = scratch.clone();
         blocking(move || std::fs::create_dir_all(&scratch)).await?
     };
     made.map_err(|e| FetchError::Unpack(UnpackError::io(&scratch)(e)))?;
-    let fetched = chunks(job, format, &entries, &plan, &scratch, &mut cost).await;
-    let report = match fetched {
-        // every file fetched and checked: through the tar's rules
-        Ok(()) => {
-            let (digest, dir, selection, budget) =
-                (desc.digest.clone(), job.dir.clone(), job.selection.clone(), job.budget.clone());
-            let (s, files) = (scratch.clone(), plan.files.iter().copied().collect::<std::collections::HashSet<_>>());
-            blocking(move || {
-                let items = entries.into_iter().enumerate().map(|(i, e)| item(&s, i, e, files.contains(&i)));
-                crate::unpack::unpack_entries(format, &digest, items, &dir, &selection, &budget)
-            })
-            .await
-            .and_then(|r| r.map_err(FetchError::from))
-        }
-        Err(e) => Err(e),
-    };
+    let outcome = from_toc(job, format, entries, toc_bytes, &scratch, &mut cost).await;
     let _ = blocking(move || std::fs::remove_dir_all(&scratch)).await;
-    let report = report?;
+    outcome
+}
+
+/// The rest of a ranged read, once the TOC is in: what is already here,
+/// what to fetch, then every file through the tar's rules.
+async fn from_toc(
+    job: &LayerJob,
+    format: Format,
+    entries: Vec<TocEntry>,
+    toc_bytes: u64,
+    scratch: &Path,
+    cost: &mut Ranges,
+) -> Result<Outcome, FetchError> {
+    let desc = &job.plan.descriptor;
+    let (entries, reused) = match job.previous.clone() {
+        None => (entries, reuse::Reused::default()),
+        Some(previous) => {
+            let (selection, s) = (job.selection.clone(), scratch.to_path_buf());
+            let (entries, taken) = blocking(move || {
+                let taken = reuse::take(&*previous, &entries, plan::selected(&entries, &selection), &s);
+                (entries, taken)
+            })
+            .await?;
+            (entries, taken?)
+        }
+    };
+    let plan = match plan::choose(&entries, &job.selection, &reused.files, desc.size, toc_bytes) {
+        Choice::Whole(reason) => return Ok(whole(reason, cost)),
+        Choice::Ranges(p) => p,
+    };
+    chunks(job, format, &entries, &plan, scratch, cost).await?;
+    // every file fetched and checked: through the tar's rules
+    let (digest, dir, selection, budget) =
+        (desc.digest.clone(), job.dir.clone(), job.selection.clone(), job.budget.clone());
+    let s = scratch.to_path_buf();
+    let here: std::collections::HashSet<usize> = plan.files.iter().chain(&plan.reused).copied().collect();
+    let report = blocking(move || {
+        let items = entries.into_iter().enumerate().map(|(i, e)| item(&s, i, e, here.contains(&i)));
+        crate::unpack::unpack_entries(format, &digest, items, &dir, &selection, &budget)
+    })
+    .await??;
     job.origin.served_layer(cost.bytes);
-    Ok(Outcome::Read(report, cost))
+    let files = Files {
+        fetched: u32::try_from(plan.files.len()).unwrap_or(u32::MAX),
+        reused: u32::try_from(plan.reused.len()).unwrap_or(u32::MAX),
+        bytes_reused: reused.bytes,
+    };
+    Ok(Outcome::Read(report, cost.clone(), files))
 }
 
 /// Fetch and inflate every planned span, several at once, then check each
@@ -325,7 +360,8 @@ async fn get(job: &LayerJob, span: Span, cost: &mut Ranges) -> Result<Got, Fetch
     Ok(Got::Bytes(out))
 }
 
-/// A TOC entry as the tar reader's entry, with its content when fetched.
+/// A TOC entry as the tar reader's entry, with its content when fetched
+/// (or reused).
 fn item(scratch: &Path, index: usize, e: TocEntry, fetched: bool) -> Result<(Header, Box<dyn Read>), UnpackError> {
     let empty = || -> Box<dyn Read> { Box::new(std::io::empty()) };
     let header = |kind, link: String, size, mode| Header {

@@ -74,6 +74,36 @@ pub(super) async fn check(client: &kube::Client, spec: &Spec, owner: &Owner) -> 
     }
 }
 
+/// The files of this Artifact's ConfigMap, by the path each key stands for:
+/// what a delta sync may take instead of fetching.
+pub(super) struct Previous {
+    keys: KeyStyle,
+    data: BTreeMap<String, Vec<u8>>,
+}
+
+impl crate::fetch::partial::reuse::Previous for Previous {
+    fn open(&self, path: &str, size: u64) -> Option<Box<dyn std::io::Read + Send + '_>> {
+        let content = self.data.get(&render::key_for(path, self.keys).ok()?)?;
+        (content.len() as u64 == size).then(|| Box::new(content.as_slice()) as Box<dyn std::io::Read + Send>)
+    }
+}
+
+/// This Artifact's ConfigMap as it is now, if there is one and it is ours.
+pub(super) async fn previous(
+    client: &kube::Client,
+    spec: &Spec,
+    owner: &Owner,
+) -> Result<Option<Previous>, PublishError> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &owner.namespace);
+    let Some(cm) = api.get_opt(&spec.name).await? else { return Ok(None) };
+    if !owned_by(&cm, owner) {
+        return Ok(None);
+    }
+    let text = cm.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes()));
+    let binary = cm.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0));
+    Ok(Some(Previous { keys: spec.keys, data: text.chain(binary).collect() }))
+}
+
 pub(super) async fn publish(
     client: &kube::Client,
     spec: &Spec,
