@@ -2,6 +2,7 @@
 //! controller runs, driven from flags.
 
 mod agent;
+mod files;
 mod output;
 mod progress;
 mod verify;
@@ -66,6 +67,13 @@ struct Cli {
 enum Command {
     /// Fetch an artifact's files into a directory, replacing it atomically.
     Pull(PullArgs),
+    /// List an artifact's files and sizes: from the layers' tables of
+    /// contents where every layer has one (only they are read), else from
+    /// the layers.
+    Ls(files::LsArgs),
+    /// Write one file of an artifact to stdout (only its chunks are read
+    /// where its layer has a table of contents).
+    Cat(files::CatArgs),
     /// Print the digest a reference resolves to (one HEAD request).
     Resolve(ResolveArgs),
     /// Check an artifact's cosign signatures with public keys.
@@ -352,6 +360,8 @@ async fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Resolve(args) => resolve(args).await,
         Command::Pull(args) => pull(args).await,
+        Command::Ls(args) => files::ls(args).await,
+        Command::Cat(args) => files::cat(args).await,
         Command::Verify(args) => verify::verify(args).await,
         Command::VerifyBlob(args) => verify::verify_blob(args),
         Command::Crd { dir: None } => {

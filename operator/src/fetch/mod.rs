@@ -10,6 +10,7 @@
 
 pub(crate) mod cache;
 mod job;
+pub(crate) mod list;
 pub(crate) mod partial;
 pub(crate) mod sources;
 

@@ -19,8 +19,8 @@ use super::window::{Frames, MAX_WINDOW_LOG};
 use super::{Budget, Entry, LayerReport, Selection, UnpackError, Whiteout};
 use crate::oci::Digest;
 
-const WHITEOUT_PREFIX: &str = ".wh.";
-const OPAQUE: &str = ".wh..wh..opq";
+pub(crate) const WHITEOUT_PREFIX: &str = ".wh.";
+pub(crate) const OPAQUE: &str = ".wh..wh..opq";
 
 /// Unpack one layer from `reader` (the raw blob bytes) into `dir`.
 pub(crate) fn unpack_layer(

@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::oci::Digest;
 
-pub(crate) use extract::{unpack_entries, unpack_layer};
+pub(crate) use extract::{OPAQUE, WHITEOUT_PREFIX, unpack_entries, unpack_layer};
 pub(crate) use layer::LayerPlan;
 pub(crate) use limits::{Budget, Limits};
 pub(crate) use select::Selection;

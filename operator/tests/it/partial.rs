@@ -463,3 +463,61 @@ async fn a_tag_move_into_a_volume_reuses_the_unchanged_files() {
     assert_eq!(t["bytesFromRegistry"], bytes, "{status}");
     assert!(bytes < (1 << 20) + (512 << 10), "{bytes} bytes for one changed 1 MiB file");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ls_reads_only_tables_of_contents_and_cat_only_the_files_chunks() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    big_tree(&src, 16);
+    let all = produce(&src, &work.path().join("layers"));
+    let want: Vec<(String, u64, String)> =
+        tree(&src).into_iter().map(|(p, c)| (p, c.len() as u64, sha256(&c))).collect();
+    let reg = Distribution::start();
+    let host = reg.host();
+    let listing = |doc: &Value| -> Vec<(String, u64, String)> {
+        let files = doc["files"].as_array().unwrap();
+        files
+            .iter()
+            .map(|f| {
+                (f["path"].as_str().unwrap().into(), f["size"].as_u64().unwrap(), f["sha256"].as_str().unwrap().into())
+            })
+            .collect()
+    };
+    // the real producers' layers with a TOC, and a plain one (skopeo's gzip)
+    for (name, desc, blob) in all.iter().filter(|l| RANGED.contains(&l.0.as_str()) || l.0 == "skopeo-gzip") {
+        let ranged = name != "skopeo-gzip";
+        let layer = desc["digest"].as_str().unwrap();
+        push(&host, &format!("{name}:v1"), desc, blob, true);
+        let reference = format!("oci://{host}/{name}:v1");
+
+        let seen = reg.access_log().len();
+        let o = ocisync(&["ls", &reference, "--insecure", "--output", "json"]).await;
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let doc = json(&o);
+        assert_eq!(listing(&doc), want, "{name}: the files GNU tar packed, with their sizes and digests");
+        assert_eq!(doc["from"], if ranged { "toc" } else { "layers" }, "{name}");
+        let gets = blob_gets(&reg.access_log()[seen..], layer);
+        let bytes: u64 = gets.iter().map(|(_, b)| b).sum();
+        assert_eq!(doc["registryBytes"], bytes, "{name}");
+        if ranged {
+            assert!(gets.len() <= 2 && gets.iter().all(|(s, _)| *s == 206), "{name}: the TOC alone: {gets:?}");
+            assert!(bytes <= 256 << 10, "{name}: {bytes} bytes to list a {} byte layer", blob.len());
+        } else {
+            assert_eq!(gets, [(200, blob.len() as u64)], "{name}: a plain layer is read to be listed");
+        }
+        let text = ocisync(&["ls", &reference, "--insecure", "--select", "etc/**"]).await;
+        assert_eq!(String::from_utf8_lossy(&text.stdout), format!("{:>12}  etc/app.yaml\n", APP.len()), "{name}");
+
+        let seen = reg.access_log().len();
+        let o = ocisync(&["cat", &reference, "etc/app.yaml", "--insecure"]).await;
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        assert_eq!(o.stdout, APP, "{name}");
+        let gets = blob_gets(&reg.access_log()[seen..], layer);
+        assert_eq!(gets.iter().all(|(s, _)| *s == 206), ranged, "{name}: {gets:?}");
+        let o = ocisync(&["cat", &reference, "assets/007.bin", "--insecure"]).await;
+        assert!(o.stdout == fs::read(src.join("assets/007.bin")).unwrap(), "{name}: a 1 MiB file, byte for byte");
+        let o = ocisync(&["cat", &reference, "etc/missing.yaml", "--insecure"]).await;
+        assert_eq!(o.status.code(), Some(3), "{name}: {}", stderr(&o));
+        assert!(o.stdout.is_empty(), "{name}");
+    }
+}

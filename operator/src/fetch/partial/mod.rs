@@ -84,7 +84,33 @@ enum Got {
     Whole(reqwest::Response),
 }
 
+/// A layer's TOC, read by range and checked against the manifest's digest,
+/// or why the layer is read whole instead.
+pub(super) enum Toc {
+    /// The entries, and the bytes the TOC took in the blob.
+    Entries(Vec<TocEntry>, u64),
+    Whole(Outcome),
+}
+
 pub(super) async fn read(job: &LayerJob, format: Format) -> Result<Outcome, FetchError> {
+    let mut cost = Ranges::default();
+    let (entries, toc_bytes) = match toc(job, format, &mut cost).await? {
+        Toc::Entries(entries, toc_bytes) => (entries, toc_bytes),
+        Toc::Whole(outcome) => return Ok(outcome),
+    };
+    let scratch = job.dir.with_extension("chunks");
+    let made = {
+        let scratch = scratch.clone();
+        blocking(move || std::fs::create_dir_all(&scratch)).await?
+    };
+    made.map_err(|e| FetchError::Unpack(UnpackError::io(&scratch)(e)))?;
+    let outcome = from_toc(job, format, entries, toc_bytes, &scratch, &mut cost).await;
+    let _ = blocking(move || std::fs::remove_dir_all(&scratch)).await;
+    outcome
+}
+
+/// The TOC with at most two requests, checked, parsed by the tar's rules.
+pub(super) async fn toc(job: &LayerJob, format: Format, cost: &mut Ranges) -> Result<Toc, FetchError> {
     let desc = &job.plan.descriptor;
     let corrupt = |message: String| {
         FetchError::Unpack(UnpackError::Corrupt {
@@ -100,18 +126,17 @@ pub(super) async fn read(job: &LayerJob, format: Format) -> Result<Outcome, Fetc
         toc::TocError::Unsafe { path, reason } => FetchError::Unpack(UnpackError::UnsafePath { path, reason }),
         e => corrupt(e.to_string()),
     };
-    let mut cost = Ranges::default();
     let (json, data_end, toc_bytes) = match toc::declared(&desc.annotations) {
-        Err(e) => return Ok(whole(format!("its table of contents cannot be checked: {e}"), &cost)),
-        Ok(Declared::None) => return Ok(whole("it declares no table of contents", &cost)),
+        Err(e) => return Ok(Toc::Whole(whole(format!("its table of contents cannot be checked: {e}"), cost))),
+        Ok(Declared::None) => return Ok(Toc::Whole(whole("it declares no table of contents", cost))),
         Ok(Declared::ZstdChunked { checksum, position, estargz_toc }) => {
             let end = position.offset.checked_add(position.length).filter(|&e| e <= desc.size);
             let Some(end) = end.filter(|_| position.offset >= 8 && position.length <= toc::MAX_TOC_BYTES) else {
                 return Err(corrupt("its table of contents lies outside the blob, or is too large".into()));
             };
-            let region = match get(job, Span { start: position.offset, end }, &mut cost).await? {
+            let region = match get(job, Span { start: position.offset, end }, cost).await? {
                 Got::Bytes(b) => b,
-                Got::Whole(r) => return Ok(ignores_range(r, &cost)),
+                Got::Whole(r) => return Ok(Toc::Whole(ignores_range(r, cost))),
             };
             toc::check_digest(&region, &checksum).map_err(toc_error)?;
             let json = blocking(move || toc::toc_json(Format::ZstdChunked, &region)).await?.map_err(toc_error)?;
@@ -123,9 +148,9 @@ pub(super) async fn read(job: &LayerJob, format: Format) -> Result<Outcome, Fetc
         }
         Ok(Declared::Estargz { toc: digest }) => {
             let tail = Span { start: desc.size.saturating_sub(TAIL), end: desc.size };
-            let bytes = match get(job, tail, &mut cost).await? {
+            let bytes = match get(job, tail, cost).await? {
                 Got::Bytes(b) => b,
-                Got::Whole(r) => return Ok(ignores_range(r, &cost)),
+                Got::Whole(r) => return Ok(Toc::Whole(ignores_range(r, cost))),
             };
             let last = &bytes[bytes.len().saturating_sub(toc::MAX_FOOTER)..];
             let Some(Footer::Estargz { toc_offset, footer_len }) = toc::footer(last) else {
@@ -139,12 +164,12 @@ pub(super) async fn read(job: &LayerJob, format: Format) -> Result<Outcome, Fetc
             let region = if toc_offset >= tail.start {
                 in_tail(toc_offset).to_vec()
             } else {
-                match get(job, Span { start: toc_offset, end: tail.start }, &mut cost).await? {
+                match get(job, Span { start: toc_offset, end: tail.start }, cost).await? {
                     Got::Bytes(mut head) => {
                         head.extend_from_slice(in_tail(tail.start));
                         head
                     }
-                    Got::Whole(r) => return Ok(ignores_range(r, &cost)),
+                    Got::Whole(r) => return Ok(Toc::Whole(ignores_range(r, cost))),
                 }
             };
             let len = region.len() as u64;
@@ -154,16 +179,7 @@ pub(super) async fn read(job: &LayerJob, format: Format) -> Result<Outcome, Fetc
         }
     };
     let entries = toc::parse(&json, data_end).map_err(toc_error)?;
-    drop(json);
-    let scratch = job.dir.with_extension("chunks");
-    let made = {
-        let scratch = scratch.clone();
-        blocking(move || std::fs::create_dir_all(&scratch)).await?
-    };
-    made.map_err(|e| FetchError::Unpack(UnpackError::io(&scratch)(e)))?;
-    let outcome = from_toc(job, format, entries, toc_bytes, &scratch, &mut cost).await;
-    let _ = blocking(move || std::fs::remove_dir_all(&scratch)).await;
-    outcome
+    Ok(Toc::Entries(entries, toc_bytes))
 }
 
 /// The rest of a ranged read, once the TOC is in: what is already here,
