@@ -13,6 +13,8 @@ use crate::oci::Digest;
 
 /// Per-digest locks kept before idle ones are dropped.
 const MAX_INFLIGHT: usize = 1024;
+/// Layers whose TOC's place is remembered; past this the map starts over.
+const MAX_TOCS: usize = 4096;
 
 #[derive(Debug)]
 pub(crate) struct BlobCache {
@@ -21,6 +23,20 @@ pub(crate) struct BlobCache {
     state: Mutex<State>,
     /// One lock per digest being fetched.
     inflight: Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+    /// Layer digest → where its TOC is kept, for ranged reads.
+    tocs: Mutex<HashMap<Digest, TocPlace>>,
+}
+
+/// A layer's checked TOC: the bytes its digest covers (eStargz's JSON,
+/// zstd:chunked's compressed frame) are a cache entry under that digest,
+/// verified on every read like a blob.
+#[derive(Debug, Clone)]
+pub(crate) struct TocPlace {
+    pub(crate) digest: Digest,
+    /// Where the layer's file data ends (the TOC begins).
+    pub(crate) data_end: u64,
+    /// The TOC's bytes in the layer.
+    pub(crate) toc_bytes: u64,
 }
 
 #[derive(Debug, Default)]
@@ -38,7 +54,7 @@ impl BlobCache {
     pub(crate) fn new(dir: PathBuf, max_bytes: u64) -> std::io::Result<BlobCache> {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
-        Ok(BlobCache { dir, max_bytes, state: Mutex::default(), inflight: Mutex::default() })
+        Ok(BlobCache { dir, max_bytes, state: Mutex::default(), inflight: Mutex::default(), tocs: Mutex::default() })
     }
 
     /// Is a blob of this size worth keeping? (One that would evict more
@@ -106,6 +122,38 @@ impl BlobCache {
         }
     }
 
+    /// Keep `layer`'s TOC, `bytes` being what `place.digest` names (already
+    /// checked against it).
+    pub(crate) fn put_toc(&self, layer: &Digest, place: TocPlace, bytes: &[u8]) {
+        let temp = self.temp();
+        if std::fs::write(&temp, bytes).is_err() {
+            let _ = std::fs::remove_file(&temp);
+            return;
+        }
+        self.insert(&place.digest, &temp, bytes.len() as u64);
+        let mut tocs = self.tocs.lock().expect("cache poisoned");
+        if tocs.len() >= MAX_TOCS {
+            tocs.clear();
+        }
+        tocs.insert(layer.clone(), place);
+    }
+
+    /// `layer`'s kept TOC, if it is still here and still hashes to its
+    /// digest (at most `max` bytes); a bad one is dropped.
+    pub(crate) fn get_toc(&self, layer: &Digest, max: u64) -> Option<(TocPlace, Vec<u8>)> {
+        let place = self.tocs.lock().expect("cache poisoned").get(layer).cloned()?;
+        let path = self.get(&place.digest)?;
+        let mut bytes = Vec::new();
+        let read = std::fs::File::open(&path)
+            .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, max.saturating_add(1)), &mut bytes));
+        if read.is_err() || bytes.len() as u64 > max || Digest::of(&bytes) != place.digest {
+            self.evict(&place.digest);
+            self.tocs.lock().expect("cache poisoned").remove(layer);
+            return None;
+        }
+        Some((place, bytes))
+    }
+
     /// Forget an entry that did not verify.
     pub(crate) fn evict(&self, digest: &Digest) {
         let mut s = self.state.lock().expect("cache poisoned");
@@ -148,6 +196,23 @@ mod tests {
         c.evict(&a);
         assert!(c.get(&a).is_none() && c.total() == 15);
         assert!(!c.fits(16) && c.fits(15));
+    }
+
+    #[test]
+    fn tocs_are_kept_by_layer_and_checked_on_every_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = BlobCache::new(dir.path().join("blobs"), 1000).unwrap();
+        let (layer, toc) = (Digest::of(b"layer"), b"{\"version\":1}".to_vec());
+        let place = TocPlace { digest: Digest::of(&toc), data_end: 7, toc_bytes: 9 };
+        c.put_toc(&layer, place, &toc);
+        let (got, bytes) = c.get_toc(&layer, 100).unwrap();
+        assert_eq!((got.data_end, got.toc_bytes, bytes), (7, 9, toc.clone()));
+        assert!(c.get_toc(&layer, 3).is_none(), "over the bound: dropped");
+        c.put_toc(&layer, TocPlace { digest: Digest::of(&toc), data_end: 7, toc_bytes: 9 }, &toc);
+        std::fs::write(c.dir.join(Digest::of(&toc).hex()), b"{\"version\":2}").unwrap();
+        assert!(c.get_toc(&layer, 100).is_none(), "no longer its digest: dropped");
+        assert!(c.get(&Digest::of(&toc)).is_none() && c.total() == 0);
+        assert!(c.get_toc(&Digest::of(b"other"), 100).is_none());
     }
 
     #[tokio::test]

@@ -341,6 +341,17 @@ async fn an_artifact_takes_one_file_by_ranges_into_a_config_map() {
     assert_eq!(t["bytesFromRegistry"], gets.iter().map(|(_, b)| b).sum::<u64>(), "{status}");
     assert_eq!(t["rangeRequests"], gets.len(), "{status}");
     assert_eq!((t["filesFromRegistry"].as_u64(), t["filesReused"].as_u64()), (Some(1), Some(0)), "{status}");
+    assert!(gets.len() >= 2, "the TOC, then the file: {gets:?}");
+
+    // A second Artifact of the same digest: the operator's blob cache kept
+    // the TOC, so only the file's chunk is requested.
+    let seen = reg.access_log().len();
+    e.apply("again", &spec).await;
+    let status = e.synced("again", &digest).await;
+    let gets = blob_gets(&reg.access_log()[seen..], layer);
+    assert!(gets.len() == 1 && gets[0].0 == 206, "the file's chunk alone: {gets:?}");
+    assert_eq!(status["transfer"]["rangeRequests"], 1, "{status}");
+    assert_eq!(e.config_map("again").await.unwrap().data.unwrap()["etc__app.yaml"], "port: 8080\n");
 
     // Another producer's layer of the same tree: the file is in the
     // ConfigMap already, so only the new layer's TOC is read.

@@ -22,6 +22,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
+use super::cache::TocPlace;
 use super::job::{ChannelReader, LayerJob};
 use super::{FetchError, task};
 use crate::oci::RegistryError;
@@ -126,10 +127,35 @@ pub(super) async fn toc(job: &LayerJob, format: Format, cost: &mut Ranges) -> Re
         toc::TocError::Unsafe { path, reason } => FetchError::Unpack(UnpackError::UnsafePath { path, reason }),
         e => corrupt(e.to_string()),
     };
-    let (json, data_end, toc_bytes) = match toc::declared(&desc.annotations) {
+    let declared = match toc::declared(&desc.annotations) {
         Err(e) => return Ok(Toc::Whole(whole(format!("its table of contents cannot be checked: {e}"), cost))),
         Ok(Declared::None) => return Ok(Toc::Whole(whole("it declares no table of contents", cost))),
-        Ok(Declared::ZstdChunked { checksum, position, estargz_toc }) => {
+        Ok(d) => d,
+    };
+    // The blob cache keeps TOCs by the digest this manifest declares: a
+    // hit is those bytes again, hashed again; nothing is requested.
+    let key = match &declared {
+        Declared::ZstdChunked { checksum, .. } => checksum.clone(),
+        Declared::Estargz { toc } => toc.clone(),
+        Declared::None => return Ok(Toc::Whole(whole("it declares no table of contents", cost))),
+    };
+    if let Some(c) = job.cache.clone() {
+        let (layer, k) = (desc.digest.clone(), key.clone());
+        let hit = blocking(move || c.get_toc(&layer, toc::MAX_TOC_BYTES).filter(|(p, _)| p.digest == k)).await?;
+        if let Some((place, bytes)) = hit {
+            let json = match declared {
+                Declared::ZstdChunked { .. } => {
+                    blocking(move || toc::toc_json(Format::ZstdChunked, &bytes)).await?.map_err(toc_error)?
+                }
+                _ => bytes,
+            };
+            let entries = toc::parse(&json, place.data_end).map_err(toc_error)?;
+            return Ok(Toc::Entries(entries, place.toc_bytes));
+        }
+    }
+    let (json, data_end, toc_bytes, kept) = match declared {
+        Declared::None => return Ok(Toc::Whole(whole("it declares no table of contents", cost))),
+        Declared::ZstdChunked { checksum, position, estargz_toc } => {
             let end = position.offset.checked_add(position.length).filter(|&e| e <= desc.size);
             let Some(end) = end.filter(|_| position.offset >= 8 && position.length <= toc::MAX_TOC_BYTES) else {
                 return Err(corrupt("its table of contents lies outside the blob, or is too large".into()));
@@ -139,14 +165,15 @@ pub(super) async fn toc(job: &LayerJob, format: Format, cost: &mut Ranges) -> Re
                 Got::Whole(r) => return Ok(Toc::Whole(ignores_range(r, cost))),
             };
             toc::check_digest(&region, &checksum).map_err(toc_error)?;
+            let kept = region.clone();
             let json = blocking(move || toc::toc_json(Format::ZstdChunked, &region)).await?.map_err(toc_error)?;
             if let Some(d) = estargz_toc {
                 toc::check_digest(&json, &d).map_err(toc_error)?;
             }
             // the skippable frame's 8-byte header ends the data
-            (json, position.offset - 8, position.length)
+            (json, position.offset - 8, position.length, kept)
         }
-        Ok(Declared::Estargz { toc: digest }) => {
+        Declared::Estargz { toc: digest } => {
             let tail = Span { start: desc.size.saturating_sub(TAIL), end: desc.size };
             let bytes = match get(job, tail, cost).await? {
                 Got::Bytes(b) => b,
@@ -175,10 +202,15 @@ pub(super) async fn toc(job: &LayerJob, format: Format, cost: &mut Ranges) -> Re
             let len = region.len() as u64;
             let json = blocking(move || toc::toc_json(Format::Estargz, &region)).await?.map_err(toc_error)?;
             toc::check_digest(&json, &digest).map_err(toc_error)?;
-            (json, toc_offset, len)
+            let kept = json.clone();
+            (json, toc_offset, len, kept)
         }
     };
     let entries = toc::parse(&json, data_end).map_err(toc_error)?;
+    if let Some(c) = job.cache.clone() {
+        let (layer, place) = (desc.digest.clone(), TocPlace { digest: key, data_end, toc_bytes });
+        blocking(move || c.put_toc(&layer, place, &kept)).await?;
+    }
     Ok(Toc::Entries(entries, toc_bytes))
 }
 
