@@ -75,13 +75,11 @@ impl LayerJob {
         if fetching.is_some() {
             hit = cached();
         }
-        // Ranged reads go to the origin; a layer already in the cache, or
-        // one that mirrors are there to serve, is read whole.
+        // Ranged reads go to the first mirror that answers, else the
+        // origin; a layer already in the cache is read from it, whole.
         let (mut whole, mut before) = (None, partial::Ranges::default());
-        if let (LayerKind::Indexed(_, format), true, None, true) =
-            (&self.plan.kind, self.partial, &hit, self.mirrors.is_empty())
-        {
-            match partial::read(&self, *format).await? {
+        if let (LayerKind::Indexed(_, format), true, None) = (&self.plan.kind, self.partial, &hit) {
+            match partial::read(&self, *format).await.map_err(|e| self.through_mirrors(e))? {
                 Outcome::Read(report, cost, files) => {
                     read.read = How::Ranges;
                     (read.requests, read.bytes) = (cost.requests, cost.bytes);
@@ -101,7 +99,7 @@ impl LayerJob {
         }
         let source = match (hit, whole) {
             (Some(path), _) => Source::Cache(path),
-            (None, Some(r)) => Source::Registry(r, self.origin.clone()),
+            (None, Some((r, from))) => Source::Registry(r, from),
             (None, None) => match blob_from_mirrors(&self.mirrors, desc).await {
                 Some((m, r)) => Source::Registry(r, m),
                 None => {
@@ -141,6 +139,21 @@ impl LayerJob {
         let files = unpacked.entries.values().filter(|e| matches!(e, unpack::Entry::File { .. })).count();
         read.files_fetched = u32::try_from(files).unwrap_or(u32::MAX);
         Ok((self.plan.index, unpacked, read))
+    }
+
+    /// A ranged read through mirrors whose TOC or chunks were not what the
+    /// manifest's digests say may be the mirror's doing: said as a registry
+    /// error, so that the pull is done once more from the origin alone,
+    /// whose answer decides.
+    fn through_mirrors(&self, e: FetchError) -> FetchError {
+        match e {
+            FetchError::Unpack(u @ (unpack::UnpackError::Mismatch { .. } | unpack::UnpackError::Corrupt { .. }))
+                if !self.mirrors.is_empty() =>
+            {
+                RegistryError::Protocol(format!("read by range through mirrors: {u}")).into()
+            }
+            e => e,
+        }
     }
 
     /// Stream the blob to the unpacker, hashing as it goes. When the unpacker

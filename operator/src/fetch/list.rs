@@ -55,8 +55,8 @@ pub(crate) async fn from_tocs(
             previous: None,
         };
         let mut cost = Ranges::default();
-        let Toc::Entries(entries, _) = partial::toc(&job, format, &mut cost).await? else { return Ok(None) };
-        job.origin.served_layer(cost.bytes);
+        let Toc::Entries { entries, via, .. } = partial::toc(&job, format, &mut cost).await? else { return Ok(None) };
+        via.served_layer(cost.bytes);
         layers.push(LayerRead {
             digest,
             read: Read::Ranges,

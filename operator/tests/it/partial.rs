@@ -41,8 +41,17 @@ fn big_tree(dir: &Path, n: usize) {
 
 /// The real producers' layers of a 16 MiB tree, by name.
 fn layers(work: &Path) -> Vec<(String, Value, Vec<u8>)> {
+    layers_of(work, None)
+}
+
+/// The same, with a file of `mark` in the tree: layers no other test
+/// pushes, which the shared operator's blob cache cannot already hold.
+fn layers_of(work: &Path, mark: Option<&str>) -> Vec<(String, Value, Vec<u8>)> {
     let src = work.join("src");
     big_tree(&src, 16);
+    if let Some(m) = mark {
+        fs::write(src.join("etc/mark.txt"), m).unwrap();
+    }
     produce(&src, &work.join("layers")).into_iter().filter(|(n, _, _)| RANGED.contains(&n.as_str())).collect()
 }
 
@@ -322,7 +331,7 @@ async fn hostile_tables_of_contents_are_refused_and_nothing_is_published() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_artifact_takes_one_file_by_ranges_into_a_config_map() {
     let work = tempfile::tempdir().unwrap();
-    let mut all = layers(work.path()).into_iter();
+    let mut all = layers_of(work.path(), Some("config map test")).into_iter();
     let (_, desc, blob) = all.next().unwrap();
     let reg = Distribution::start();
     let host = reg.host();
@@ -380,8 +389,8 @@ async fn an_artifact_takes_one_file_by_ranges_into_a_config_map() {
 
 /// The 16 MiB tree of `layers`, and the same with one asset rewritten:
 /// each real producer's layers of both, by name.
-fn versions(work: &Path) -> Vec<(String, Pushed, Pushed)> {
-    let v1 = layers(work);
+fn versions(work: &Path, mark: Option<&str>) -> Vec<(String, Pushed, Pushed)> {
+    let v1 = layers_of(work, mark);
     let src = work.join("src");
     let mut changed = fs::read(src.join("assets/005.bin")).unwrap();
     changed.iter_mut().take(4096).for_each(|b| *b = !*b);
@@ -400,7 +409,7 @@ async fn a_new_version_with_one_changed_file_fetches_only_that_file() {
     let work = tempfile::tempdir().unwrap();
     let reg = Distribution::start();
     let host = reg.host();
-    for (name, (d1, b1), (d2, b2)) in versions(work.path()) {
+    for (name, (d1, b1), (d2, b2)) in versions(work.path(), None) {
         push(&host, &format!("{name}:v1"), &d1, &b1, true);
         push(&host, &format!("{name}:v2"), &d2, &b2, true);
         let out = work.path().join(format!("{name}-out"));
@@ -446,7 +455,8 @@ async fn a_new_version_with_one_changed_file_fetches_only_that_file() {
 async fn a_tag_move_into_a_volume_reuses_the_unchanged_files() {
     use crate::support::cluster::Operator;
     let work = tempfile::tempdir().unwrap();
-    let (_, (d1, b1), (d2, b2)) = versions(work.path()).into_iter().find(|v| v.0 == "estargz").unwrap();
+    let (_, (d1, b1), (d2, b2)) =
+        versions(work.path(), Some("volume test")).into_iter().find(|v| v.0 == "estargz").unwrap();
     let reg = Distribution::start();
     let host = reg.host();
     let first = push(&host, "app:live", &d1, &b1, true);
@@ -465,8 +475,8 @@ async fn a_tag_move_into_a_volume_reuses_the_unchanged_files() {
     let want = tree(&work.path().join("src"));
     assert!(got == want, "the new version, whole: {:?} and {:?}", got.keys(), want.keys());
     let t = &status["transfer"];
-    assert_eq!((t["filesReused"].as_u64(), t["filesFromRegistry"].as_u64()), (Some(16), Some(1)), "{status}");
-    assert_eq!(t["bytesReused"], 15 * (1 << 20) + APP.len() as u64, "{status}");
+    assert_eq!((t["filesReused"].as_u64(), t["filesFromRegistry"].as_u64()), (Some(17), Some(1)), "{status}");
+    assert_eq!(t["bytesReused"], 15 * (1 << 20) + (APP.len() + "volume test".len()) as u64, "{status}");
     assert_eq!((t["layersRanged"].as_u64(), t["layersWhole"].as_u64()), (Some(1), Some(0)), "{status}");
     let gets = blob_gets(&reg.access_log()[seen..], d2["digest"].as_str().unwrap());
     assert!(gets.iter().all(|(s, _)| *s == 206), "only ranged GETs: {gets:?}");
@@ -531,4 +541,65 @@ async fn ls_reads_only_tables_of_contents_and_cat_only_the_files_chunks() {
         assert_eq!(o.status.code(), Some(3), "{name}: {}", stderr(&o));
         assert!(o.stdout.is_empty(), "{name}");
     }
+}
+
+/// Where the file `name`'s chunk starts in an eStargz layer, by its TOC.
+fn estargz_offset(blob: &[u8], name: &str) -> usize {
+    let footer = &blob[blob.len() - 51..];
+    let at = footer.windows(6).position(|w| w == b"STARGZ").unwrap();
+    let toc_offset = usize::from_str_radix(std::str::from_utf8(&footer[at - 16..at]).unwrap(), 16).unwrap();
+    let mut tar_bytes = Vec::new();
+    flate2::read::GzDecoder::new(&blob[toc_offset..blob.len() - 51]).read_to_end(&mut tar_bytes).unwrap();
+    let mut archive = tar::Archive::new(&tar_bytes[..]);
+    let mut toc: Value = serde_json::from_reader(archive.entries().unwrap().next().unwrap().unwrap()).unwrap();
+    entry(&mut toc, name)["offset"].as_u64().unwrap() as usize
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ranges_come_from_a_mirror_and_from_the_origin_when_the_mirror_lies() {
+    let work = tempfile::tempdir().unwrap();
+    let (_, desc, blob) = layers(work.path()).into_iter().find(|l| l.0 == "estargz").unwrap();
+    let layer = desc["digest"].as_str().unwrap().to_string();
+    let (origin, mirror) = (Distribution::start(), Distribution::start());
+    let (o, m) = (origin.host(), mirror.host());
+    let d = push(&o, "app:v1", &desc, &blob, true);
+    crate::support::crane(&["copy", &format!("{o}/app@{d}"), &format!("{m}/cache/app:copied")]);
+    let args = |out: &Path| {
+        let mirror = format!("oci://{m}/cache/app");
+        let v = ["--select", "etc/app.yaml", "--output", "json", "--mirror", &mirror, "--mirror-insecure"];
+        (format!("oci://{o}/app:v1"), out.to_path_buf(), v.map(str::to_string))
+    };
+
+    let seen = (origin.access_log().len(), mirror.access_log().len());
+    let (reference, out, extra) = args(&work.path().join("one"));
+    let o1 = pull(&reference, &out, &extra.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert!(o1.status.success(), "{}", stderr(&o1));
+    assert_eq!(tree(&out), [("etc/app.yaml".to_string(), APP.to_vec())].into());
+    let doc = json(&o1);
+    assert_eq!(doc["layers"][0]["read"], "ranges", "{doc}");
+    let (at_origin, at_mirror) =
+        (blob_gets(&origin.access_log()[seen.0..], &layer), blob_gets(&mirror.access_log()[seen.1..], &layer));
+    assert!(at_origin.is_empty(), "nothing from the origin: {at_origin:?}");
+    assert!(!at_mirror.is_empty() && at_mirror.iter().all(|(s, _)| *s == 206), "ranges from the mirror: {at_mirror:?}");
+    assert_eq!(doc["sources"][0]["role"], "mirror", "{doc}");
+
+    // The mirror's copy of the file's chunk is not what the TOC says: never
+    // published; the read is done again from the origin, by range.
+    let data = mirror.blob_data(&layer);
+    let mut bytes = fs::read(&data).unwrap();
+    bytes[estargz_offset(&blob, "etc/app.yaml") + 12] ^= 0xff;
+    fs::write(&data, bytes).unwrap();
+    let seen = (origin.access_log().len(), mirror.access_log().len());
+    let (reference, out, extra) = args(&work.path().join("two"));
+    let o2 = pull(&reference, &out, &extra.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert!(o2.status.success(), "{}", stderr(&o2));
+    assert_eq!(tree(&out), [("etc/app.yaml".to_string(), APP.to_vec())].into());
+    let (at_origin, at_mirror) =
+        (blob_gets(&origin.access_log()[seen.0..], &layer), blob_gets(&mirror.access_log()[seen.1..], &layer));
+    assert!(!at_mirror.is_empty(), "the mirror was asked first");
+    assert!(
+        !at_origin.is_empty() && at_origin.iter().all(|(s, _)| *s == 206),
+        "then the origin, by range: {at_origin:?}"
+    );
+    assert_eq!(json(&o2)["layers"][0]["read"], "ranges");
 }

@@ -24,9 +24,9 @@ use tokio::sync::mpsc;
 
 use super::cache::TocPlace;
 use super::job::{ChannelReader, LayerJob};
+use super::sources::Mirror;
 use super::{FetchError, task};
 use crate::oci::RegistryError;
-use crate::oci::manifest::Descriptor;
 use crate::oci::range::{Ranged, Span};
 use crate::unpack::archive::{Header, Kind};
 use crate::unpack::toc::{self, Declared, Footer, Format, TocEntry, TocKind};
@@ -62,7 +62,7 @@ pub(super) enum Outcome {
     /// by range before deciding (the TOC).
     Whole {
         reason: String,
-        response: Option<reqwest::Response>,
+        response: Option<(reqwest::Response, Arc<Mirror>)>,
         cost: Ranges,
     },
 }
@@ -71,10 +71,10 @@ fn whole(reason: impl Into<String>, cost: &Ranges) -> Outcome {
     Outcome::Whole { reason: reason.into(), response: None, cost: cost.clone() }
 }
 
-fn ignores_range(response: reqwest::Response, cost: &Ranges) -> Outcome {
+fn ignores_range(response: reqwest::Response, via: &Arc<Mirror>, cost: &Ranges) -> Outcome {
     Outcome::Whole {
         reason: "the registry ignores Range requests".into(),
-        response: Some(response),
+        response: Some((response, via.clone())),
         cost: cost.clone(),
     }
 }
@@ -88,15 +88,20 @@ enum Got {
 /// A layer's TOC, read by range and checked against the manifest's digest,
 /// or why the layer is read whole instead.
 pub(super) enum Toc {
-    /// The entries, and the bytes the TOC took in the blob.
-    Entries(Vec<TocEntry>, u64),
+    /// The entries, the bytes the TOC took in the blob, and the registry
+    /// (a mirror, or the origin) that serves the rest of the read.
+    Entries {
+        entries: Vec<TocEntry>,
+        toc_bytes: u64,
+        via: Arc<Mirror>,
+    },
     Whole(Outcome),
 }
 
 pub(super) async fn read(job: &LayerJob, format: Format) -> Result<Outcome, FetchError> {
     let mut cost = Ranges::default();
-    let (entries, toc_bytes) = match toc(job, format, &mut cost).await? {
-        Toc::Entries(entries, toc_bytes) => (entries, toc_bytes),
+    let (entries, toc_bytes, via) = match toc(job, format, &mut cost).await? {
+        Toc::Entries { entries, toc_bytes, via } => (entries, toc_bytes, via),
         Toc::Whole(outcome) => return Ok(outcome),
     };
     let scratch = job.dir.with_extension("chunks");
@@ -105,7 +110,7 @@ pub(super) async fn read(job: &LayerJob, format: Format) -> Result<Outcome, Fetc
         blocking(move || std::fs::create_dir_all(&scratch)).await?
     };
     made.map_err(|e| FetchError::Unpack(UnpackError::io(&scratch)(e)))?;
-    let outcome = from_toc(job, format, entries, toc_bytes, &scratch, &mut cost).await;
+    let outcome = from_toc(job, &via, format, entries, toc_bytes, &scratch, &mut cost).await;
     let _ = blocking(move || std::fs::remove_dir_all(&scratch)).await;
     outcome
 }
@@ -150,19 +155,20 @@ pub(super) async fn toc(job: &LayerJob, format: Format, cost: &mut Ranges) -> Re
                 _ => bytes,
             };
             let entries = toc::parse(&json, place.data_end).map_err(toc_error)?;
-            return Ok(Toc::Entries(entries, place.toc_bytes));
+            let via = job.mirrors.first().unwrap_or(&job.origin).clone();
+            return Ok(Toc::Entries { entries, toc_bytes: place.toc_bytes, via });
         }
     }
-    let (json, data_end, toc_bytes, kept) = match declared {
+    let (json, data_end, toc_bytes, kept, via) = match declared {
         Declared::None => return Ok(Toc::Whole(whole("it declares no table of contents", cost))),
         Declared::ZstdChunked { checksum, position, estargz_toc } => {
             let end = position.offset.checked_add(position.length).filter(|&e| e <= desc.size);
             let Some(end) = end.filter(|_| position.offset >= 8 && position.length <= toc::MAX_TOC_BYTES) else {
                 return Err(corrupt("its table of contents lies outside the blob, or is too large".into()));
             };
-            let region = match get(job, Span { start: position.offset, end }, cost).await? {
-                Got::Bytes(b) => b,
-                Got::Whole(r) => return Ok(Toc::Whole(ignores_range(r, cost))),
+            let (region, via) = match first(job, Span { start: position.offset, end }, cost).await? {
+                (Got::Bytes(b), via) => (b, via),
+                (Got::Whole(r), via) => return Ok(Toc::Whole(ignores_range(r, &via, cost))),
             };
             toc::check_digest(&region, &checksum).map_err(toc_error)?;
             let kept = region.clone();
@@ -171,13 +177,13 @@ pub(super) async fn toc(job: &LayerJob, format: Format, cost: &mut Ranges) -> Re
                 toc::check_digest(&json, &d).map_err(toc_error)?;
             }
             // the skippable frame's 8-byte header ends the data
-            (json, position.offset - 8, position.length, kept)
+            (json, position.offset - 8, position.length, kept, via)
         }
         Declared::Estargz { toc: digest } => {
             let tail = Span { start: desc.size.saturating_sub(TAIL), end: desc.size };
-            let bytes = match get(job, tail, cost).await? {
-                Got::Bytes(b) => b,
-                Got::Whole(r) => return Ok(Toc::Whole(ignores_range(r, cost))),
+            let (bytes, via) = match first(job, tail, cost).await? {
+                (Got::Bytes(b), via) => (b, via),
+                (Got::Whole(r), via) => return Ok(Toc::Whole(ignores_range(r, &via, cost))),
             };
             let last = &bytes[bytes.len().saturating_sub(toc::MAX_FOOTER)..];
             let Some(Footer::Estargz { toc_offset, footer_len }) = toc::footer(last) else {
@@ -191,19 +197,19 @@ pub(super) async fn toc(job: &LayerJob, format: Format, cost: &mut Ranges) -> Re
             let region = if toc_offset >= tail.start {
                 in_tail(toc_offset).to_vec()
             } else {
-                match get(job, Span { start: toc_offset, end: tail.start }, cost).await? {
+                match get(job, &via, Span { start: toc_offset, end: tail.start }, cost).await? {
                     Got::Bytes(mut head) => {
                         head.extend_from_slice(in_tail(tail.start));
                         head
                     }
-                    Got::Whole(r) => return Ok(Toc::Whole(ignores_range(r, cost))),
+                    Got::Whole(r) => return Ok(Toc::Whole(ignores_range(r, &via, cost))),
                 }
             };
             let len = region.len() as u64;
             let json = blocking(move || toc::toc_json(Format::Estargz, &region)).await?.map_err(toc_error)?;
             toc::check_digest(&json, &digest).map_err(toc_error)?;
             let kept = json.clone();
-            (json, toc_offset, len, kept)
+            (json, toc_offset, len, kept, via)
         }
     };
     let entries = toc::parse(&json, data_end).map_err(toc_error)?;
@@ -211,13 +217,14 @@ pub(super) async fn toc(job: &LayerJob, format: Format, cost: &mut Ranges) -> Re
         let (layer, place) = (desc.digest.clone(), TocPlace { digest: key, data_end, toc_bytes });
         blocking(move || c.put_toc(&layer, place, &kept)).await?;
     }
-    Ok(Toc::Entries(entries, toc_bytes))
+    Ok(Toc::Entries { entries, toc_bytes, via })
 }
 
 /// The rest of a ranged read, once the TOC is in: what is already here,
 /// what to fetch, then every file through the tar's rules.
 async fn from_toc(
     job: &LayerJob,
+    via: &Arc<Mirror>,
     format: Format,
     entries: Vec<TocEntry>,
     toc_bytes: u64,
@@ -241,7 +248,7 @@ async fn from_toc(
         Choice::Whole(reason) => return Ok(whole(reason, cost)),
         Choice::Ranges(p) => p,
     };
-    chunks(job, format, &entries, &plan, scratch, cost).await?;
+    chunks(job, via, format, &entries, &plan, scratch, cost).await?;
     // every file fetched and checked: through the tar's rules
     let (digest, dir, selection, budget) =
         (desc.digest.clone(), job.dir.clone(), job.selection.clone(), job.budget.clone());
@@ -252,7 +259,7 @@ async fn from_toc(
         crate::unpack::unpack_entries(format, &digest, items, &dir, &selection, &budget)
     })
     .await??;
-    job.origin.served_layer(cost.bytes);
+    via.served_layer(cost.bytes);
     let files = Files {
         fetched: u32::try_from(plan.files.len()).unwrap_or(u32::MAX),
         reused: u32::try_from(plan.reused.len()).unwrap_or(u32::MAX),
@@ -265,6 +272,7 @@ async fn from_toc(
 /// fetched file whole.
 async fn chunks(
     job: &LayerJob,
+    via: &Arc<Mirror>,
     format: Format,
     entries: &[TocEntry],
     plan: &plan::Plan,
@@ -285,7 +293,7 @@ async fn chunks(
         .map(|span| {
             let wanted = wanted.clone();
             let scratch = scratch.to_path_buf();
-            async move { fetch_span(job, format, span, wanted, scratch).await }
+            async move { fetch_span(job, via, format, span, wanted, scratch).await }
         })
         .buffer_unordered(IN_FLIGHT);
     let mut failure = None;
@@ -317,13 +325,14 @@ async fn chunks(
 /// One span: its bytes streamed to a blocking thread that inflates its chunks.
 async fn fetch_span(
     job: &LayerJob,
+    via: &Arc<Mirror>,
     format: Format,
     span: Span,
     wanted: Arc<Vec<Wanted>>,
     scratch: std::path::PathBuf,
 ) -> Result<u64, FetchError> {
     let desc = &job.plan.descriptor;
-    let res = match job.origin.client.blob_range(&job.origin.repository, desc, span).await? {
+    let res = match via.client.blob_range(&via.repository, desc, span).await? {
         Ranged::Partial(r) => r,
         Ranged::Whole(_) => {
             return Err(RegistryError::Protocol(format!(
@@ -341,7 +350,7 @@ async fn fetch_span(
         let dec = Decoder { format, layer: &layer, scratch: &scratch, budget: &budget };
         dec.span(span, &mine, ChannelReader::new(rx))
     });
-    let got = stream_exactly(job, desc, span, res, tx).await;
+    let got = stream_exactly(job, via, span, res, tx).await;
     let inflated = inflate.await.map_err(task)?;
     let n = got?;
     inflated?;
@@ -351,11 +360,12 @@ async fn fetch_span(
 /// The body of a `206`, which must be exactly `span.len()` bytes.
 async fn stream_exactly(
     job: &LayerJob,
-    desc: &Descriptor,
+    via: &Mirror,
     span: Span,
     res: reqwest::Response,
     tx: mpsc::Sender<Bytes>,
 ) -> Result<u64, FetchError> {
+    let desc = &job.plan.descriptor;
     let what = || format!("layer {} bytes {}-{}", desc.digest, span.start, span.end.saturating_sub(1));
     let mut body = res.bytes_stream();
     let mut tx = Some(tx);
@@ -370,7 +380,7 @@ async fn stream_exactly(
         if received > span.len() {
             return Err(RegistryError::SizeMismatch { what: what(), expected: span.len(), actual: received }.into());
         }
-        job.origin.client.observe_blob_bytes(chunk.len() as u64);
+        via.client.observe_blob_bytes(chunk.len() as u64);
         if let Some(p) = &job.progress {
             p.advance(chunk.len() as u64);
         }
@@ -386,10 +396,26 @@ async fn stream_exactly(
     Ok(received)
 }
 
+/// A layer's first request, to the mirrors in order, then the origin: the
+/// first that answers serves the rest of the read. A mirror that cannot is
+/// passed over, as for whole blobs.
+async fn first(job: &LayerJob, span: Span, cost: &mut Ranges) -> Result<(Got, Arc<Mirror>), FetchError> {
+    for m in &job.mirrors {
+        match get(job, m, span, cost).await {
+            Ok(got) => return Ok((got, m.clone())),
+            Err(FetchError::Registry(e)) => {
+                tracing::debug!(mirror = %m.url, error = %e, "mirror cannot serve the range")
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((get(job, &job.origin, span, cost).await?, job.origin.clone()))
+}
+
 /// A small range (a TOC, the tail) read whole, bounded by the span.
-async fn get(job: &LayerJob, span: Span, cost: &mut Ranges) -> Result<Got, FetchError> {
+async fn get(job: &LayerJob, via: &Mirror, span: Span, cost: &mut Ranges) -> Result<Got, FetchError> {
     let desc = &job.plan.descriptor;
-    let res = match job.origin.client.blob_range(&job.origin.repository, desc, span).await? {
+    let res = match via.client.blob_range(&via.repository, desc, span).await? {
         Ranged::Partial(r) => r,
         Ranged::Whole(r) => return Ok(Got::Whole(r)),
     };
@@ -401,7 +427,7 @@ async fn get(job: &LayerJob, span: Span, cost: &mut Ranges) -> Result<Got, Fetch
         }
         out
     };
-    let (n, out) = tokio::join!(stream_exactly(job, desc, span, res, tx), collect);
+    let (n, out) = tokio::join!(stream_exactly(job, via, span, res, tx), collect);
     let n = n?;
     cost.requests += 1;
     cost.bytes += n;
