@@ -15,6 +15,7 @@
 # annotations), and OUT_DIR/source.tar.
 #
 # Env: CHUNK_SIZE (estargz chunk size; default the library's 4 MiB),
+#      MAKE_ONLY (space-separated names: make only these; default all),
 #      OCISYNC_PRODUCERS (default /var/tmp/ocisync/producers), as installed
 # by e2e/setup/install-producers.sh.
 set -euo pipefail
@@ -32,11 +33,16 @@ tar -C "$SRC" --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 --forma
 prioritize=""
 [[ -f $SRC/etc/app.yaml ]] && prioritize="-prioritize etc/app.yaml"
 [[ -n ${CHUNK_SIZE:-} ]] && prioritize+=" -chunk-size $CHUNK_SIZE"
-# shellcheck disable=SC2086
-"$P/gobin/estargz-write" $prioritize "$OUT/source.tar" "$OUT/estargz.blob" >"$OUT/estargz.json"
-# shellcheck disable=SC2086
-"$P/gobin/estargz-write" -zstdchunked $prioritize "$OUT/source.tar" "$OUT/estargz-zstd-chunked.blob" \
-  >"$OUT/estargz-zstd-chunked.json"
+wanted() { [[ -z ${MAKE_ONLY:-} || " $MAKE_ONLY " == *" $1 "* ]]; }
+if wanted estargz; then
+  # shellcheck disable=SC2086
+  "$P/gobin/estargz-write" $prioritize "$OUT/source.tar" "$OUT/estargz.blob" >"$OUT/estargz.json"
+fi
+if wanted estargz-zstd-chunked; then
+  # shellcheck disable=SC2086
+  "$P/gobin/estargz-write" -zstdchunked $prioritize "$OUT/source.tar" "$OUT/estargz-zstd-chunked.blob" \
+    >"$OUT/estargz-zstd-chunked.json"
+fi
 
 # An OCI layout holding the tar as its one layer, for skopeo to recompress.
 sha() { sha256sum "$1" | cut -d' ' -f1; }
@@ -60,6 +66,7 @@ printf '{"default":[{"type":"insecureAcceptAnything"}]}' >"$work/policy.json"
 
 for format in gzip zstd zstd:chunked; do
   name=skopeo-${format/:/-}
+  wanted "$name" || continue
   dst=$work/$name
   "$P/bin/skopeo" --policy "$work/policy.json" copy -q --dest-compress --dest-compress-format "$format" \
     "oci:$src:v1" "oci:$dst:v1"

@@ -1,6 +1,7 @@
 # Sourced by e2e scripts: start_registry DIR starts Debian's docker-registry
 # (distribution 2.8) on a free loopback port with storage in DIR, sets REG
-# (host:port) and REG_PID, and waits until it answers. stop_all (for an EXIT
+# (host:port) and REG_PID, and waits until it answers (REGISTRY_NO_ACCESS_LOG=false:
+# its access log goes to DIR/log). stop_all (for an EXIT
 # trap) stops it, an operator in $OP_PID and a control plane in $WORK/cp, and
 # removes $WORK.
 start_registry() {
@@ -9,7 +10,7 @@ start_registry() {
   mkdir -p "$dir"
   cat > "$dir/config.yml" <<YAML
 version: 0.1
-log: {level: error, accesslog: {disabled: true}}
+log: {level: error, accesslog: {disabled: ${REGISTRY_NO_ACCESS_LOG:-true}}}
 storage: {filesystem: {rootdirectory: $dir/data}}
 http: {addr: 127.0.0.1:$port}
 YAML

@@ -74,10 +74,19 @@ pub(super) fn placed(format: Format, placed: &Placed, out: &Path) {
         Placed::Published(r, _) => ("published", r),
     };
     match format {
-        Format::Json => println!(
-            "{:#}",
-            json!({"volume": out.display().to_string(), "revision": revision.name, "digest": revision.marker.digest, "placed": how})
-        ),
+        Format::Json => {
+            let mut doc = json!({"volume": out.display().to_string(), "revision": revision.name, "digest": revision.marker.digest, "placed": how});
+            // what a publish cost, in the words of `pull --output json`
+            if let Placed::Published(_, pulled) = placed {
+                let r = &pulled.report;
+                doc["layers"] = json!(r.layers);
+                doc["registryBytes"] = json!(r.registry_bytes);
+                doc["filesFromRegistry"] = json!(r.files_from_registry());
+                doc["filesReused"] = json!(r.reused().0);
+                doc["bytesReused"] = json!(r.reused().1);
+            }
+            println!("{doc:#}");
+        }
         Format::Text => {
             if let Placed::Published(_, pulled) = placed {
                 output::pulled(format, pulled, &out.join("..data"));
