@@ -18,7 +18,8 @@
 # Wall time and peak RSS from /usr/bin/time, one run each, outputs on a
 # tmpfs.
 #
-# Env: FILES (4000), FILE_KIB (256), TREE_FILES (2000), TREE_FILE_KIB (100),
+# Env: PARTS ("one delta": which tables), FILES (4000), FILE_KIB (256),
+# TREE_FILES (2000), TREE_FILE_KIB (100),
 # OCISYNC_TOOLS, CARGO_TARGET_DIR, BENCH_OUT (default /dev/shm).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -109,6 +110,7 @@ else:
 EOF
 }
 
+if [[ " ${PARTS:-one delta} " == *" one "* ]]; then
 log "a $FILES-file tree of $FILE_KIB KiB files, and its layers"
 tree "$WORK/big" "$FILES" "$FILE_KIB"
 MAKE_ONLY=$NAMES "$ROOT/e2e/layers/make.sh" "$WORK/big" "$WORK/big-layers" >/dev/null
@@ -136,6 +138,8 @@ for n in $NAMES; do
   row "$n: \`pull --select\` from a registry that ignores Range" "$proxied" pull "$proxied" --insecure --out "$OUTS/out" --select conf/app.conf --no-progress
 done
 rm -rf "$WORK/big-layers"
+fi
+[[ " ${PARTS:-one delta} " == *" delta "* ]] || exit 0
 
 log "a $TREE_FILES-file tree of $TREE_FILE_KIB KiB files, two versions"
 tree "$WORK/tree" "$TREE_FILES" "$TREE_FILE_KIB"
@@ -156,9 +160,10 @@ for n in $NAMES; do
   reused=$(jq -r .filesReused "$WORK/out.json")
   printf '| %s | %s KiB | %s KiB | %s | %.2f s | %s MiB |\n' "$n" "$(kib "$(toc_bytes "$WORK/v2/$n")")" \
     "$(kib "$(blob_bytes "$at" "$layer")")" "${reused:-?}" "$T" "$RSS"
-  # the whole layer, for comparison
-  rm -rf "$OUTS/whole"
-  timed "$OCISYNC" pull "oci://$REG/bench/$n:v2" --insecure --out "$OUTS/whole" --no-progress --no-partial
+  # the whole layer into a volume that holds v1 too, for comparison
+  whole=$OUTS/whole-$n
+  "$OCISYNC" pull "oci://$REG/bench/$n:v1" --insecure --out "$whole" --volume --no-progress --no-partial >/dev/null
+  timed "$OCISYNC" pull "oci://$REG/bench/$n:v2" --insecure --out "$whole" --volume --no-progress --no-partial
   printf '| %s, `--no-partial` | | %s MiB | 0 | %.2f s | %s MiB |\n' "$n" "$(mib "$(stat -c %s "$WORK/v2/$n.blob")")" "$T" "$RSS"
-  rm -rf "$vol" "$OUTS/whole"
+  rm -rf "$vol" "$whole"
 done

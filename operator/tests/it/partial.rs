@@ -448,6 +448,21 @@ async fn a_new_version_with_one_changed_file_fetches_only_that_file() {
         assert_eq!(doc["registryBytes"], bytes, "{name}");
         // the two files' chunks, the TOC, and what merging ranges adds
         assert!(bytes < (2 << 20) + (512 << 10), "{name}: {bytes} bytes for two 1 MiB files");
+
+        // `pull --volume` (the agent's code): from the current revision
+        let vol = work.path().join(format!("{name}-vol"));
+        let o = pull(&format!("oci://{host}/{name}:v1"), &vol, &["--volume", "--output", "json"]).await;
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let seen = reg.access_log().len();
+        let o = pull(&format!("oci://{host}/{name}:v2"), &vol, &["--volume", "--output", "json"]).await;
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let doc = json(&o);
+        assert_eq!((doc["filesReused"].as_u64(), doc["filesFromRegistry"].as_u64()), (Some(16), Some(1)), "{doc}");
+        let gets = blob_gets(&reg.access_log()[seen..], d2["digest"].as_str().unwrap());
+        assert_eq!(doc["registryBytes"], gets.iter().map(|(_, b)| b).sum::<u64>(), "{name}");
+        let mut got = tree(&vol.join("..data"));
+        got.remove("..ocisync.json");
+        assert!(got == tree(&work.path().join("src")), "{name}: the new version, whole");
     }
 }
 
