@@ -331,8 +331,10 @@ async fn hostile_tables_of_contents_are_refused_and_nothing_is_published() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_artifact_takes_one_file_by_ranges_into_a_config_map() {
     let work = tempfile::tempdir().unwrap();
-    let mut all = layers_of(work.path(), Some("config map test")).into_iter();
-    let (_, desc, blob) = all.next().unwrap();
+    let all = layers_of(work.path(), Some("config map test"));
+    let by_name = |n: &str| all.iter().find(|l| l.0 == n).cloned().unwrap();
+    // a large eStargz layer, as the issue asks
+    let (_, desc, blob) = by_name("estargz");
     let reg = Distribution::start();
     let host = reg.host();
     let digest = push(&host, "app:v1", &desc, &blob, true);
@@ -364,7 +366,7 @@ async fn an_artifact_takes_one_file_by_ranges_into_a_config_map() {
 
     // Another producer's layer of the same tree: the file is in the
     // ConfigMap already, so only the new layer's TOC is read.
-    let (_, other, other_blob) = all.next().unwrap();
+    let (_, other, other_blob) = by_name("skopeo-zstd-chunked");
     let moved = push(&host, "app:v2", &other, &other_blob, true);
     let seen = reg.access_log().len();
     e.apply("ranged", &spec.clone().tag("v2")).await;

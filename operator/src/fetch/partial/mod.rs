@@ -14,6 +14,7 @@ mod decode;
 pub(crate) mod plan;
 pub(crate) mod reuse;
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
@@ -235,13 +236,12 @@ async fn from_toc(
     let (entries, reused) = match job.previous.clone() {
         None => (entries, reuse::Reused::default()),
         Some(previous) => {
-            let (selection, s) = (job.selection.clone(), scratch.to_path_buf());
-            let (entries, taken) = blocking(move || {
-                let taken = reuse::take(&*previous, &entries, plan::selected(&entries, &selection), &s);
-                (entries, taken)
+            let selection = job.selection.clone();
+            blocking(move || {
+                let found = reuse::find(&*previous, &entries, plan::selected(&entries, &selection));
+                (entries, found)
             })
-            .await?;
-            (entries, taken?)
+            .await?
         }
     };
     let plan = match plan::choose(&entries, &job.selection, &reused.files, desc.size, toc_bytes) {
@@ -249,13 +249,21 @@ async fn from_toc(
         Choice::Ranges(p) => p,
     };
     chunks(job, via, format, &entries, &plan, scratch, cost).await?;
-    // every file fetched and checked: through the tar's rules
+    // every file fetched and checked, or found here: through the tar's rules
     let (digest, dir, selection, budget) =
         (desc.digest.clone(), job.dir.clone(), job.selection.clone(), job.budget.clone());
-    let s = scratch.to_path_buf();
-    let here: std::collections::HashSet<usize> = plan.files.iter().chain(&plan.reused).copied().collect();
+    let (s, previous) = (scratch.to_path_buf(), job.previous.clone());
+    let fetched: HashSet<usize> = plan.files.iter().copied().collect();
+    let kept: HashSet<usize> = plan.reused.iter().copied().collect();
     let report = blocking(move || {
-        let items = entries.into_iter().enumerate().map(|(i, e)| item(&s, i, e, here.contains(&i)));
+        let items = entries.into_iter().enumerate().map(|(i, e)| {
+            let from = match (&previous, fetched.contains(&i), kept.contains(&i)) {
+                (_, true, _) => Content::Scratch(&s),
+                (Some(p), _, true) => Content::Previous(&**p),
+                _ => Content::Nowhere,
+            };
+            item(i, e, from)
+        });
         crate::unpack::unpack_entries(format, &digest, items, &dir, &selection, &budget)
     })
     .await??;
@@ -434,9 +442,18 @@ async fn get(job: &LayerJob, via: &Mirror, span: Span, cost: &mut Ranges) -> Res
     Ok(Got::Bytes(out))
 }
 
-/// A TOC entry as the tar reader's entry, with its content when fetched
-/// (or reused).
-fn item(scratch: &Path, index: usize, e: TocEntry, fetched: bool) -> Result<(Header, Box<dyn Read>), UnpackError> {
+/// Where a TOC file's content comes from.
+enum Content<'a> {
+    /// Fetched and checked into the scratch directory.
+    Scratch(&'a Path),
+    /// Already published: copied from there, checked again on the way.
+    Previous(&'a dyn reuse::Previous),
+    /// Not selected, or empty.
+    Nowhere,
+}
+
+/// A TOC entry as the tar reader's entry, with its content.
+fn item(index: usize, e: TocEntry, from: Content<'_>) -> Result<(Header, Box<dyn Read>), UnpackError> {
     let empty = || -> Box<dyn Read> { Box::new(std::io::empty()) };
     let header = |kind, link: String, size, mode| Header {
         kind,
@@ -446,13 +463,19 @@ fn item(scratch: &Path, index: usize, e: TocEntry, fetched: bool) -> Result<(Hea
         mode,
     };
     Ok(match &e.kind {
-        TocKind::File { executable, .. } => {
+        TocKind::File { executable, digest, .. } => {
             let h = header(Kind::File, String::new(), e.size, if *executable { 0o755 } else { 0o644 });
-            let content: Box<dyn Read> = if fetched && e.size > 0 {
-                let path = decode::scratch_path(scratch, index);
-                Box::new(std::fs::File::open(&path).map_err(UnpackError::io(&path))?)
-            } else {
-                empty()
+            let content: Box<dyn Read> = match (from, digest) {
+                (Content::Scratch(scratch), _) if e.size > 0 => {
+                    let path = decode::scratch_path(scratch, index);
+                    Box::new(std::fs::File::open(&path).map_err(UnpackError::io(&path))?)
+                }
+                (Content::Previous(previous), Some(d)) if e.size > 0 => {
+                    let gone = || UnpackError::io(&e.path)(std::io::Error::other("the published copy is gone"));
+                    let r = previous.open(&e.path, e.size).ok_or_else(gone)?;
+                    Box::new(reuse::Verified::new(r, &e.path, e.size, d.clone()))
+                }
+                _ => empty(),
             };
             (h, content)
         }

@@ -1,41 +1,42 @@
 //! Delta sync: a selected file whose TOC digest equals the bytes already
 //! published at its path (a volume's current revision, the CLI's `--out`,
-//! a ConfigMap's keys) is copied from there instead of fetched.
+//! a ConfigMap's keys) is taken from there instead of fetched.
 //!
 //! Copied, not hard-linked: the previous content is a directory others can
 //! reach (a shared volume that pods mount, a user's `--out`), so a link
 //! would tie the new revision to an inode anyone with write access there can
 //! change after the check, and the change would appear in every revision
-//! sharing it. The copy is hashed as it is written to the same scratch file
-//! a fetched file goes to, so what is published is exactly the bytes that
-//! matched the TOC's digest; anything else there (a tampered file, another
-//! file of the same size) is just not reused.
+//! sharing it. The file is hashed once to plan the read, then copied into
+//! the new tree through [`Verified`], which hashes it again as it goes: what
+//! is published is exactly bytes that match the TOC's digest, or the pull
+//! fails (someone changed the file in between) and the next one fetches it.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::fs::OpenOptions;
+use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use sha2::{Digest as _, Sha256};
 
-use super::decode::scratch_path;
-use crate::unpack::UnpackError;
+use crate::oci::Digest;
 use crate::unpack::toc::{TocEntry, TocKind};
 
 /// Where content already published can be read back by path.
 pub(crate) trait Previous: Send + Sync {
     /// `path`'s bytes if it is a regular file of `size` bytes there.
-    fn open(&self, path: &str, size: u64) -> Option<Box<dyn Read + Send + '_>>;
+    fn open(&self, path: &str, size: u64) -> Option<Box<dyn Read + Send>>;
 }
 
 /// A tree of files by path: a volume's current revision, `--out`.
 pub(crate) struct Tree(pub(crate) PathBuf);
 
 impl Previous for Tree {
-    fn open(&self, path: &str, size: u64) -> Option<Box<dyn Read + Send + '_>> {
+    fn open(&self, path: &str, size: u64) -> Option<Box<dyn Read + Send>> {
         let full = self.0.join(path);
         // Not through a symlink at the end, and never a FIFO's open that
         // would wait for a writer: a regular file of the size, or nothing.
+        // (A directory above it may be a link; whatever it leads to is used
+        // only if it hashes to the TOC's digest.)
         let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
         let f = OpenOptions::new().read(true).custom_flags(flags.bits() as i32).open(&full).ok()?;
         let meta = f.metadata().ok()?;
@@ -43,7 +44,7 @@ impl Previous for Tree {
     }
 }
 
-/// What was taken from the previous content.
+/// What can be taken from the previous content.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Reused {
     /// TOC entries, sorted.
@@ -51,15 +52,9 @@ pub(crate) struct Reused {
     pub(crate) bytes: u64,
 }
 
-/// Copy each of `candidates` (selected TOC files, by index) whose previous
-/// content is its TOC digest into its scratch file; the others are left to
-/// fetch. Only an error writing the scratch is an error.
-pub(crate) fn take(
-    previous: &dyn Previous,
-    entries: &[TocEntry],
-    candidates: impl Iterator<Item = usize>,
-    scratch: &Path,
-) -> Result<Reused, UnpackError> {
+/// The `candidates` (selected TOC files, by index) whose previous content
+/// is, now, what their TOC digest says; the others are left to fetch.
+pub(crate) fn find(previous: &dyn Previous, entries: &[TocEntry], candidates: impl Iterator<Item = usize>) -> Reused {
     let mut out = Reused::default();
     let mut buf = vec![0u8; 64 << 10];
     for i in candidates {
@@ -69,36 +64,17 @@ pub(crate) fn take(
             continue;
         }
         let Some(from) = previous.open(&e.path, e.size) else { continue };
-        let path = scratch_path(scratch, i);
-        let mut to = File::create(&path).map_err(UnpackError::io(&path))?;
-        match copy(from, &mut to, e.size, &mut buf) {
-            Ok(Some(actual)) if &actual == digest => {
-                out.files.push(i);
-                out.bytes = out.bytes.saturating_add(e.size);
-            }
-            Ok(_) | Err(Copy::Read) => {
-                drop(to);
-                std::fs::remove_file(&path).map_err(UnpackError::io(&path))?;
-            }
-            Err(Copy::Write(e)) => return Err(UnpackError::io(&path)(e)),
+        if digest_of(from, e.size, &mut buf).as_ref() == Some(digest) {
+            out.files.push(i);
+            out.bytes = out.bytes.saturating_add(e.size);
         }
     }
-    Ok(out)
+    out
 }
 
-enum Copy {
-    Read,
-    Write(io::Error),
-}
-
-/// Exactly `size` bytes from `from` into `to`, and their digest; `None` when
-/// there were fewer or more.
-fn copy(
-    mut from: impl Read,
-    to: &mut impl Write,
-    size: u64,
-    buf: &mut [u8],
-) -> Result<Option<crate::oci::Digest>, Copy> {
+/// The digest of exactly `size` bytes from `from`; `None` when it holds
+/// fewer or more, or cannot be read.
+fn digest_of(mut from: impl Read, size: u64, buf: &mut [u8]) -> Option<Digest> {
     let mut hasher = Sha256::new();
     let mut done = 0u64;
     loop {
@@ -106,16 +82,59 @@ fn copy(
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(_) => return Err(Copy::Read),
+            Err(_) => return None,
         };
         done = done.saturating_add(n as u64);
         if done > size {
-            return Ok(None);
+            return None;
         }
         hasher.update(&buf[..n]);
-        to.write_all(&buf[..n]).map_err(Copy::Write)?;
     }
-    Ok((done == size).then(|| crate::oci::Digest::from_hasher(hasher)))
+    (done == size).then(|| Digest::from_hasher(hasher))
+}
+
+/// `size` bytes of `inner`, failing unless they hash to `digest`: the check
+/// made again as the bytes are copied into the new tree.
+pub(crate) struct Verified<R> {
+    inner: R,
+    path: String,
+    hasher: Sha256,
+    read: u64,
+    size: u64,
+    digest: Digest,
+}
+
+impl<R: Read> Verified<R> {
+    pub(crate) fn new(inner: R, path: &str, size: u64, digest: Digest) -> Self {
+        Verified { inner, path: path.to_string(), hasher: Sha256::new(), read: 0, size, digest }
+    }
+
+    fn changed(&self) -> io::Error {
+        io::Error::other(format!(
+            "the published copy of {:?} changed while it was reused; the next sync fetches it",
+            self.path
+        ))
+    }
+}
+
+impl<R: Read> Read for Verified<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.size - self.read;
+        if left == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(self.changed());
+        }
+        self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        if self.read == self.size && Digest::from_hasher(std::mem::take(&mut self.hasher)) != self.digest {
+            return Err(self.changed());
+        }
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
@@ -134,9 +153,8 @@ mod tests {
     #[test]
     fn only_matching_regular_files_are_taken() {
         let dir = tempfile::tempdir().unwrap();
-        let (prev, scratch) = (dir.path().join("prev"), dir.path().join("scratch"));
+        let prev = dir.path().join("prev");
         std::fs::create_dir_all(prev.join("sub")).unwrap();
-        std::fs::create_dir_all(&scratch).unwrap();
         std::fs::write(prev.join("same.txt"), b"same").unwrap();
         std::fs::write(prev.join("sub/changed.txt"), b"old!").unwrap();
         std::fs::write(prev.join("longer.txt"), b"longer now").unwrap();
@@ -152,11 +170,23 @@ mod tests {
             file("absent.txt", b"none"),
             file("empty.txt", b""),
         ];
-        let got = take(&Tree(prev), &entries, 0..entries.len(), &scratch).unwrap();
-        assert_eq!(got, Reused { files: vec![0], bytes: 4 });
-        assert_eq!(std::fs::read(scratch_path(&scratch, 0)).unwrap(), b"same");
-        // nothing left behind for the files that will be fetched
-        let left: Vec<_> = std::fs::read_dir(&scratch).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(left, vec![std::ffi::OsString::from("0")]);
+        let tree = Tree(prev.clone());
+        assert_eq!(find(&tree, &entries, 0..entries.len()), Reused { files: vec![0], bytes: 4 });
+
+        // The copy checks again: changed in between, it fails.
+        let read = |content: &[u8]| {
+            std::fs::write(prev.join("same.txt"), content).unwrap();
+            let mut out = Vec::new();
+            let from = tree.open("same.txt", content.len() as u64).unwrap();
+            Verified::new(from, "same.txt", 4, Digest::of(b"same")).read_to_end(&mut out).map(|_| out)
+        };
+        assert_eq!(read(b"same").unwrap(), b"same");
+        assert!(read(b"SAME").unwrap_err().to_string().contains("changed while it was reused"));
+        let from = Box::new(&b"sam"[..]);
+        assert!(Verified::new(from, "same.txt", 4, Digest::of(b"same")).read_to_end(&mut Vec::new()).is_err());
+        // a longer file gives its first `size` bytes, checked
+        let mut out = Vec::new();
+        Verified::new(&b"same and more"[..], "same.txt", 4, Digest::of(b"same")).read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"same");
     }
 }

@@ -82,9 +82,11 @@ pub(super) struct Previous {
 }
 
 impl crate::fetch::partial::reuse::Previous for Previous {
-    fn open(&self, path: &str, size: u64) -> Option<Box<dyn std::io::Read + Send + '_>> {
+    fn open(&self, path: &str, size: u64) -> Option<Box<dyn std::io::Read + Send>> {
+        // at most a ConfigMap's 1 MiB, copied
         let content = self.data.get(&render::key_for(path, self.keys).ok()?)?;
-        (content.len() as u64 == size).then(|| Box::new(content.as_slice()) as Box<dyn std::io::Read + Send>)
+        (content.len() as u64 == size)
+            .then(|| Box::new(std::io::Cursor::new(content.clone())) as Box<dyn std::io::Read + Send>)
     }
 }
 
