@@ -22,6 +22,7 @@ mod fuzz;
 mod oci;
 mod pipeline;
 mod publish;
+mod push;
 mod resolve;
 mod status;
 mod unpack;

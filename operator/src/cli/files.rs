@@ -226,15 +226,19 @@ where
 }
 
 /// A private directory under `$TMPDIR`, removed when dropped.
-struct Scratch(PathBuf);
+pub(super) struct Scratch(PathBuf);
 
 impl Scratch {
-    fn new() -> std::io::Result<Scratch> {
+    pub(super) fn new() -> std::io::Result<Scratch> {
         use std::os::unix::fs::DirBuilderExt;
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
         let dir = std::env::temp_dir().join(format!("ocisync-{}-{nanos}", std::process::id()));
         std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
         Ok(Scratch(dir))
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.0
     }
 
     /// Where a pull writes (created by it, with its staging beside it).

@@ -5,6 +5,7 @@ mod agent;
 mod files;
 mod output;
 mod progress;
+mod push;
 mod verify;
 mod volume;
 
@@ -74,6 +75,9 @@ enum Command {
     /// Write one file of an artifact to stdout (only its chunks are read
     /// where its layer has a table of contents).
     Cat(files::CatArgs),
+    /// Pack files and directories into one layer (eStargz: every file
+    /// fetchable alone) and push it as an OCI 1.1 artifact; prints REF@digest.
+    Push(push::PushArgs),
     /// Print the digest a reference resolves to (one HEAD request).
     Resolve(ResolveArgs),
     /// Check an artifact's cosign signatures with public keys.
@@ -362,6 +366,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Pull(args) => pull(args).await,
         Command::Ls(args) => files::ls(args).await,
         Command::Cat(args) => files::cat(args).await,
+        Command::Push(args) => push::push(args).await,
         Command::Verify(args) => verify::verify(args).await,
         Command::VerifyBlob(args) => verify::verify_blob(args),
         Command::Crd { dir: None } => {

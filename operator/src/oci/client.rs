@@ -90,12 +90,24 @@ impl std::fmt::Debug for ProxyConfig {
     }
 }
 
+/// What a request carries besides its method and URL.
+#[derive(Default)]
+pub(super) struct Extra<'a> {
+    pub(super) range: Option<&'a str>,
+    /// A small body, with its content type (a manifest; blobs stream).
+    pub(super) body: Option<(&'a str, Bytes)>,
+    /// Ask for a token that may push.
+    pub(super) push: bool,
+    /// A 404 is an answer (a HEAD asking whether a blob is there).
+    pub(super) accept_404: bool,
+}
+
 pub(crate) struct RegistryClient {
-    http: reqwest::Client,
+    pub(super) http: reqwest::Client,
     registry: String,
-    base: String,
+    pub(super) base: String,
     credentials: Credentials,
-    retry: RetryPolicy,
+    pub(super) retry: RetryPolicy,
     auth: Mutex<AuthState>,
     observer: Option<Observer>,
     /// The configured proxy's host, to name it when a 401 may be its own.
@@ -335,7 +347,8 @@ impl RegistryClient {
         let url = format!("{}/v2/{repository}/blobs/{}", self.base, desc.digest);
         let what = || format!("blob {repository}@{} bytes {}-{}", desc.digest, span.start, span.end - 1);
         let header = span.header().ok_or_else(|| RegistryError::Protocol(format!("{}: an empty range", what())))?;
-        let res = self.send_with(Method::GET, RequestKind::Blob, &url, repository, Some(&header), what).await?;
+        let extra = Extra { range: Some(&header), ..Extra::default() };
+        let res = self.send_with(Method::GET, RequestKind::Blob, &url, repository, extra, what).await?;
         if res.status() != StatusCode::PARTIAL_CONTENT {
             return Ok(Ranged::Whole(res));
         }
@@ -361,19 +374,20 @@ impl RegistryClient {
         repository: &str,
         what: impl Fn() -> String,
     ) -> Result<Response, RegistryError> {
-        self.send_with(method, kind, url, repository, None, what).await
+        self.send_with(method, kind, url, repository, Extra::default(), what).await
     }
 
-    async fn send_with(
+    pub(super) async fn send_with(
         &self,
         method: Method,
         kind: RequestKind,
         url: &str,
         repository: &str,
-        range: Option<&str>,
+        extra: Extra<'_>,
         what: impl Fn() -> String,
     ) -> Result<Response, RegistryError> {
-        let scope = format!("repository:{repository}:pull");
+        let range = extra.range;
+        let scope = format!("repository:{repository}:{}", if extra.push { "pull,push" } else { "pull" });
         let mut challenged = false;
         let mut attempt = 1;
         loop {
@@ -384,6 +398,9 @@ impl RegistryClient {
             if let Some(r) = range {
                 req = req.header(header::RANGE, r);
             }
+            if let Some((content_type, body)) = &extra.body {
+                req = req.header(header::CONTENT_TYPE, *content_type).body(body.clone());
+            }
             if let Some(auth) = self.authorization(&scope) {
                 req = req.header(header::AUTHORIZATION, auth);
             }
@@ -391,6 +408,7 @@ impl RegistryClient {
             self.observe(&method, kind, sent.as_ref().ok().map(|r| r.status().as_u16()));
             let delay = match sent {
                 Ok(res) if res.status().is_success() => return Ok(res),
+                Ok(res) if extra.accept_404 && res.status() == StatusCode::NOT_FOUND => return Ok(res),
                 Ok(res) if res.status() == StatusCode::UNAUTHORIZED && !challenged => {
                     challenged = true;
                     self.answer_challenge(&res, &scope).await?;
@@ -441,7 +459,7 @@ impl RegistryClient {
         }
     }
 
-    fn authorization(&self, scope: &str) -> Option<String> {
+    pub(super) fn authorization(&self, scope: &str) -> Option<String> {
         let state = self.auth.lock().expect("auth state poisoned");
         if let Some((token, expires)) = state.tokens.get(scope)
             && Instant::now() < *expires

@@ -13,6 +13,7 @@ pub(crate) mod range;
 pub(crate) mod reference;
 pub(crate) mod referrers;
 pub(crate) mod retry;
+mod upload;
 
 pub(crate) use auth::{Credentials, DockerConfig};
 pub(crate) use client::{RegistryClient, TransportOptions};

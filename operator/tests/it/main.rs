@@ -18,6 +18,7 @@ mod partial;
 mod providers;
 mod proxy;
 mod pull;
+mod push;
 mod signatures;
 mod support;
 mod transport;

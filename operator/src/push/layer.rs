@@ -1,0 +1,318 @@
+//! The packed items as one layer, streamed to a file: plain tar+gzip, or
+//! eStargz, which any tar+gzip reader reads too and which adds a table of
+//! contents so that each file can be fetched alone (containerd's estargz
+//! library's layout: each file's content, chunk by chunk, starts a gzip
+//! member of its own; the TOC is the last member, a tar holding
+//! `stargz.index.json`; a 51-byte gzip footer names where it starts).
+//!
+//! Reproducible: entries in the walk's order, mode 0755/0644, owner 0, time
+//! 0, no user names, gzip headers with no time and OS "unknown". The same
+//! tree gives the same bytes.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::Path;
+
+use flate2::{Compression, GzBuilder};
+use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
+
+use super::pack::{Item, ItemKind, PackError};
+use crate::oci::Digest;
+
+const BLOCK: usize = 512;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    Estargz,
+    TarGzip,
+}
+
+/// A written layer: its digest and size, what it inflates to, and for
+/// eStargz the TOC's digest.
+#[derive(Debug, Clone)]
+pub(crate) struct Written {
+    pub(crate) digest: Digest,
+    pub(crate) size: u64,
+    pub(crate) diff_id: Digest,
+    pub(crate) uncompressed: u64,
+    pub(crate) toc: Option<Digest>,
+}
+
+/// Bytes out, counted and hashed: the blob's digest and each member's offset.
+struct Counted<W> {
+    inner: W,
+    n: u64,
+    hash: Sha256,
+}
+
+impl<W: Write> Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.n += n as u64;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The uncompressed stream, cut into gzip members where asked.
+struct Members<W: Write> {
+    out: Option<Counted<W>>,
+    gz: Option<flate2::write::GzEncoder<Counted<W>>>,
+    diff: Sha256,
+    diff_len: u64,
+}
+
+impl<W: Write> Members<W> {
+    fn new(out: W) -> Self {
+        Members {
+            out: Some(Counted { inner: out, n: 0, hash: Sha256::new() }),
+            gz: None,
+            diff: Sha256::new(),
+            diff_len: 0,
+        }
+    }
+
+    /// The compressed offset the next member starts at (after `cut`).
+    fn offset(&self) -> u64 {
+        self.out.as_ref().map_or(0, |o| o.n)
+    }
+
+    fn cut(&mut self) -> io::Result<()> {
+        if let Some(gz) = self.gz.take() {
+            self.out = Some(gz.finish()?);
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.gz.is_none() {
+            let out = self.out.take().ok_or_else(|| io::Error::other("writer gone"))?;
+            self.gz = Some(GzBuilder::new().mtime(0).operating_system(255).write(out, Compression::default()));
+        }
+        self.diff.update(bytes);
+        self.diff_len += bytes.len() as u64;
+        self.gz.as_mut().map_or(Ok(()), |gz| gz.write_all(bytes))
+    }
+
+    fn raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.cut()?;
+        self.out.as_mut().ok_or_else(|| io::Error::other("writer gone"))?.write_all(bytes)
+    }
+
+    fn finish(mut self) -> io::Result<(W, Digest, u64, Digest, u64)> {
+        self.cut()?;
+        let mut out = self.out.take().ok_or_else(|| io::Error::other("writer gone"))?;
+        out.flush()?;
+        Ok((out.inner, Digest::from_hasher(out.hash), out.n, Digest::from_hasher(self.diff), self.diff_len))
+    }
+}
+
+/// Write `items` as a layer in `format` to `to`; eStargz files are cut into
+/// chunks of `chunk_size` bytes.
+pub(crate) fn write(items: &[Item], format: Format, chunk_size: u64, to: &Path) -> Result<Written, PackError> {
+    let io_err = |source| PackError::Io { path: to.to_path_buf(), source };
+    let file = File::create(to).map_err(io_err)?;
+    let mut m = Members::new(BufWriter::with_capacity(256 << 10, file));
+    let mut toc: Vec<Value> = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    let estargz = format == Format::Estargz;
+    for item in items {
+        let (size, mode, link, typeflag) = match &item.kind {
+            ItemKind::Dir => (0, 0o755, "", b'5'),
+            ItemKind::File { size, executable, .. } => (*size, if *executable { 0o755 } else { 0o644 }, "", b'0'),
+            ItemKind::Symlink { target } => (0, 0o777, target.as_str(), b'2'),
+        };
+        let name = if matches!(item.kind, ItemKind::Dir) { format!("{}/", item.name) } else { item.name.clone() };
+        m.write(&header(&name, link, size, mode, typeflag)).map_err(io_err)?;
+        let mut entry = json!({"name": name, "type": match typeflag { b'5' => "dir", b'2' => "symlink", _ => "reg" }, "mode": mode});
+        if !link.is_empty() {
+            entry["linkName"] = json!(link);
+        }
+        let ItemKind::File { source, .. } = &item.kind else {
+            toc.push(entry);
+            continue;
+        };
+        entry["size"] = json!(size);
+        let mut f = File::open(source).map_err(|e| PackError::Io { path: source.clone(), source: e })?;
+        let changed = |reason: &str| PackError::Changed { path: source.clone(), reason: reason.into() };
+        let mut whole = Sha256::new();
+        let mut done = 0u64;
+        let mut chunks = Vec::new();
+        // An empty file has no content member.
+        while done < size {
+            let len = chunk_size.min(size - done);
+            if estargz {
+                m.cut().map_err(io_err)?;
+            }
+            let offset = m.offset();
+            let mut chunk = Sha256::new();
+            let mut left = len;
+            while left > 0 {
+                let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+                let n = f.read(&mut buf[..want]).map_err(|e| PackError::Io { path: source.clone(), source: e })?;
+                if n == 0 {
+                    return Err(changed("it got shorter"));
+                }
+                chunk.update(&buf[..n]);
+                whole.update(&buf[..n]);
+                m.write(&buf[..n]).map_err(io_err)?;
+                left -= n as u64;
+            }
+            chunks.push((offset, done, len, Digest::from_hasher(chunk)));
+            done += len;
+        }
+        if f.read(&mut buf[..1]).map_err(|e| PackError::Io { path: source.clone(), source: e })? != 0 {
+            return Err(changed("it grew"));
+        }
+        let pad = (BLOCK - (size as usize % BLOCK)) % BLOCK;
+        m.write(&buf_zero(pad)).map_err(io_err)?;
+        entry["digest"] = json!(Digest::from_hasher(whole).to_string());
+        for (i, (offset, chunk_offset, len, digest)) in chunks.into_iter().enumerate() {
+            let chunked = size > chunk_size;
+            if i == 0 {
+                entry["offset"] = json!(offset);
+                if chunked {
+                    entry["chunkSize"] = json!(len);
+                }
+                entry["chunkDigest"] = json!(digest.to_string());
+                toc.push(entry.clone());
+            } else {
+                let mut c = json!({"name": name, "type": "chunk", "offset": offset, "chunkOffset": chunk_offset, "chunkDigest": digest.to_string()});
+                if chunk_offset + len < size {
+                    c["chunkSize"] = json!(len);
+                }
+                toc.push(c);
+            }
+        }
+        if size == 0 {
+            toc.push(entry);
+        }
+    }
+    let toc_digest = if estargz {
+        // the TOC: its own member, a tar of one file and the end of archive
+        m.cut().map_err(io_err)?;
+        let toc_offset = m.offset();
+        let json = serde_json::to_vec_pretty(&json!({"version": 1, "entries": toc}))
+            .map_err(|e| io_err(io::Error::other(e)))?;
+        m.write(&header("stargz.index.json", "", json.len() as u64, 0o644, b'0')).map_err(io_err)?;
+        m.write(&json).map_err(io_err)?;
+        m.write(&buf_zero((BLOCK - json.len() % BLOCK) % BLOCK + 2 * BLOCK)).map_err(io_err)?;
+        m.raw(&footer(toc_offset)).map_err(io_err)?;
+        Some(Digest::of(&json))
+    } else {
+        m.write(&buf_zero(2 * BLOCK)).map_err(io_err)?;
+        None
+    };
+    let (w, digest, size, diff_id, uncompressed) = m.finish().map_err(io_err)?;
+    w.into_inner().map_err(|e| io_err(e.into_error()))?.sync_all().map_err(io_err)?;
+    Ok(Written { digest, size, diff_id, uncompressed, toc: toc_digest })
+}
+
+fn buf_zero(n: usize) -> Vec<u8> {
+    vec![0u8; n]
+}
+
+/// eStargz's footer: an empty gzip member whose extra field says where the
+/// TOC starts (51 bytes, as the estargz library writes it).
+fn footer(toc_offset: u64) -> Vec<u8> {
+    let mut f = vec![0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 255, 26, 0, b'S', b'G', 22, 0];
+    f.extend(format!("{toc_offset:016x}STARGZ").bytes());
+    // an empty stored block, then CRC-32 and size of nothing
+    f.extend([1, 0, 0, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0]);
+    f
+}
+
+/// One ustar header (with a PAX header before it when the name or link does
+/// not fit, or the size needs more than 11 octal digits).
+fn header(name: &str, link: &str, size: u64, mode: u32, typeflag: u8) -> Vec<u8> {
+    let split = split_name(name);
+    let mut pax = Vec::new();
+    if split.is_none() {
+        pax.push(("path", name.to_string()));
+    }
+    if link.len() > 100 {
+        pax.push(("linkpath", link.to_string()));
+    }
+    if size > 0o777_7777_7777 {
+        pax.push(("size", size.to_string()));
+    }
+    let mut out = Vec::new();
+    if !pax.is_empty() {
+        let mut records = Vec::new();
+        for (k, v) in pax {
+            records.extend(pax_record(k, &v));
+        }
+        out.extend(ustar("PaxHeaders/entry", "", records.len() as u64, 0o644, b'x', ""));
+        out.extend(&records);
+        out.extend(buf_zero((BLOCK - records.len() % BLOCK) % BLOCK));
+    }
+    let (prefix, base) = split.unwrap_or(("", ""));
+    let shown = if base.is_empty() { &name[..name.len().min(100)] } else { base };
+    let link = &link[..link.len().min(100)];
+    out.extend(ustar(shown, link, size.min(0o777_7777_7777), mode, typeflag, prefix));
+    out
+}
+
+/// `name` as ustar's (prefix, name) when it fits: name up to 100 bytes,
+/// prefix up to 155, split at a `/`.
+fn split_name(name: &str) -> Option<(&str, &str)> {
+    if name.len() <= 100 {
+        return Some(("", name));
+    }
+    let bytes = name.as_bytes();
+    (name.len() - 101..name.len().min(156)).rev().find(|&i| bytes.get(i) == Some(&b'/')).and_then(|i| {
+        let (p, n) = (&name[..i], &name[i + 1..]);
+        (p.len() <= 155 && !n.is_empty() && n.len() <= 100).then_some((p, n))
+    })
+}
+
+fn pax_record(key: &str, value: &str) -> Vec<u8> {
+    // "<len> key=value\n", where len counts itself
+    let rest = key.len() + value.len() + 3;
+    let mut len = rest + 1;
+    while len.to_string().len() + rest != len {
+        len += 1;
+    }
+    format!("{len} {key}={value}\n").into_bytes()
+}
+
+fn ustar(name: &str, link: &str, size: u64, mode: u32, typeflag: u8, prefix: &str) -> [u8; BLOCK] {
+    let mut h = [0u8; BLOCK];
+    let put = |h: &mut [u8; BLOCK], at: usize, len: usize, s: &[u8]| {
+        h[at..at + s.len().min(len)].copy_from_slice(&s[..s.len().min(len)])
+    };
+    put(&mut h, 0, 100, name.as_bytes());
+    put(&mut h, 100, 8, format!("{mode:07o}\0").as_bytes());
+    put(&mut h, 108, 8, b"0000000\0");
+    put(&mut h, 116, 8, b"0000000\0");
+    put(&mut h, 124, 12, format!("{size:011o}\0").as_bytes());
+    put(&mut h, 136, 12, b"00000000000\0");
+    h[148..156].copy_from_slice(b"        ");
+    h[156] = typeflag;
+    put(&mut h, 157, 100, link.as_bytes());
+    put(&mut h, 257, 8, b"ustar\x0000");
+    put(&mut h, 345, 155, prefix.as_bytes());
+    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+    put(&mut h, 148, 8, format!("{sum:06o}\0 ").as_bytes());
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_split_long_names_and_fall_back_to_pax() {
+        assert_eq!(split_name("a/b"), Some(("", "a/b")));
+        let long = format!("{}/{}", "d".repeat(120), "f".repeat(50));
+        assert_eq!(split_name(&long), Some((&long[..120], &long[121..])));
+        assert_eq!(split_name(&"x".repeat(101)), None);
+        assert_eq!(pax_record("path", "abc"), b"12 path=abc\n");
+        assert_eq!(pax_record("path", &"a".repeat(91)).len(), 101, "the length counts its own digits");
+        assert_eq!(footer(0x1234).len(), 51);
+    }
+}

@@ -1,0 +1,150 @@
+//! `ocisync push` to distribution 2.8, read back by other tools (crane's
+//! export through GNU tar, GNU tar on the layer itself) and by ocisync by
+//! range; reproducible; hostile trees refused.
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::support::*;
+
+/// A tree with what a config artifact holds, a file cut into chunks, an
+/// empty file, a symlink and a name longer than ustar's 100 bytes.
+fn tree(dir: &Path) {
+    let deep = format!("deep/{}/{}", "d".repeat(90), "f".repeat(60));
+    fs::create_dir_all(dir.join("etc/conf.d")).unwrap();
+    fs::create_dir_all(dir.join(&deep).parent().unwrap()).unwrap();
+    fs::write(dir.join("etc/app.yaml"), "port: 8080\n").unwrap();
+    fs::write(dir.join("etc/conf.d/empty.conf"), "").unwrap();
+    fs::write(dir.join(&deep), "far down\n").unwrap();
+    let mut x: u64 = 7;
+    let mut big = Vec::with_capacity(9 << 20);
+    while big.len() < 9 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        big.extend_from_slice(&x.to_le_bytes());
+    }
+    fs::create_dir_all(dir.join("assets")).unwrap();
+    fs::write(dir.join("assets/big.bin"), &big).unwrap();
+    for i in 0..20 {
+        fs::write(dir.join(format!("assets/{i:02}.txt")), format!("file {i}\n").repeat(1000)).unwrap();
+    }
+    std::os::unix::fs::symlink("etc/app.yaml", dir.join("app.yaml")).unwrap();
+    let script = dir.join("run.sh");
+    fs::write(&script, "#!/bin/sh\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Every file and symlink under `dir` (`-> target` for links).
+fn listing(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    fn walk(base: &Path, d: &Path, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
+        for e in fs::read_dir(d).unwrap() {
+            let p = e.unwrap().path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            let name = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+            if m.file_type().is_symlink() {
+                out.insert(name, format!("-> {}", fs::read_link(&p).unwrap().display()).into_bytes());
+            } else if m.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.insert(name, fs::read(&p).unwrap());
+            }
+        }
+    }
+    walk(dir, dir, &mut out);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pushed_files_read_back_by_every_reader_and_one_by_range() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    tree(&src);
+    let want = listing(&src);
+    let reg = Distribution::start();
+    let host = reg.host();
+
+    let o =
+        ocisync(&["push", &format!("oci://{host}/app:v1"), src.to_str().unwrap(), "--insecure", "--output", "json"])
+            .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc = json(&o);
+    let digest = doc["digest"].as_str().unwrap().to_string();
+    assert_eq!(doc["pinned"], format!("{host}/app@{digest}"));
+    assert_eq!(doc["files"], 25, "{doc}");
+    let layer = doc["layer"]["digest"].as_str().unwrap().to_string();
+
+    // ocisync reads it all back
+    let out = work.path().join("pulled");
+    let o = pull(&format!("oci://{host}/app:v1"), &out, &["--output", "json"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(listing(&out) == want, "ocisync pull: {:?}", listing(&out).keys().collect::<Vec<_>>());
+    assert_eq!(json(&o)["indexedLayers"][0]["format"], "estargz");
+
+    // crane flattens the artifact to a tar, GNU tar unpacks it
+    let flat = work.path().join("crane");
+    fs::create_dir_all(&flat).unwrap();
+    let tar = work.path().join("flat.tar");
+    crane(&["export", &format!("{host}/app:v1"), tar.to_str().unwrap()]);
+    run(Command::new("tar").arg("-xf").arg(&tar).arg("-C").arg(&flat));
+    fs::remove_file(flat.join("stargz.index.json")).unwrap();
+    assert!(listing(&flat) == want, "crane export | tar -x: {:?}", listing(&flat).keys().collect::<Vec<_>>());
+
+    // the layer alone is a tar+gzip GNU tar reads
+    let blob = work.path().join("layer.tgz");
+    let o = crane(&["blob", &format!("{host}/app@{layer}")]);
+    fs::write(&blob, &o.stdout).unwrap();
+    let gnu = work.path().join("gnu");
+    fs::create_dir_all(&gnu).unwrap();
+    run(Command::new("tar").arg("-xzf").arg(&blob).arg("-C").arg(&gnu));
+    fs::remove_file(gnu.join("stargz.index.json")).unwrap();
+    assert!(listing(&gnu) == want, "tar -xz");
+    let mode = fs::metadata(gnu.join("run.sh")).unwrap().permissions();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o111, 0o111, "the executable bit kept");
+
+    // one file by range: only 206s in the access log
+    let seen = reg.access_log().len();
+    let one = work.path().join("one");
+    let o = pull(&format!("oci://{host}/app:v1"), &one, &["--select", "etc/app.yaml", "--output", "json"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(json(&o)["layers"][0]["read"], "ranges", "{}", json(&o));
+    let log = reg.access_log();
+    let gets: Vec<&String> = log[seen..].iter().filter(|l| l.contains(&format!("/blobs/{layer} "))).collect();
+    assert!(!gets.is_empty() && gets.iter().all(|l| l.contains("\" 206 ")), "{gets:?}");
+    // a chunked file read alone, every chunk checked
+    let o = ocisync(&["cat", &format!("oci://{host}/app:v1"), "assets/big.bin", "--insecure"]).await;
+    assert!(o.stdout == fs::read(src.join("assets/big.bin")).unwrap(), "{}", stderr(&o));
+
+    // the same tree again: the same digest, nothing uploaded
+    let o =
+        ocisync(&["push", &format!("oci://{host}/app:v2"), src.to_str().unwrap(), "--insecure", "--output", "json"])
+            .await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let again: Value = json(&o);
+    assert_eq!(again["digest"], digest.as_str(), "reproducible");
+    assert_eq!(again["uploaded"], serde_json::json!([]), "the blobs were there");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn trees_a_reader_would_refuse_are_not_pushed() {
+    let work = tempfile::tempdir().unwrap();
+    let reg = Distribution::start();
+    let host = reg.host();
+    let out = work.path().join("out");
+    fs::create_dir_all(&out).unwrap();
+    std::os::unix::fs::symlink("../../etc/passwd", out.join("escape")).unwrap();
+    let sock = work.path().join("sock");
+    fs::create_dir_all(&sock).unwrap();
+    let _listener = std::os::unix::net::UnixListener::bind(sock.join("s")).unwrap();
+    for (dir, says) in [(&out, "out of the tree"), (&sock, "socket")] {
+        let o = ocisync(&["push", &format!("oci://{host}/bad:v1"), dir.to_str().unwrap(), "--insecure"]).await;
+        assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+        assert!(stderr(&o).contains(says), "{}", stderr(&o));
+    }
+    assert!(!reg.access_log().iter().any(|l| l.contains("PUT ")), "nothing uploaded");
+}
