@@ -306,6 +306,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_file_that_changes_while_it_is_packed_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let source = d.path().join("f");
+        std::fs::write(&source, b"12345").unwrap();
+        let item =
+            |size| Item { name: "f".into(), kind: ItemKind::File { source: source.clone(), size, executable: false } };
+        for (size, says) in [(9, "got shorter"), (3, "grew")] {
+            for format in [Format::Estargz, Format::TarGzip] {
+                let e = write(&[item(size)], format, 4, &d.path().join("layer")).unwrap_err().to_string();
+                assert!(e.contains(says), "{size} {format:?}: {e}");
+            }
+        }
+        let ok = write(&[item(5)], Format::Estargz, 4, &d.path().join("layer")).unwrap();
+        assert_eq!(ok.uncompressed % 512, 0, "whole tar blocks");
+        let again = write(&[item(5)], Format::Estargz, 4, &d.path().join("layer2")).unwrap();
+        assert_eq!((ok.digest, ok.toc), (again.digest, again.toc), "the same bytes for the same input");
+    }
+
+    #[test]
     fn headers_split_long_names_and_fall_back_to_pax() {
         assert_eq!(split_name("a/b"), Some(("", "a/b")));
         let long = format!("{}/{}", "d".repeat(120), "f".repeat(50));

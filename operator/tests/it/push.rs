@@ -162,3 +162,85 @@ async fn trees_a_reader_would_refuse_are_not_pushed() {
     }
     assert!(!reg.access_log().iter().any(|l| l.contains("PUT ")), "nothing uploaded");
 }
+
+/// The loop a platform team runs: push from CI, sign with cosign, an
+/// Artifact that requires the signature takes one file by range; a second
+/// push changing one file of many reaches a volume target, which reuses the
+/// rest.
+#[tokio::test(flavor = "multi_thread")]
+async fn push_sign_sync_then_a_one_file_change_reaches_a_volume() {
+    use crate::support::cluster::{Env, Operator, Spec};
+    use crate::support::cosign::Signer;
+    use serde_json::json;
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    fs::create_dir_all(src.join("etc")).unwrap();
+    fs::create_dir_all(src.join("data")).unwrap();
+    fs::write(src.join("etc/app.yaml"), "replicas: 2\n").unwrap();
+    fs::write(src.join("etc/test"), "push round trip").unwrap();
+    // 200 files of 64 KiB that do not compress
+    let mut x: u64 = 11;
+    for i in 0..200u32 {
+        let mut bytes = Vec::with_capacity(65536);
+        while bytes.len() < 65536 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+        fs::write(src.join(format!("data/{i:03}.bin")), bytes).unwrap();
+    }
+    let reg = Distribution::start();
+    let host = reg.host();
+    let push = async |tag: &str| {
+        let reference = format!("oci://{host}/app:{tag}");
+        let o = ocisync(&["push", &reference, src.to_str().unwrap(), "--insecure", "--output", "json"]).await;
+        assert!(o.status.success(), "{}", stderr(&o));
+        json(&o)
+    };
+    let v1 = push("v1").await;
+    let (d1, layer1) =
+        (v1["digest"].as_str().unwrap().to_string(), v1["layer"]["digest"].as_str().unwrap().to_string());
+    let signer = Signer::new();
+    signer.sign(v1["pinned"].as_str().unwrap());
+
+    // signed, then one file by range into a ConfigMap
+    let e = Env::new("push-loop").await;
+    let keys = json!({"metadata": {"name": "keys"}, "stringData": {"cosign.pub": signer.public_pem()}});
+    e.create_secret(keys).await;
+    let seen = reg.access_log().len();
+    let spec = Spec::new(&host, "app")
+        .tag("v1")
+        .set("verify", json!({"keys": {"secretRef": {"name": "keys"}}}))
+        .set("select", json!({"include": ["etc/app.yaml"]}));
+    e.apply("config", &spec).await;
+    let st = e.synced("config", &d1).await;
+    assert_eq!(e.condition("config", "Verified").await.unwrap().0, "True");
+    assert_eq!(e.config_map("config").await.unwrap().data.unwrap()["etc__app.yaml"], "replicas: 2\n");
+    assert_eq!(st["transfer"]["layersRanged"], 1, "{st}");
+    let log = reg.access_log();
+    let gets: Vec<&String> = log[seen..].iter().filter(|l| l.contains(&format!("/blobs/{layer1} "))).collect();
+    assert!(!gets.is_empty() && gets.iter().all(|l| l.contains("\" 206 ")), "only ranged reads: {gets:?}");
+
+    // the whole tree into a volume, following a tag; then one file changes
+    let live = push("live").await;
+    assert_eq!(live["digest"], d1.as_str(), "the same tree, the same digest");
+    let vol = Spec::new(&host, "app").tag("live").interval("2s").set("target", json!({"volume": {"path": "app"}}));
+    e.apply("tree", &vol).await;
+    e.synced("tree", &d1).await;
+    fs::write(src.join("data/042.bin"), vec![7u8; 65536]).unwrap();
+    let v2 = push("live").await;
+    let (d2, layer2) =
+        (v2["digest"].as_str().unwrap().to_string(), v2["layer"]["digest"].as_str().unwrap().to_string());
+    assert_ne!(d2, d1);
+    let seen = reg.access_log().len();
+    let st = e.synced("tree", &d2).await;
+    let t = &st["transfer"];
+    assert_eq!((t["filesReused"].as_u64(), t["filesFromRegistry"].as_u64()), (Some(201), Some(1)), "{st}");
+    let log = reg.access_log();
+    let gets: Vec<&String> = log[seen..].iter().filter(|l| l.contains(&format!("/blobs/{layer2} "))).collect();
+    assert!(!gets.is_empty() && gets.iter().all(|l| l.contains("\" 206 ")), "only ranged reads: {gets:?}");
+    let root = Operator::volume_root(e.cp).join("push-loop/app/..data");
+    assert_eq!(fs::read(root.join("data/042.bin")).unwrap(), vec![7u8; 65536]);
+    assert_eq!(fs::read(root.join("data/041.bin")).unwrap(), fs::read(src.join("data/041.bin")).unwrap());
+}
