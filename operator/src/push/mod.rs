@@ -115,6 +115,10 @@ pub(crate) async fn push(
 /// The OCI 1.1 manifest: the empty config, `artifactType`, one layer with
 /// its TOC digest (eStargz) and uncompressed size, the annotations asked.
 fn manifest(written: &Written, opts: &PushOptions) -> Vec<u8> {
+    // No title: readers that follow oras take a titled layer for one file
+    // (or, marked for unpacking, for a tree under a directory of that name),
+    // where this layer holds the files at their own paths, as `tar -C dir .`
+    // and `flux push artifact` lay them out.
     let mut layer = json!({"mediaType": LAYER_MEDIA_TYPE, "digest": written.digest, "size": written.size});
     if let Some(toc) = &written.toc {
         layer["annotations"] = json!({

@@ -96,6 +96,15 @@ async fn pushed_files_read_back_by_every_reader_and_one_by_range() {
     fs::remove_file(flat.join("stargz.index.json")).unwrap();
     assert!(listing(&flat) == want, "crane export | tar -x: {:?}", listing(&flat).keys().collect::<Vec<_>>());
 
+    // oras fetches the layer (untitled layers are not `oras pull`'s: see
+    // the README), GNU tar unpacks it
+    let by_oras = work.path().join("oras");
+    fs::create_dir_all(by_oras.join("x")).unwrap();
+    oras(&by_oras, &["blob", "fetch", "--output", "layer.tgz", &format!("{host}/app@{layer}")]);
+    run(Command::new("tar").arg("-xzf").arg(by_oras.join("layer.tgz")).arg("-C").arg(by_oras.join("x")));
+    fs::remove_file(by_oras.join("x/stargz.index.json")).unwrap();
+    assert!(listing(&by_oras.join("x")) == want, "oras blob fetch | tar -xz");
+
     // the layer alone is a tar+gzip GNU tar reads
     let blob = work.path().join("layer.tgz");
     let o = crane(&["blob", &format!("{host}/app@{layer}")]);
