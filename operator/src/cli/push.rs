@@ -39,6 +39,14 @@ pub(super) struct PushArgs {
     /// tar+gzip reader too) or plain tar+gzip.
     #[arg(long, value_enum, default_value_t = FormatArg::Estargz)]
     format: FormatArg,
+    /// Mount blobs from this repository of the same registry when it holds
+    /// them, instead of uploading (repeatable; the first that has one).
+    #[arg(long = "mount-from", value_name = "REPOSITORY")]
+    mount_from: Vec<String>,
+    /// Set `org.opencontainers.image.created` to this RFC 3339 time, or
+    /// `now` (left out by default: the same files give the same digest).
+    #[arg(long, value_name = "TIME")]
+    created: Option<String>,
     /// eStargz: files larger than this are cut into chunks of this size.
     #[arg(long, value_parser = parse_size, default_value = "4MiB")]
     chunk_size: u64,
@@ -74,6 +82,16 @@ pub(super) async fn push(args: PushArgs) -> ExitCode {
             _ => return usage(&format!("--annotation {a:?}: KEY=VALUE")),
         };
     }
+    if let Some(c) = &args.created {
+        let at = match c.as_str() {
+            "now" => jiff::Timestamp::now(),
+            t => match t.parse::<jiff::Timestamp>() {
+                Ok(t) => t,
+                Err(e) => return usage(&format!("--created {t:?}: {e}")),
+            },
+        };
+        annotations.insert("org.opencontainers.image.created".into(), at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+    }
     if args.chunk_size == 0 || args.chunk_size > 1 << 30 {
         return usage("--chunk-size: from 1 byte to 1GiB");
     }
@@ -86,6 +104,7 @@ pub(super) async fn push(args: PushArgs) -> ExitCode {
         selection,
         annotations,
         artifact_type: args.artifact_type.clone(),
+        mount_from: args.mount_from.clone(),
     };
     let scratch = match super::files::Scratch::new() {
         Ok(s) => s,
@@ -110,6 +129,7 @@ pub(super) async fn push(args: PushArgs) -> ExitCode {
                         "files": p.files,
                         "layer": {"digest": p.layer.digest, "size": p.layer.size, "uncompressedSize": p.layer.uncompressed, "diffId": p.layer.diff_id, "tocDigest": p.layer.toc},
                         "uploaded": p.uploaded,
+                        "mounted": p.mounted,
                     })
                 ),
                 Format::Text => println!("{at}"),

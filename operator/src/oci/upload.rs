@@ -24,18 +24,39 @@ impl RegistryClient {
         Ok(res.status().is_success())
     }
 
-    /// Upload the `size` bytes at `path`, which are `digest`, to `repository`.
+    /// Upload the `size` bytes at `path`, which are `digest`, to `repository`
+    /// (`Ok(false)`), or mount it from the first of `mount_from` (other
+    /// repositories of this registry) that holds it (`Ok(true)`): the
+    /// registry then copies nothing. A mount the registry does not do (it
+    /// answers with an upload session instead) goes on as an upload.
     pub(crate) async fn upload_blob(
         &self,
         repository: &str,
         path: &Path,
         digest: &Digest,
         size: u64,
-    ) -> Result<(), RegistryError> {
+        mount_from: &[String],
+    ) -> Result<bool, RegistryError> {
         let what = || format!("upload of {digest} to {repository}");
-        let url = format!("{}/v2/{repository}/blobs/uploads/", self.base);
-        let extra = Extra { push: true, ..Extra::default() };
-        let started = self.send_with(Method::POST, RequestKind::Blob, &url, repository, extra, what).await?;
+        let extra = || Extra { push: true, ..Extra::default() };
+        // A mount the registry does not make starts an upload session
+        // instead; the last one is used, the others expire on the registry.
+        let mut started = None;
+        for from in mount_from {
+            let url = format!("{}/v2/{repository}/blobs/uploads/?mount={digest}&from={from}", self.base);
+            let res = self.send_with(Method::POST, RequestKind::Blob, &url, repository, extra(), what).await?;
+            if res.status() == StatusCode::CREATED {
+                return Ok(true);
+            }
+            started = Some(res);
+        }
+        let started = match started {
+            Some(res) => res,
+            None => {
+                let url = format!("{}/v2/{repository}/blobs/uploads/", self.base);
+                self.send_with(Method::POST, RequestKind::Blob, &url, repository, extra(), what).await?
+            }
+        };
         let location = started
             .headers()
             .get(header::LOCATION)
@@ -60,7 +81,7 @@ impl RegistryClient {
                 req = req.header(header::AUTHORIZATION, auth);
             }
             let delay = match req.send().await {
-                Ok(res) if res.status() == StatusCode::CREATED || res.status().is_success() => return Ok(()),
+                Ok(res) if res.status() == StatusCode::CREATED || res.status().is_success() => return Ok(false),
                 Ok(res) => {
                     let status = res.status().as_u16();
                     let body = res.text().await.unwrap_or_default().chars().take(300).collect::<String>();

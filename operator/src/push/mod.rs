@@ -59,6 +59,8 @@ pub(crate) struct PushOptions {
     pub(crate) selection: Selection,
     pub(crate) annotations: BTreeMap<String, String>,
     pub(crate) artifact_type: String,
+    /// Repositories of the same registry to mount blobs from.
+    pub(crate) mount_from: Vec<String>,
 }
 
 /// What was pushed.
@@ -66,8 +68,10 @@ pub(crate) struct Pushed {
     pub(crate) digest: Digest,
     pub(crate) layer: Written,
     pub(crate) files: usize,
-    /// Blobs uploaded (the others were there already).
+    /// Blobs uploaded, and mounted from another repository (the others
+    /// were there already).
     pub(crate) uploaded: Vec<Digest>,
+    pub(crate) mounted: Vec<Digest>,
 }
 
 /// Pack `inputs` in `scratch` (a private directory), upload, tag.
@@ -93,23 +97,23 @@ pub(crate) async fn push(
     .map_err(|e| PushError::Task(e.to_string()))??;
 
     let repo = &reference.repository;
-    let mut uploaded = Vec::new();
-    let empty = Digest::of(b"{}");
-    if !client.has_blob(repo, &empty).await? {
-        let config = scratch.join("config");
-        tokio::fs::write(&config, b"{}").await.map_err(|e| PushError::Task(e.to_string()))?;
-        client.upload_blob(repo, &config, &empty, 2).await?;
-        uploaded.push(empty.clone());
-    }
-    if !client.has_blob(repo, &written.digest).await? {
-        client.upload_blob(repo, &blob, &written.digest, written.size).await?;
-        uploaded.push(written.digest.clone());
+    let (mut uploaded, mut mounted) = (Vec::new(), Vec::new());
+    let config = scratch.join("config");
+    tokio::fs::write(&config, b"{}").await.map_err(|e| PushError::Task(e.to_string()))?;
+    for (path, digest, size) in [(&config, Digest::of(b"{}"), 2), (&blob, written.digest.clone(), written.size)] {
+        if client.has_blob(repo, &digest).await? {
+            continue;
+        }
+        match client.upload_blob(repo, path, &digest, size, &opts.mount_from).await? {
+            true => mounted.push(digest),
+            false => uploaded.push(digest),
+        }
     }
     let manifest = manifest(&written, &opts);
     let digest = Digest::of(&manifest);
     let tag = reference.tag.clone().unwrap_or_else(|| digest.to_string());
     client.put_manifest(repo, &tag, MANIFEST_MEDIA_TYPE, Bytes::from(manifest)).await?;
-    Ok(Pushed { digest, layer: written, files, uploaded })
+    Ok(Pushed { digest, layer: written, files, uploaded, mounted })
 }
 
 /// The OCI 1.1 manifest: the empty config, `artifactType`, one layer with

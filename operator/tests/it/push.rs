@@ -151,6 +151,23 @@ async fn pushed_files_read_back_by_every_reader_and_one_by_range() {
     let again: Value = json(&o);
     assert_eq!(again["digest"], digest.as_str(), "reproducible");
     assert_eq!(again["uploaded"], serde_json::json!([]), "the blobs were there");
+
+    // into another repository: mounted from the first, not uploaded
+    let seen = reg.access_log().len();
+    let args = ["push", &format!("oci://{host}/other:v1"), src.to_str().unwrap(), "--insecure", "--output", "json"];
+    let o = ocisync(&[&args[..], &["--mount-from", "app", "--created", "2026-01-02T03:04:05Z"]].concat()).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let other = json(&o);
+    assert_eq!(other["uploaded"], serde_json::json!([]), "{other}");
+    assert_eq!(other["mounted"].as_array().unwrap().len(), 2, "the config and the layer: {other}");
+    let log = reg.access_log();
+    assert!(log[seen..].iter().any(|l| l.contains(&format!("POST /v2/other/blobs/uploads/?mount={layer}"))), "{log:?}");
+    assert!(!log[seen..].iter().any(|l| l.contains("PUT /v2/other/blobs/")), "no blob uploaded: {log:?}");
+    let m: Value = serde_json::from_slice(&crane(&["manifest", &format!("{host}/other:v1")]).stdout).unwrap();
+    assert_eq!(m["annotations"]["org.opencontainers.image.created"], "2026-01-02T03:04:05Z");
+    assert_eq!(m["artifactType"], "application/vnd.ocisync.files.v1");
+    assert_eq!(m["config"]["mediaType"], "application/vnd.oci.empty.v1+json");
+    assert_ne!(other["digest"], digest.as_str(), "another manifest: it has the annotation");
 }
 
 #[tokio::test(flavor = "multi_thread")]
