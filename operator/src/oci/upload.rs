@@ -76,7 +76,7 @@ impl RegistryClient {
                 .request(Method::PUT, &put)
                 .header(header::CONTENT_TYPE, "application/octet-stream")
                 .header(header::CONTENT_LENGTH, size)
-                .body(reqwest::Body::from(file));
+                .body(file_body(file));
             if let Some(auth) = self.authorization(&scope) {
                 req = req.header(header::AUTHORIZATION, auth);
             }
@@ -131,4 +131,25 @@ impl RegistryClient {
         let sep = if full.contains('?') { '&' } else { '?' };
         Some(format!("{full}{sep}digest={digest}"))
     }
+}
+
+/// A file as a request body in 1 MiB pieces: tokio's own `File` body reads
+/// 4 KiB at a time, each a trip to the blocking pool, which made a 170 MiB
+/// upload take seconds.
+fn file_body(file: tokio::fs::File) -> reqwest::Body {
+    use tokio::io::AsyncReadExt;
+    const PIECE: usize = 1 << 20;
+    let pieces = futures::stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let mut buf = bytes::BytesMut::with_capacity(PIECE);
+        while buf.len() < PIECE {
+            match file.read_buf(&mut buf).await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => return Some((Err(e), None)),
+            }
+        }
+        if buf.is_empty() { None } else { Some((Ok::<_, std::io::Error>(buf.freeze()), Some(file))) }
+    });
+    reqwest::Body::wrap_stream(pieces)
 }
