@@ -36,7 +36,8 @@ pub(super) struct PushArgs {
     #[arg(long, default_value = DEFAULT_ARTIFACT_TYPE)]
     artifact_type: String,
     /// The layer's format: eStargz (every file fetchable alone, read by any
-    /// tar+gzip reader too) or plain tar+gzip.
+    /// tar+gzip reader too), zstd:chunked (the same with zstd, read by any
+    /// tar+zstd reader) or plain tar+gzip.
     #[arg(long, value_enum, default_value_t = FormatArg::Estargz)]
     format: FormatArg,
     /// Mount blobs from this repository of the same registry when it holds
@@ -59,6 +60,7 @@ pub(super) struct PushArgs {
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 enum FormatArg {
     Estargz,
+    ZstdChunked,
     #[value(name = "tar+gzip")]
     TarGzip,
 }
@@ -98,6 +100,7 @@ pub(super) async fn push(args: PushArgs) -> ExitCode {
     let opts = PushOptions {
         format: match args.format {
             FormatArg::Estargz => LayerFormat::Estargz,
+            FormatArg::ZstdChunked => LayerFormat::ZstdChunked,
             FormatArg::TarGzip => LayerFormat::TarGzip,
         },
         chunk_size: args.chunk_size,

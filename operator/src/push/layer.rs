@@ -3,7 +3,10 @@
 //! contents so that each file can be fetched alone (containerd's estargz
 //! library's layout: each file's content, chunk by chunk, starts a gzip
 //! member of its own; the TOC is the last member, a tar holding
-//! `stargz.index.json`; a 51-byte gzip footer names where it starts).
+//! `stargz.index.json`; a 51-byte gzip footer names where it starts), or
+//! the same library's zstd:chunked (zstd frames for members; the TOC
+//! compressed in a skippable frame, and a 40-byte footer in another, which
+//! any zstd reader skips).
 //!
 //! Reproducible: entries in the walk's order, mode 0755/0644, owner 0, time
 //! 0, no user names, gzip headers with no time and OS "unknown". The same
@@ -25,6 +28,7 @@ const BLOCK: usize = 512;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Format {
     Estargz,
+    ZstdChunked,
     TarGzip,
 }
 
@@ -37,6 +41,9 @@ pub(crate) struct Written {
     pub(crate) diff_id: Digest,
     pub(crate) uncompressed: u64,
     pub(crate) toc: Option<Digest>,
+    /// zstd:chunked: the compressed TOC's digest, and where it lies
+    /// (`offset:length:uncompressed length:1`), for its annotations.
+    pub(crate) zstd_toc: Option<(Digest, String)>,
 }
 
 /// Bytes out, counted and hashed: the blob's digest and each member's offset.
@@ -58,19 +65,27 @@ impl<W: Write> Write for Counted<W> {
     }
 }
 
-/// The uncompressed stream, cut into gzip members where asked.
+/// One member being written: a gzip member or a zstd frame.
+enum Member<W: Write> {
+    Gzip(flate2::write::GzEncoder<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+/// The uncompressed stream, cut into members where asked.
 struct Members<W: Write> {
     out: Option<Counted<W>>,
-    gz: Option<flate2::write::GzEncoder<Counted<W>>>,
+    gz: Option<Member<Counted<W>>>,
+    zstd: bool,
     diff: Sha256,
     diff_len: u64,
 }
 
 impl<W: Write> Members<W> {
-    fn new(out: W) -> Self {
+    fn new(out: W, zstd: bool) -> Self {
         Members {
             out: Some(Counted { inner: out, n: 0, hash: Sha256::new() }),
             gz: None,
+            zstd,
             diff: Sha256::new(),
             diff_len: 0,
         }
@@ -82,20 +97,30 @@ impl<W: Write> Members<W> {
     }
 
     fn cut(&mut self) -> io::Result<()> {
-        if let Some(gz) = self.gz.take() {
-            self.out = Some(gz.finish()?);
-        }
+        self.out = match self.gz.take() {
+            Some(Member::Gzip(gz)) => Some(gz.finish()?),
+            Some(Member::Zstd(z)) => Some(z.finish()?),
+            None => return Ok(()),
+        };
         Ok(())
     }
 
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         if self.gz.is_none() {
             let out = self.out.take().ok_or_else(|| io::Error::other("writer gone"))?;
-            self.gz = Some(GzBuilder::new().mtime(0).operating_system(255).write(out, Compression::default()));
+            self.gz = Some(if self.zstd {
+                Member::Zstd(zstd::stream::write::Encoder::new(out, 3)?)
+            } else {
+                Member::Gzip(GzBuilder::new().mtime(0).operating_system(255).write(out, Compression::default()))
+            });
         }
         self.diff.update(bytes);
         self.diff_len += bytes.len() as u64;
-        self.gz.as_mut().map_or(Ok(()), |gz| gz.write_all(bytes))
+        match self.gz.as_mut() {
+            Some(Member::Gzip(gz)) => gz.write_all(bytes),
+            Some(Member::Zstd(z)) => z.write_all(bytes),
+            None => Ok(()),
+        }
     }
 
     fn raw(&mut self, bytes: &[u8]) -> io::Result<()> {
@@ -116,10 +141,11 @@ impl<W: Write> Members<W> {
 pub(crate) fn write(items: &[Item], format: Format, chunk_size: u64, to: &Path) -> Result<Written, PackError> {
     let io_err = |source| PackError::Io { path: to.to_path_buf(), source };
     let file = File::create(to).map_err(io_err)?;
-    let mut m = Members::new(BufWriter::with_capacity(256 << 10, file));
+    let mut m = Members::new(BufWriter::with_capacity(256 << 10, file), format == Format::ZstdChunked);
     let mut toc: Vec<Value> = Vec::new();
     let mut buf = vec![0u8; 64 << 10];
-    let estargz = format == Format::Estargz;
+    // eStargz and zstd:chunked cut a member before each chunk
+    let estargz = format != Format::TarGzip;
     for item in items {
         let (size, mode, link, typeflag) = match &item.kind {
             ItemKind::Dir => (0, 0o755, "", b'5'),
@@ -192,7 +218,26 @@ pub(crate) fn write(items: &[Item], format: Format, chunk_size: u64, to: &Path) 
             toc.push(entry);
         }
     }
-    let toc_digest = if estargz {
+    let mut zstd_toc = None;
+    let toc_digest = if format == Format::ZstdChunked {
+        // the TOC compressed alone in a skippable frame, then the footer in
+        // another (the estargz library's zstd:chunked); no tar around it
+        m.cut().map_err(io_err)?;
+        let json = serde_json::to_vec_pretty(&json!({"version": 1, "entries": toc}))
+            .map_err(|e| io_err(io::Error::other(e)))?;
+        let compressed = zstd::stream::encode_all(&json[..], 3).map_err(io_err)?;
+        let toc_offset = m.offset() + 8;
+        m.raw(&skippable(&compressed)).map_err(io_err)?;
+        let mut footer = Vec::with_capacity(40);
+        for n in [toc_offset, compressed.len() as u64, json.len() as u64, 1] {
+            footer.extend(n.to_le_bytes());
+        }
+        footer.extend([0x47, 0x6e, 0x55, 0x6c, 0x49, 0x6e, 0x55, 0x78]);
+        m.raw(&skippable(&footer)).map_err(io_err)?;
+        let position = format!("{toc_offset}:{}:{}:1", compressed.len(), json.len());
+        zstd_toc = Some((Digest::of(&compressed), position));
+        Some(Digest::of(&json))
+    } else if estargz {
         // the TOC: its own member, a tar of one file and the end of archive
         m.cut().map_err(io_err)?;
         let toc_offset = m.offset();
@@ -209,7 +254,15 @@ pub(crate) fn write(items: &[Item], format: Format, chunk_size: u64, to: &Path) 
     };
     let (w, digest, size, diff_id, uncompressed) = m.finish().map_err(io_err)?;
     w.into_inner().map_err(|e| io_err(e.into_error()))?.sync_all().map_err(io_err)?;
-    Ok(Written { digest, size, diff_id, uncompressed, toc: toc_digest })
+    Ok(Written { digest, size, diff_id, uncompressed, toc: toc_digest, zstd_toc })
+}
+
+/// A zstd skippable frame holding `data`.
+fn skippable(data: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x50, 0x2a, 0x4d, 0x18];
+    f.extend(u32::try_from(data.len()).unwrap_or(u32::MAX).to_le_bytes());
+    f.extend(data);
+    f
 }
 
 fn buf_zero(n: usize) -> Vec<u8> {

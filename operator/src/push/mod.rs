@@ -23,6 +23,7 @@ use pack::PackError;
 /// The artifact type when none is asked for.
 pub(crate) const DEFAULT_ARTIFACT_TYPE: &str = "application/vnd.ocisync.files.v1";
 const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+const ZSTD_LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 const EMPTY_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
 const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 /// What the estargz library and containers/storage annotate an eStargz
@@ -123,12 +124,17 @@ fn manifest(written: &Written, opts: &PushOptions) -> Vec<u8> {
     // (or, marked for unpacking, for a tree under a directory of that name),
     // where this layer holds the files at their own paths, as `tar -C dir .`
     // and `flux push artifact` lay them out.
-    let mut layer = json!({"mediaType": LAYER_MEDIA_TYPE, "digest": written.digest, "size": written.size});
+    let media_type = if written.zstd_toc.is_some() { ZSTD_LAYER_MEDIA_TYPE } else { LAYER_MEDIA_TYPE };
+    let mut layer = json!({"mediaType": media_type, "digest": written.digest, "size": written.size});
     if let Some(toc) = &written.toc {
         layer["annotations"] = json!({
             ESTARGZ_TOC_DIGEST: toc,
             UNCOMPRESSED_SIZE: written.uncompressed.to_string(),
         });
+    }
+    if let Some((checksum, position)) = &written.zstd_toc {
+        layer["annotations"]["io.containers.zstd-chunked.manifest-checksum"] = json!(checksum);
+        layer["annotations"]["io.containers.zstd-chunked.manifest-position"] = json!(position);
     }
     let mut m = json!({
         "schemaVersion": 2,

@@ -1,7 +1,8 @@
 //! `ocisync push` to distribution 2.8, read back by other tools (crane's
-//! export through GNU tar, GNU tar on the layer itself, containerd's estargz
-//! library through its TOC) and by ocisync by range; reproducible; hostile
-//! trees refused.
+//! export and oras's blob fetch through GNU tar, GNU tar on the layer
+//! itself, containerd's estargz library through its TOC, skopeo's copy to a
+//! plain layout) and by ocisync by range; reproducible; hostile trees
+//! refused.
 
 use std::fs;
 use std::path::Path;
@@ -30,6 +31,10 @@ fn tree(dir: &Path) {
     }
     fs::create_dir_all(dir.join("assets")).unwrap();
     fs::write(dir.join("assets/big.bin"), &big).unwrap();
+    // as much again, so that big.bin alone is read by range
+    big.reverse();
+    big.extend_from_within(..1 << 20);
+    fs::write(dir.join("assets/more.bin"), &big).unwrap();
     for i in 0..20 {
         fs::write(dir.join(format!("assets/{i:02}.txt")), format!("file {i}\n").repeat(1000)).unwrap();
     }
@@ -77,7 +82,7 @@ async fn pushed_files_read_back_by_every_reader_and_one_by_range() {
     let doc = json(&o);
     let digest = doc["digest"].as_str().unwrap().to_string();
     assert_eq!(doc["pinned"], format!("{host}/app@{digest}"));
-    assert_eq!(doc["files"], 25, "{doc}");
+    assert_eq!(doc["files"], 26, "{doc}");
     let layer = doc["layer"]["digest"].as_str().unwrap().to_string();
 
     // ocisync reads it all back
@@ -139,9 +144,13 @@ async fn pushed_files_read_back_by_every_reader_and_one_by_range() {
     let log = reg.access_log();
     let gets: Vec<&String> = log[seen..].iter().filter(|l| l.contains(&format!("/blobs/{layer} "))).collect();
     assert!(!gets.is_empty() && gets.iter().all(|l| l.contains("\" 206 ")), "{gets:?}");
-    // a chunked file read alone, every chunk checked
+    // a file of three chunks read alone by range, every chunk checked
+    let seen = reg.access_log().len();
     let o = ocisync(&["cat", &format!("oci://{host}/app:v1"), "assets/big.bin", "--insecure"]).await;
     assert!(o.stdout == fs::read(src.join("assets/big.bin")).unwrap(), "{}", stderr(&o));
+    let log = reg.access_log();
+    let gets: Vec<&String> = log[seen..].iter().filter(|l| l.contains(&format!("/blobs/{layer} "))).collect();
+    assert!(!gets.is_empty() && gets.iter().all(|l| l.contains("\" 206 ")), "{gets:?}");
 
     // the same tree again: the same digest, nothing uploaded
     let o =
@@ -269,4 +278,77 @@ async fn push_sign_sync_then_a_one_file_change_reaches_a_volume() {
     let root = Operator::volume_root(e.cp).join("push-loop/app/..data");
     assert_eq!(fs::read(root.join("data/042.bin")).unwrap(), vec![7u8; 65536]);
     assert_eq!(fs::read(root.join("data/041.bin")).unwrap(), fs::read(src.join("data/041.bin")).unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_zstd_chunked_push_reads_back_everywhere() {
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    tree(&src);
+    let want = listing(&src);
+    let reg = Distribution::start();
+    let host = reg.host();
+    let reference = format!("oci://{host}/zc:v1");
+    let args =
+        ["push", &reference, src.to_str().unwrap(), "--insecure", "--output", "json", "--format", "zstd-chunked"];
+    let o = ocisync(&args).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let doc = json(&o);
+    let layer = doc["layer"]["digest"].as_str().unwrap().to_string();
+    let m: Value = serde_json::from_slice(&crane(&["manifest", &format!("{host}/zc:v1")]).stdout).unwrap();
+    assert_eq!(m["layers"][0]["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd");
+
+    // ocisync: whole, and one chunked file by range
+    let out = work.path().join("pulled");
+    let o = pull(&reference, &out, &["--output", "json"]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(listing(&out) == want, "ocisync pull");
+    assert_eq!(json(&o)["indexedLayers"][0]["format"], "zstd-chunked");
+    let seen = reg.access_log().len();
+    let o = ocisync(&["cat", &reference, "assets/big.bin", "--insecure"]).await;
+    assert!(o.stdout == fs::read(src.join("assets/big.bin")).unwrap(), "{}", stderr(&o));
+    let log = reg.access_log();
+    let gets: Vec<&String> = log[seen..].iter().filter(|l| l.contains(&format!("/blobs/{layer} "))).collect();
+    assert!(!gets.is_empty() && gets.iter().all(|l| l.contains("\" 206 ")), "{gets:?}");
+
+    // GNU tar through zstd (which skips the TOC's skippable frames)
+    let blob = work.path().join("layer.tar.zst");
+    fs::write(&blob, crane(&["blob", &format!("{host}/zc@{layer}")]).stdout).unwrap();
+    let gnu = work.path().join("gnu");
+    fs::create_dir_all(&gnu).unwrap();
+    run(Command::new("tar").arg("--zstd").arg("-xf").arg(&blob).arg("-C").arg(&gnu));
+    assert!(listing(&gnu) == want, "tar --zstd -x: {:?}", listing(&gnu).keys().collect::<Vec<_>>());
+
+    // skopeo (containers/image) copies it to an OCI layout, checking every
+    // digest on the way (1.9's --dest-decompress leaves a zstd layer as it
+    // is); GNU tar reads the layer it wrote
+    let policy = work.path().join("policy.json");
+    fs::write(&policy, r#"{"default":[{"type":"insecureAcceptAnything"}]}"#).unwrap();
+    let layout = work.path().join("layout");
+    run(Command::new(producers().join("bin/skopeo"))
+        .arg("--policy")
+        .arg(&policy)
+        .args(["copy", "-q", "--src-tls-verify=false", "--dest-decompress", &format!("docker://{host}/zc:v1")])
+        .arg(format!("oci:{}:v1", layout.display())));
+    let index: Value = serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let blob_of = |d: &str| layout.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
+    let manifest: Value =
+        serde_json::from_slice(&fs::read(blob_of(index["manifests"][0]["digest"].as_str().unwrap())).unwrap()).unwrap();
+    let plain = manifest["layers"][0]["digest"].as_str().unwrap();
+    assert_eq!(plain, layer, "skopeo's copy is the layer pushed");
+    assert_eq!(manifest["layers"][0]["annotations"], m["layers"][0]["annotations"], "and its TOC annotations");
+    let by_skopeo = work.path().join("skopeo");
+    fs::create_dir_all(&by_skopeo).unwrap();
+    run(Command::new("tar").arg("--zstd").arg("-xf").arg(blob_of(plain)).arg("-C").arg(&by_skopeo));
+    assert!(listing(&by_skopeo) == want, "skopeo copy, then tar --zstd -x");
+
+    // containerd's estargz library, through its zstd:chunked decompressor
+    let toc = doc["layer"]["tocDigest"].as_str().unwrap();
+    let o = run(Command::new(producers().join("gobin/estargz-write"))
+        .args(["-verify", "-zstdchunked"])
+        .arg(&blob)
+        .arg(toc));
+    let read = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(read.lines().count(), 26, "{read}");
+    assert!(read.contains(&format!("etc/app.yaml {}", sha256(b"port: 8080\n"))), "{read}");
 }
