@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Push benchmark: a 2,000-file, 200 MiB tree pushed by `ocisync push`
-# (eStargz, and plain tar+gzip), `oras push` (the directory as one tar+gzip
+# (eStargz, zstd:chunked, and plain tar+gzip), `oras push` (the directory as one tar+gzip
 # layer) and `crane append` (GNU tar's tarball of the tree as a new layer on
 # no base), each to its own repository of a local distribution 2.8, one run
 # side by side. Wall time and peak RSS from /usr/bin/time; the bytes
@@ -53,6 +53,8 @@ echo "| push of a $FILES-file, $(du -sm "$WORK/tree" | cut -f1) MiB tree | wall 
 echo "| --- | --- | --- | --- | --- |"
 timed "$OCISYNC" push "oci://$REG/bench/ocisync:v1" "$WORK/tree" --insecure
 printf '| **ocisync push** (eStargz) | %.2f s | %s MiB | %s MiB | yes |\n' "$T" "$RSS" "$(layer_mib bench/ocisync:v1)"
+timed "$OCISYNC" push "oci://$REG/bench/zstd:v1" "$WORK/tree" --insecure --format zstd-chunked
+printf '| ocisync push --format zstd-chunked | %.2f s | %s MiB | %s MiB | yes |\n' "$T" "$RSS" "$(layer_mib bench/zstd:v1)"
 timed "$OCISYNC" push "oci://$REG/bench/plain:v1" "$WORK/tree" --insecure --format tar+gzip
 printf '| ocisync push --format tar+gzip | %.2f s | %s MiB | %s MiB | no |\n' "$T" "$RSS" "$(layer_mib bench/plain:v1)"
 pushd "$WORK" >/dev/null
