@@ -14,6 +14,13 @@ use super::digest::Digest;
 use super::error::RegistryError;
 use super::retry::Outcome;
 
+/// A chunked upload's pieces, unless the registry asks for larger ones.
+const PIECE: u64 = 8 << 20;
+/// The largest piece held in memory, whatever the registry asks.
+const MAX_PIECE: u64 = 64 << 20;
+/// Pieces are halved down to this when refused as too large.
+const MIN_PIECE: u64 = 256 << 10;
+
 impl RegistryClient {
     /// Does `repository` hold the blob already? (A HEAD; 404 is "no".)
     pub(crate) async fn has_blob(&self, repository: &str, digest: &Digest) -> Result<bool, RegistryError> {
@@ -82,6 +89,10 @@ impl RegistryClient {
             }
             let delay = match req.send().await {
                 Ok(res) if res.status() == StatusCode::CREATED || res.status().is_success() => return Ok(false),
+                // too large for one request (a proxy's body limit): in pieces
+                Ok(res) if res.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                    return self.upload_in_pieces(repository, path, digest, size).await.map(|()| false);
+                }
                 Ok(res) => {
                     let status = res.status().as_u16();
                     let body = res.text().await.unwrap_or_default().chars().take(300).collect::<String>();
@@ -99,6 +110,107 @@ impl RegistryClient {
             };
             tokio::time::sleep(delay).await;
             attempt += 1;
+        }
+    }
+
+    /// The chunked upload: a new session, `PATCH`es of [`PIECE`] bytes (or
+    /// the registry's `OCI-Chunk-Min-Length`, if larger, up to
+    /// [`MAX_PIECE`]; halved while answered 413) in order, each answered
+    /// with the next `Location`, then a `PUT` with the digest. No retries:
+    /// a rerun finds what is already there.
+    async fn upload_in_pieces(
+        &self,
+        repository: &str,
+        path: &Path,
+        digest: &Digest,
+        size: u64,
+    ) -> Result<(), RegistryError> {
+        use tokio::io::AsyncReadExt;
+        let what = || format!("chunked upload of {digest} to {repository}");
+        let scope = format!("repository:{repository}:pull,push");
+        let url = format!("{}/v2/{repository}/blobs/uploads/", self.base);
+        let extra = Extra { push: true, ..Extra::default() };
+        let started = self.send_with(Method::POST, RequestKind::Blob, &url, repository, extra, what).await?;
+        let min: u64 =
+            started.headers().get("OCI-Chunk-Min-Length").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
+        let read_size = usize::try_from(min.clamp(PIECE, MAX_PIECE)).unwrap_or(1 << 20);
+        // a piece the registry (or a proxy) still finds too large is halved
+        let (mut piece, floor) = (read_size, usize::try_from(min.max(MIN_PIECE)).unwrap_or(1 << 20));
+        let mut location = self.next_location(&started, &what)?;
+        let mut file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| RegistryError::Protocol(format!("{}: {}: {e}", what(), path.display())))?;
+        let (mut at, mut buf, mut off) = (0u64, Vec::with_capacity(read_size), 0usize);
+        while at < size {
+            if off == buf.len() {
+                buf.clear();
+                off = 0;
+                (&mut file)
+                    .take(read_size as u64)
+                    .read_to_end(&mut buf)
+                    .await
+                    .map_err(|e| RegistryError::Protocol(format!("{}: {}: {e}", what(), path.display())))?;
+                if buf.is_empty() {
+                    return Err(RegistryError::Protocol(format!("{}: the file ended at {at} of {size} bytes", what())));
+                }
+            }
+            let n = piece.min(buf.len() - off);
+            let end = at + n as u64;
+            let mut req = self
+                .http
+                .request(Method::PATCH, &location)
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .header(header::CONTENT_LENGTH, n)
+                .header(header::CONTENT_RANGE, format!("{at}-{}", end - 1))
+                .body(buf[off..off + n].to_vec());
+            if let Some(auth) = self.authorization(&scope) {
+                req = req.header(header::AUTHORIZATION, auth);
+            }
+            let res = req.send().await.map_err(|e| RegistryError::unreachable(&location, &e))?;
+            match res.status() {
+                StatusCode::ACCEPTED => {
+                    location = self.next_location(&res, &what)?;
+                    (at, off) = (end, off + n);
+                }
+                StatusCode::PAYLOAD_TOO_LARGE if piece / 2 >= floor => piece /= 2,
+                s => {
+                    let body = res.text().await.unwrap_or_default().chars().take(300).collect();
+                    return Err(RegistryError::Status { status: s.as_u16(), what: what(), attempts: 1, body });
+                }
+            }
+        }
+        let put = self.upload_url(&location, digest).ok_or_else(|| {
+            RegistryError::Protocol(format!("{}: the upload goes to another host; not followed", what()))
+        })?;
+        let mut req = self.http.request(Method::PUT, &put).header(header::CONTENT_LENGTH, 0);
+        if let Some(auth) = self.authorization(&scope) {
+            req = req.header(header::AUTHORIZATION, auth);
+        }
+        let res = req.send().await.map_err(|e| RegistryError::unreachable(&put, &e))?;
+        if !res.status().is_success() {
+            let status = res.status().as_u16();
+            let body = res.text().await.unwrap_or_default().chars().take(300).collect();
+            return Err(RegistryError::Status { status, what: what(), attempts: 1, body });
+        }
+        Ok(())
+    }
+
+    /// The upload's next URL, from an answer's `Location`, on this registry.
+    fn next_location(&self, res: &reqwest::Response, what: &impl Fn() -> String) -> Result<String, RegistryError> {
+        let location = res
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| RegistryError::Protocol(format!("{}: no Location for the upload", what())))?;
+        if location.starts_with('/') {
+            Ok(format!("{}{location}", self.base))
+        } else if location.starts_with(&format!("{}/", self.base)) {
+            Ok(location.to_string())
+        } else {
+            Err(RegistryError::Protocol(format!(
+                "{}: the upload goes to another host ({location:?}); not followed",
+                what()
+            )))
         }
     }
 

@@ -352,3 +352,32 @@ async fn a_zstd_chunked_push_reads_back_everywhere() {
     assert_eq!(read.lines().count(), 26, "{read}");
     assert!(read.contains(&format!("etc/app.yaml {}", sha256(b"port: 8080\n"))), "{read}");
 }
+
+/// Behind a token server and a proxy that refuses bodies over 1 MiB: the
+/// push asks for `pull,push`, its monolithic upload is refused with 413,
+/// and it goes on in pieces (`PATCH`), halved until they pass.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_through_a_body_limit_goes_in_pieces_with_a_push_token() {
+    use crate::support::registry::{BEARER_USER, Ferro};
+    use std::sync::atomic::Ordering;
+    let work = tempfile::tempdir().unwrap();
+    let src = work.path().join("src");
+    tree(&src);
+    let reg = Ferro::start().await;
+    reg.hooks.bearer.store(true, Ordering::SeqCst);
+    reg.hooks.max_upload_body.store(1 << 20, Ordering::SeqCst);
+    let config = work.path().join("config.json");
+    let auth = serde_json::json!({"auths": {reg.host(): {"username": BEARER_USER.0, "password": BEARER_USER.1}}});
+    fs::write(&config, auth.to_string()).unwrap();
+    let reference = format!("oci://{}/limited:v1", reg.host());
+    let cfg = config.to_str().unwrap();
+    let o = ocisync(&["push", &reference, src.to_str().unwrap(), "--insecure", "--docker-config", cfg]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    let log = reg.hooks.log.lock().unwrap().clone();
+    let patches = log.iter().filter(|l| l.starts_with("PATCH ")).count();
+    assert!(patches >= 21, "a 21 MiB layer in pieces of at most 1 MiB: {patches} PATCHes\n{log:#?}");
+    let out = work.path().join("out");
+    let o = pull(&reference, &out, &["--docker-config", cfg]).await;
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(listing(&out) == listing(&src), "what was pushed in pieces reads back whole");
+}

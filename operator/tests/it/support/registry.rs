@@ -212,6 +212,9 @@ pub struct Hooks {
     /// Serve the referrers API this many entries a page (0: all at once),
     /// linking to the next page as the distribution spec says.
     pub referrers_page: AtomicUsize,
+    /// Refuse upload requests (PUT, PATCH) whose body is longer than this
+    /// with 413, as a proxy with a body limit does (0: no limit).
+    pub max_upload_body: AtomicUsize,
 }
 
 /// Ways a registry (or what stands between it and us) breaks a blob.
@@ -436,6 +439,17 @@ async fn hook(hooks: Arc<Hooks>, addr: SocketAddr, req: Request<Body>, next: Nex
         if req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) != Some(want.as_str()) {
             let challenge = format!(r#"Bearer realm="http://{addr}/token",service="ferro-test""#);
             return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, challenge)]).into_response();
+        }
+    }
+    let limit = hooks.max_upload_body.load(Ordering::SeqCst);
+    if limit > 0 && path.contains("/blobs/uploads/") && matches!(req.method().as_str(), "PUT" | "PATCH") {
+        let length: usize =
+            req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
+        if length > limit {
+            // read and dropped first, as nginx's lingering close does, so
+            // that the client gets the answer
+            let _ = axum::body::to_bytes(req.into_body(), 1 << 30).await;
+            return StatusCode::PAYLOAD_TOO_LARGE.into_response();
         }
     }
     if path.contains("/manifests/") {
