@@ -200,7 +200,7 @@ async fn trees_a_reader_would_refuse_are_not_pushed() {
 
 /// The loop a platform team runs: push from CI, sign with cosign, an
 /// Artifact that requires the signature takes one file by range; a second
-/// push changing one file of many reaches a volume target, which reuses the
+/// push changing one file of 2,002 reaches a volume target, which reuses the
 /// rest.
 #[tokio::test(flavor = "multi_thread")]
 async fn push_sign_sync_then_a_one_file_change_reaches_a_volume() {
@@ -213,17 +213,17 @@ async fn push_sign_sync_then_a_one_file_change_reaches_a_volume() {
     fs::create_dir_all(src.join("data")).unwrap();
     fs::write(src.join("etc/app.yaml"), "replicas: 2\n").unwrap();
     fs::write(src.join("etc/test"), "push round trip").unwrap();
-    // 200 files of 64 KiB that do not compress
+    // 2,000 files of 8 KiB that do not compress
     let mut x: u64 = 11;
-    for i in 0..200u32 {
-        let mut bytes = Vec::with_capacity(65536);
-        while bytes.len() < 65536 {
+    for i in 0..2000u32 {
+        let mut bytes = Vec::with_capacity(8192);
+        while bytes.len() < 8192 {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             bytes.extend_from_slice(&x.to_le_bytes());
         }
-        fs::write(src.join(format!("data/{i:03}.bin")), bytes).unwrap();
+        fs::write(src.join(format!("data/{i:04}.bin")), bytes).unwrap();
     }
     let reg = Distribution::start();
     let host = reg.host();
@@ -263,7 +263,7 @@ async fn push_sign_sync_then_a_one_file_change_reaches_a_volume() {
     let vol = Spec::new(&host, "app").tag("live").interval("2s").set("target", json!({"volume": {"path": "app"}}));
     e.apply("tree", &vol).await;
     e.synced("tree", &d1).await;
-    fs::write(src.join("data/042.bin"), vec![7u8; 65536]).unwrap();
+    fs::write(src.join("data/0042.bin"), vec![7u8; 8192]).unwrap();
     let v2 = push("live").await;
     let (d2, layer2) =
         (v2["digest"].as_str().unwrap().to_string(), v2["layer"]["digest"].as_str().unwrap().to_string());
@@ -271,13 +271,13 @@ async fn push_sign_sync_then_a_one_file_change_reaches_a_volume() {
     let seen = reg.access_log().len();
     let st = e.synced("tree", &d2).await;
     let t = &st["transfer"];
-    assert_eq!((t["filesReused"].as_u64(), t["filesFromRegistry"].as_u64()), (Some(201), Some(1)), "{st}");
+    assert_eq!((t["filesReused"].as_u64(), t["filesFromRegistry"].as_u64()), (Some(2001), Some(1)), "{st}");
     let log = reg.access_log();
     let gets: Vec<&String> = log[seen..].iter().filter(|l| l.contains(&format!("/blobs/{layer2} "))).collect();
     assert!(!gets.is_empty() && gets.iter().all(|l| l.contains("\" 206 ")), "only ranged reads: {gets:?}");
     let root = Operator::volume_root(e.cp).join("push-loop/app/..data");
-    assert_eq!(fs::read(root.join("data/042.bin")).unwrap(), vec![7u8; 65536]);
-    assert_eq!(fs::read(root.join("data/041.bin")).unwrap(), fs::read(src.join("data/041.bin")).unwrap());
+    assert_eq!(fs::read(root.join("data/0042.bin")).unwrap(), vec![7u8; 8192]);
+    assert_eq!(fs::read(root.join("data/0041.bin")).unwrap(), fs::read(src.join("data/0041.bin")).unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread")]
