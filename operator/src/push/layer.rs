@@ -13,15 +13,19 @@
 //! tree gives the same bytes.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read};
 use std::path::Path;
 
-use flate2::{Compression, GzBuilder};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
+use super::members::Members;
 use super::pack::{Item, ItemKind, PackError};
 use crate::oci::Digest;
+
+/// Headers alone (directories, links, empty files) past this many bytes in
+/// one member start another: members stay small enough to batch.
+const MAX_HEADERS: usize = 4 << 20;
 
 const BLOCK: usize = 512;
 
@@ -46,96 +50,6 @@ pub(crate) struct Written {
     pub(crate) zstd_toc: Option<(Digest, String)>,
 }
 
-/// Bytes out, counted and hashed: the blob's digest and each member's offset.
-struct Counted<W> {
-    inner: W,
-    n: u64,
-    hash: Sha256,
-}
-
-impl<W: Write> Write for Counted<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.n += n as u64;
-        self.hash.update(&buf[..n]);
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// One member being written: a gzip member or a zstd frame.
-enum Member<W: Write> {
-    Gzip(flate2::write::GzEncoder<W>),
-    Zstd(zstd::stream::write::Encoder<'static, W>),
-}
-
-/// The uncompressed stream, cut into members where asked.
-struct Members<W: Write> {
-    out: Option<Counted<W>>,
-    gz: Option<Member<Counted<W>>>,
-    zstd: bool,
-    diff: Sha256,
-    diff_len: u64,
-}
-
-impl<W: Write> Members<W> {
-    fn new(out: W, zstd: bool) -> Self {
-        Members {
-            out: Some(Counted { inner: out, n: 0, hash: Sha256::new() }),
-            gz: None,
-            zstd,
-            diff: Sha256::new(),
-            diff_len: 0,
-        }
-    }
-
-    /// The compressed offset the next member starts at (after `cut`).
-    fn offset(&self) -> u64 {
-        self.out.as_ref().map_or(0, |o| o.n)
-    }
-
-    fn cut(&mut self) -> io::Result<()> {
-        self.out = match self.gz.take() {
-            Some(Member::Gzip(gz)) => Some(gz.finish()?),
-            Some(Member::Zstd(z)) => Some(z.finish()?),
-            None => return Ok(()),
-        };
-        Ok(())
-    }
-
-    fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if self.gz.is_none() {
-            let out = self.out.take().ok_or_else(|| io::Error::other("writer gone"))?;
-            self.gz = Some(if self.zstd {
-                Member::Zstd(zstd::stream::write::Encoder::new(out, 3)?)
-            } else {
-                Member::Gzip(GzBuilder::new().mtime(0).operating_system(255).write(out, Compression::default()))
-            });
-        }
-        self.diff.update(bytes);
-        self.diff_len += bytes.len() as u64;
-        match self.gz.as_mut() {
-            Some(Member::Gzip(gz)) => gz.write_all(bytes),
-            Some(Member::Zstd(z)) => z.write_all(bytes),
-            None => Ok(()),
-        }
-    }
-
-    fn raw(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.cut()?;
-        self.out.as_mut().ok_or_else(|| io::Error::other("writer gone"))?.write_all(bytes)
-    }
-
-    fn finish(mut self) -> io::Result<(W, Digest, u64, Digest, u64)> {
-        self.cut()?;
-        let mut out = self.out.take().ok_or_else(|| io::Error::other("writer gone"))?;
-        out.flush()?;
-        Ok((out.inner, Digest::from_hasher(out.hash), out.n, Digest::from_hasher(self.diff), self.diff_len))
-    }
-}
-
 /// Write `items` as a layer in `format` to `to`; eStargz files are cut into
 /// chunks of `chunk_size` bytes.
 pub(crate) fn write(items: &[Item], format: Format, chunk_size: u64, to: &Path) -> Result<Written, PackError> {
@@ -144,8 +58,9 @@ pub(crate) fn write(items: &[Item], format: Format, chunk_size: u64, to: &Path) 
     let mut m = Members::new(BufWriter::with_capacity(256 << 10, file), format == Format::ZstdChunked);
     let mut toc: Vec<Value> = Vec::new();
     let mut buf = vec![0u8; 64 << 10];
-    // eStargz and zstd:chunked cut a member before each chunk
-    let estargz = format != Format::TarGzip;
+    // Every format cuts a member before each chunk: eStargz and
+    // zstd:chunked to make it fetchable alone, tar+gzip (a multi-member gzip
+    // any reader reads) so that members can be compressed on several cores.
     for item in items {
         let (size, mode, link, typeflag) = match &item.kind {
             ItemKind::Dir => (0, 0o755, "", b'5'),
@@ -153,7 +68,10 @@ pub(crate) fn write(items: &[Item], format: Format, chunk_size: u64, to: &Path) 
             ItemKind::Symlink { target } => (0, 0o777, target.as_str(), b'2'),
         };
         let name = if matches!(item.kind, ItemKind::Dir) { format!("{}/", item.name) } else { item.name.clone() };
-        m.write(&header(&name, link, size, mode, typeflag)).map_err(io_err)?;
+        if m.pending() > MAX_HEADERS {
+            m.cut().map_err(io_err)?;
+        }
+        m.write(&header(&name, link, size, mode, typeflag));
         let mut entry = json!({"name": name, "type": match typeflag { b'5' => "dir", b'2' => "symlink", _ => "reg" }, "mode": mode});
         if !link.is_empty() {
             entry["linkName"] = json!(link);
@@ -171,10 +89,9 @@ pub(crate) fn write(items: &[Item], format: Format, chunk_size: u64, to: &Path) 
         // An empty file has no content member.
         while done < size {
             let len = chunk_size.min(size - done);
-            if estargz {
-                m.cut().map_err(io_err)?;
-            }
-            let offset = m.offset();
+            m.cut().map_err(io_err)?;
+            // the member's index: its offset is known once it is written
+            let member = m.next_member();
             let mut chunk = Sha256::new();
             let mut left = len;
             while left > 0 {
@@ -185,29 +102,29 @@ pub(crate) fn write(items: &[Item], format: Format, chunk_size: u64, to: &Path) 
                 }
                 chunk.update(&buf[..n]);
                 whole.update(&buf[..n]);
-                m.write(&buf[..n]).map_err(io_err)?;
+                m.write(&buf[..n]);
                 left -= n as u64;
             }
-            chunks.push((offset, done, len, Digest::from_hasher(chunk)));
+            chunks.push((member, done, len, Digest::from_hasher(chunk)));
             done += len;
         }
         if f.read(&mut buf[..1]).map_err(|e| PackError::Io { path: source.clone(), source: e })? != 0 {
             return Err(changed("it grew"));
         }
         let pad = (BLOCK - (size as usize % BLOCK)) % BLOCK;
-        m.write(&buf_zero(pad)).map_err(io_err)?;
+        m.write(&buf_zero(pad));
         entry["digest"] = json!(Digest::from_hasher(whole).to_string());
-        for (i, (offset, chunk_offset, len, digest)) in chunks.into_iter().enumerate() {
+        for (i, (member, chunk_offset, len, digest)) in chunks.into_iter().enumerate() {
             let chunked = size > chunk_size;
             if i == 0 {
-                entry["offset"] = json!(offset);
+                entry["offset"] = json!(member);
                 if chunked {
                     entry["chunkSize"] = json!(len);
                 }
                 entry["chunkDigest"] = json!(digest.to_string());
                 toc.push(entry.clone());
             } else {
-                let mut c = json!({"name": name, "type": "chunk", "offset": offset, "chunkOffset": chunk_offset, "chunkDigest": digest.to_string()});
+                let mut c = json!({"name": name, "type": "chunk", "offset": member, "chunkOffset": chunk_offset, "chunkDigest": digest.to_string()});
                 if chunk_offset + len < size {
                     c["chunkSize"] = json!(len);
                 }
@@ -218,39 +135,50 @@ pub(crate) fn write(items: &[Item], format: Format, chunk_size: u64, to: &Path) 
             toc.push(entry);
         }
     }
-    let mut zstd_toc = None;
-    let toc_digest = if format == Format::ZstdChunked {
-        // the TOC compressed alone in a skippable frame, then the footer in
-        // another (the estargz library's zstd:chunked); no tar around it
-        m.cut().map_err(io_err)?;
-        let json = serde_json::to_vec_pretty(&json!({"version": 1, "entries": toc}))
-            .map_err(|e| io_err(io::Error::other(e)))?;
-        let compressed = zstd::stream::encode_all(&json[..], 3).map_err(io_err)?;
-        let toc_offset = m.offset() + 8;
-        m.raw(&skippable(&compressed)).map_err(io_err)?;
-        let mut footer = Vec::with_capacity(40);
-        for n in [toc_offset, compressed.len() as u64, json.len() as u64, 1] {
-            footer.extend(n.to_le_bytes());
+    // every member written: the TOC's offsets become the members' places
+    m.cut().map_err(io_err)?;
+    m.flush().map_err(io_err)?;
+    for e in &mut toc {
+        if let Some(o) = e.get_mut("offset") {
+            let at = o.as_u64().and_then(|i| m.start(usize::try_from(i).ok()?));
+            *o = json!(at.ok_or_else(|| io_err(io::Error::other("a chunk's member was never written")))?);
         }
-        footer.extend([0x47, 0x6e, 0x55, 0x6c, 0x49, 0x6e, 0x55, 0x78]);
-        m.raw(&skippable(&footer)).map_err(io_err)?;
-        let position = format!("{toc_offset}:{}:{}:1", compressed.len(), json.len());
-        zstd_toc = Some((Digest::of(&compressed), position));
-        Some(Digest::of(&json))
-    } else if estargz {
-        // the TOC: its own member, a tar of one file and the end of archive
-        m.cut().map_err(io_err)?;
-        let toc_offset = m.offset();
-        let json = serde_json::to_vec_pretty(&json!({"version": 1, "entries": toc}))
-            .map_err(|e| io_err(io::Error::other(e)))?;
-        m.write(&header("stargz.index.json", "", json.len() as u64, 0o644, b'0')).map_err(io_err)?;
-        m.write(&json).map_err(io_err)?;
-        m.write(&buf_zero((BLOCK - json.len() % BLOCK) % BLOCK + 2 * BLOCK)).map_err(io_err)?;
-        m.raw(&footer(toc_offset)).map_err(io_err)?;
-        Some(Digest::of(&json))
-    } else {
-        m.write(&buf_zero(2 * BLOCK)).map_err(io_err)?;
-        None
+    }
+    let mut zstd_toc = None;
+    let toc_digest = match format {
+        Format::ZstdChunked => {
+            // the TOC compressed alone in a skippable frame, then the footer
+            // in another (the estargz library's zstd:chunked); no tar around it
+            let json = serde_json::to_vec_pretty(&json!({"version": 1, "entries": toc}))
+                .map_err(|e| io_err(io::Error::other(e)))?;
+            let compressed = zstd::stream::encode_all(&json[..], 3).map_err(io_err)?;
+            let toc_offset = m.position() + 8;
+            m.raw(&skippable(&compressed)).map_err(io_err)?;
+            let mut footer = Vec::with_capacity(40);
+            for n in [toc_offset, compressed.len() as u64, json.len() as u64, 1] {
+                footer.extend(n.to_le_bytes());
+            }
+            footer.extend([0x47, 0x6e, 0x55, 0x6c, 0x49, 0x6e, 0x55, 0x78]);
+            m.raw(&skippable(&footer)).map_err(io_err)?;
+            let position = format!("{toc_offset}:{}:{}:1", compressed.len(), json.len());
+            zstd_toc = Some((Digest::of(&compressed), position));
+            Some(Digest::of(&json))
+        }
+        Format::Estargz => {
+            // the TOC: its own member, a tar of one file and the end of archive
+            let toc_offset = m.position();
+            let json = serde_json::to_vec_pretty(&json!({"version": 1, "entries": toc}))
+                .map_err(|e| io_err(io::Error::other(e)))?;
+            m.write(&header("stargz.index.json", "", json.len() as u64, 0o644, b'0'));
+            m.write(&json);
+            m.write(&buf_zero((BLOCK - json.len() % BLOCK) % BLOCK + 2 * BLOCK));
+            m.raw(&footer(toc_offset)).map_err(io_err)?;
+            Some(Digest::of(&json))
+        }
+        Format::TarGzip => {
+            m.write(&buf_zero(2 * BLOCK));
+            None
+        }
     };
     let (w, digest, size, diff_id, uncompressed) = m.finish().map_err(io_err)?;
     w.into_inner().map_err(|e| io_err(e.into_error()))?.sync_all().map_err(io_err)?;

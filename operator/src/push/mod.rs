@@ -5,6 +5,7 @@
 //! Blobs the repository already holds are not uploaded again.
 
 pub(crate) mod layer;
+mod members;
 pub(crate) mod pack;
 
 use std::collections::BTreeMap;
