@@ -20,7 +20,8 @@ pub(super) struct PushArgs {
     /// oci://host[:port]/repo:tag
     reference: String,
     /// Files and directories to pack (a directory's contents go under their
-    /// paths inside it, as `oras push dir/` and `tar -C dir .`).
+    /// paths inside it, as `tar -C dir .` and `flux push artifact` lay them
+    /// out; `oras push dir/` puts them under `dir/`).
     #[arg(required = true)]
     paths: Vec<PathBuf>,
     /// Only files matching this glob (repeatable).
@@ -48,7 +49,8 @@ pub(super) struct PushArgs {
     /// `now` (left out by default: the same files give the same digest).
     #[arg(long, value_name = "TIME")]
     created: Option<String>,
-    /// eStargz: files larger than this are cut into chunks of this size.
+    /// eStargz and zstd:chunked: files larger than this are cut into chunks
+    /// of this size, each fetchable alone.
     #[arg(long, value_parser = parse_size, default_value = "4MiB")]
     chunk_size: u64,
     #[arg(long, value_enum, default_value_t = Format::Text)]

@@ -43,7 +43,7 @@ pub(crate) enum ItemKind {
 
 /// The items of `inputs`, in the order they are packed: each input a file
 /// (packed under its name) or a directory (its contents packed under their
-/// paths inside it, as `oras push dir/` and `tar -C dir .` do). Files the
+/// paths inside it, as `tar -C dir .` and `flux push artifact` do). Files the
 /// selection leaves out are not packed; directories are, when something in
 /// them is.
 pub(crate) fn walk(inputs: &[PathBuf], selection: &Selection) -> Result<Vec<Item>, PackError> {
