@@ -16,7 +16,7 @@ use crate::oci::Digest;
 use crate::resolve::Resolution;
 use crate::unpack::layer::LayerKind;
 use crate::unpack::toc::{METADATA_ENTRIES, TocEntry, TocKind};
-use crate::unpack::{self, Budget, Entry, OPAQUE, Selection, WHITEOUT_PREFIX};
+use crate::unpack::{self, Budget, Entry, Selection, Whiteout, remove_below, whiteout};
 
 pub(crate) struct Listing {
     pub(crate) files: Vec<FileReport>,
@@ -81,22 +81,22 @@ pub(crate) async fn from_tocs(
 /// below it), `.wh.NAME` deletes NAME, `.wh..wh..opq` empties its
 /// directory of earlier layers' files; hard links list as their target;
 /// devices, which the unpacker refuses, are left out. `None` when a file
-/// with content has no digest to list.
+/// with content has no digest to list, or a whiteout deletes no entry.
 pub(crate) fn merge(layers: &[Vec<TocEntry>], selection: &Selection) -> Option<BTreeMap<String, Entry>> {
     let mut merged: BTreeMap<String, Entry> = BTreeMap::new();
     for entries in layers {
         let (whiteouts, files): (Vec<&TocEntry>, Vec<&TocEntry>) = entries
             .iter()
             .filter(|e| !METADATA_ENTRIES.contains(&e.path.as_str()))
-            .partition(|e| base(&e.path).starts_with(WHITEOUT_PREFIX));
+            .partition(|e| whiteout(&e.path).is_some());
         for w in whiteouts {
-            let (parent, name) = split(&w.path);
-            if name == OPAQUE {
-                remove_below(&mut merged, parent);
-            } else {
-                let hidden = join(parent, &name[WHITEOUT_PREFIX.len()..]);
-                merged.remove(&hidden);
-                remove_below(&mut merged, &hidden);
+            // one the unpacker refuses: the pull that lists instead says why
+            match whiteout(&w.path)?.ok()? {
+                Whiteout::Opaque(dir) => remove_below(&mut merged, &dir),
+                Whiteout::Path(hidden) => {
+                    merged.remove(&hidden);
+                    remove_below(&mut merged, &hidden);
+                }
             }
         }
         let mut this: BTreeMap<&str, Entry> = BTreeMap::new();
@@ -128,32 +128,6 @@ pub(crate) fn merge(layers: &[Vec<TocEntry>], selection: &Selection) -> Option<B
         }
     }
     Some(merged)
-}
-
-fn base(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
-}
-
-fn split(path: &str) -> (&str, &str) {
-    path.rsplit_once('/').unwrap_or(("", path))
-}
-
-fn join(parent: &str, name: &str) -> String {
-    if parent.is_empty() { name.to_string() } else { format!("{parent}/{name}") }
-}
-
-/// Drop every path below `dir` ("" is the root).
-fn remove_below(merged: &mut BTreeMap<String, Entry>, dir: &str) {
-    if dir.is_empty() {
-        merged.clear();
-        return;
-    }
-    let prefix = format!("{dir}/");
-    let below: Vec<String> =
-        merged.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).map(|(k, _)| k.clone()).collect();
-    for k in below {
-        merged.remove(&k);
-    }
 }
 
 #[cfg(test)]
@@ -246,5 +220,7 @@ mod tests {
         let no_digest = other("big", TocKind::File { digest: None, executable: false, chunks: Vec::new() });
         let no_digest = TocEntry { size: 5, ..no_digest };
         assert!(merge(&[vec![no_digest]], &all).is_none(), "a file with no digest cannot be listed from the TOC");
+        let bad = vec![base.clone(), vec![file("etc/.wh.", "")]];
+        assert!(merge(&bad, &all).is_none(), "a whiteout the unpacker refuses is left to the pull to explain");
     }
 }

@@ -64,14 +64,7 @@ impl RegistryClient {
                 self.send_with(Method::POST, RequestKind::Blob, &url, repository, extra(), what).await?
             }
         };
-        let location = started
-            .headers()
-            .get(header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| RegistryError::Protocol(format!("{}: no Location for the upload", what())))?;
-        let put = self.upload_url(location, digest).ok_or_else(|| {
-            RegistryError::Protocol(format!("{}: the upload goes to another host ({location:?}); not followed", what()))
-        })?;
+        let put = with_digest(&self.next_location(&started, &what)?, digest);
         let scope = format!("repository:{repository}:pull,push");
         let mut attempt = 1;
         loop {
@@ -179,9 +172,7 @@ impl RegistryClient {
                 }
             }
         }
-        let put = self.upload_url(&location, digest).ok_or_else(|| {
-            RegistryError::Protocol(format!("{}: the upload goes to another host; not followed", what()))
-        })?;
+        let put = with_digest(&location, digest);
         let mut req = self.http.request(Method::PUT, &put).header(header::CONTENT_LENGTH, 0);
         if let Some(auth) = self.authorization(&scope) {
             req = req.header(header::AUTHORIZATION, auth);
@@ -228,21 +219,12 @@ impl RegistryClient {
         let what = || format!("manifest {repository}:{reference}");
         self.send_with(Method::PUT, RequestKind::Manifest, &url, repository, extra, what).await.map(|_| ())
     }
+}
 
-    /// The PUT that completes an upload at `location` (absolute, or relative
-    /// to the registry), with the digest added to its query; `None` when it
-    /// is on another host.
-    fn upload_url(&self, location: &str, digest: &Digest) -> Option<String> {
-        let full = if location.starts_with('/') {
-            format!("{}{location}", self.base)
-        } else if location.starts_with(&format!("{}/", self.base)) {
-            location.to_string()
-        } else {
-            return None;
-        };
-        let sep = if full.contains('?') { '&' } else { '?' };
-        Some(format!("{full}{sep}digest={digest}"))
-    }
+/// The PUT that completes an upload at `url`: the digest added to its query.
+fn with_digest(url: &str, digest: &Digest) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}digest={digest}")
 }
 
 /// A file as a request body in 1 MiB pieces: tokio's own `File` body reads

@@ -22,6 +22,26 @@ use crate::oci::Digest;
 pub(crate) const WHITEOUT_PREFIX: &str = ".wh.";
 pub(crate) const OPAQUE: &str = ".wh..wh..opq";
 
+/// What the entry at `path` (sanitised) deletes, when its name is a
+/// whiteout; an error for one that deletes no entry.
+pub(crate) fn whiteout(path: &str) -> Option<Result<Whiteout, String>> {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let hidden = name.strip_prefix(WHITEOUT_PREFIX)?;
+    // `.wh.` alone would delete the directory it is in, `.wh..` the one
+    // above: neither names an entry to delete.
+    if name != OPAQUE && matches!(hidden, "" | "." | "..") {
+        return Some(Err(format!("whiteout {name:?} deletes no entry")));
+    }
+    let parent = path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+    Some(Ok(if name == OPAQUE {
+        Whiteout::Opaque(parent.to_string())
+    } else if parent.is_empty() {
+        Whiteout::Path(hidden.to_string())
+    } else {
+        Whiteout::Path(format!("{parent}/{hidden}"))
+    }))
+}
+
 /// Unpack one layer from `reader` (the raw blob bytes) into `dir`.
 pub(crate) fn unpack_layer(
     kind: &LayerKind,
@@ -156,23 +176,11 @@ impl<'a> LayerWriter<'a> {
         let Some(path) = sanitize(&raw).map_err(|e| unsafe_path(e.to_string()))? else {
             return Ok(());
         };
-        let name = path.rsplit('/').next().unwrap_or(&path);
-        if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
-            // `.wh.` alone would delete the directory it is in, `.wh..`
-            // the one above: neither names an entry to delete.
-            if name != OPAQUE && matches!(hidden, "" | "." | "..") {
-                return Err(unsafe_path(format!("whiteout {name:?} deletes no entry")));
-            }
+        if let Some(w) = whiteout(&path) {
+            let w = w.map_err(unsafe_path)?;
             // A whiteout is an entry like any other for the file count.
             self.budget.charge_file()?;
-            let parent = path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
-            self.report.whiteouts.push(if name == OPAQUE {
-                Whiteout::Opaque(parent.to_string())
-            } else if parent.is_empty() {
-                Whiteout::Path(hidden.to_string())
-            } else {
-                Whiteout::Path(format!("{parent}/{hidden}"))
-            });
+            self.report.whiteouts.push(w);
             return Ok(());
         }
         let device = match kind {

@@ -19,11 +19,11 @@ use serde::Serialize;
 
 use crate::oci::Digest;
 
-pub(crate) use extract::{OPAQUE, WHITEOUT_PREFIX, unpack_entries, unpack_layer};
+pub(crate) use extract::{unpack_entries, unpack_layer, whiteout};
 pub(crate) use layer::LayerPlan;
 pub(crate) use limits::{Budget, Limits};
 pub(crate) use select::Selection;
-pub(crate) use tree::Staging;
+pub(crate) use tree::{Staging, remove_below};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum UnpackError {

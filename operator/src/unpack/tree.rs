@@ -151,7 +151,8 @@ fn remove(path: &Path, dir: bool) -> Result<(), UnpackError> {
     r.map_err(UnpackError::io(path))
 }
 
-fn remove_below(merged: &mut BTreeMap<String, Entry>, dir: &str) {
+/// Drop every path below `dir` ("" is the root) from `merged`.
+pub(crate) fn remove_below(merged: &mut BTreeMap<String, Entry>, dir: &str) {
     if dir.is_empty() {
         merged.clear();
         return;
