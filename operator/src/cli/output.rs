@@ -6,7 +6,7 @@ use serde_json::json;
 
 use super::Format;
 use crate::fetch;
-use crate::pipeline::{PipelineError, Pulled};
+use crate::pipeline::Pulled;
 use crate::resolve::Pinned;
 use crate::status::Reason;
 use crate::unpack::Entry;
@@ -134,7 +134,7 @@ pub(super) fn verified(format: Format, pinned: &Pinned, requirements: &[Requirem
     }
 }
 
-pub(super) fn error_json(reason: Reason, e: &PipelineError) {
+pub(super) fn error_json(reason: Reason, e: &dyn std::fmt::Display) {
     println!("{:#}", json!({ "error": { "reason": reason, "message": e.to_string() } }));
 }
 

@@ -149,7 +149,7 @@ pub(super) async fn push(args: PushArgs) -> ExitCode {
             eprintln!("error: {e}");
             let reason = Reason::from(&e);
             if args.output == Format::Json {
-                println!("{}", json!({"error": {"reason": reason, "message": e.to_string()}}));
+                super::output::error_json(reason, &e);
             }
             ExitCode::from(exit_code(reason))
         }

@@ -73,7 +73,7 @@ fn tar_x(blob: &[u8], media_type: &str) -> BTreeMap<String, Vec<u8>> {
 }
 
 /// Files and symlinks under `dir` (a volume's current revision included).
-fn listing(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn listing(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     for entry in walk(dir) {
         let rel = entry.strip_prefix(dir).unwrap().to_string_lossy().into_owned();

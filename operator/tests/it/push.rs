@@ -10,6 +10,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
+use crate::layers::listing;
 use crate::support::*;
 
 /// A tree with what a config artifact holds, a file cut into chunks, an
@@ -43,27 +44,6 @@ fn tree(dir: &Path) {
     fs::write(&script, "#!/bin/sh\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
-}
-
-/// Every file and symlink under `dir` (`-> target` for links).
-fn listing(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let mut out = std::collections::BTreeMap::new();
-    fn walk(base: &Path, d: &Path, out: &mut std::collections::BTreeMap<String, Vec<u8>>) {
-        for e in fs::read_dir(d).unwrap() {
-            let p = e.unwrap().path();
-            let m = fs::symlink_metadata(&p).unwrap();
-            let name = p.strip_prefix(base).unwrap().to_string_lossy().into_owned();
-            if m.file_type().is_symlink() {
-                out.insert(name, format!("-> {}", fs::read_link(&p).unwrap().display()).into_bytes());
-            } else if m.is_dir() {
-                walk(base, &p, out);
-            } else {
-                out.insert(name, fs::read(&p).unwrap());
-            }
-        }
-    }
-    walk(dir, dir, &mut out);
-    out
 }
 
 #[tokio::test(flavor = "multi_thread")]
