@@ -28,6 +28,7 @@ CASES = [  # (spec, admitted)
     ({"url": "oci://r.io/app", "verify": KEYS}, True),
     ({"url": "oci://r.io/app", "verify": dict(KEYS, transparencyLog="Required")}, True),
     ({"url": "oci://r.io/app", "verify": {"keyless": {"identities": [{"issuer": "i", "subject": "s"}]}}}, True),
+    ({"url": "oci://r.io/app", "verify": {"notation": {"secretRef": {"name": "trust"}}}}, True),
 ]
 docs = list(yaml.safe_load_all(MANIFEST.read_text()))
 policy = next(d for d in docs if d["kind"] == "ValidatingAdmissionPolicy")

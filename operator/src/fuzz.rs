@@ -182,7 +182,7 @@ pub fn signature(data: &[u8]) {
                 annotations,
             }),
         ],
-        others: vec![],
+        ..Default::default()
     };
     for tlog in [crate::api::TransparencyLog::IfPresent, crate::api::TransparencyLog::Required] {
         let req = Requirement::new("fuzz".into(), vec![key.clone()], &[], Some(tlog));
@@ -216,7 +216,7 @@ pub fn keyless(data: &[u8]) {
     let envelope = Envelope::Bundle(bytes::Bytes::copy_from_slice(data));
     let found = Discovered {
         candidates: vec![Candidate { found_by: FoundBy::ReferrersApi, manifest: Digest::of(data), envelope }],
-        others: vec![],
+        ..Default::default()
     };
     let types = ["https://slsa.dev/provenance/v1".to_string()];
     for tlog in [TransparencyLog::Required, TransparencyLog::IfPresent, TransparencyLog::Ignore] {

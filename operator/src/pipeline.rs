@@ -57,10 +57,34 @@ pub(crate) async fn verify(
     if requirements.is_empty() {
         return Ok(Vec::new());
     }
-    let found = referrers::discover(client, &pinned.reference.repository, &pinned.digest)
-        .await
-        .map_err(PipelineError::Discover)?;
+    let repository = &pinned.reference.repository;
+    let mut found = referrers::discover(client, repository, &pinned.digest).await.map_err(PipelineError::Discover)?;
+    if requirements.iter().any(|r| r.notation.is_some()) {
+        // A Notary Project payload names the manifest by digest, size and
+        // media type: all three are checked, so the manifest (small, and
+        // checked against the digest) is read; its layers are not.
+        let (_, body) = client.manifest(repository, &pinned.digest).await.map_err(PipelineError::Discover)?;
+        found.subject = Some(verify::notation::Subject {
+            scope: format!("{}/{repository}", pinned.reference.registry),
+            digest: pinned.digest.to_string(),
+            size: body.len() as u64,
+            media_type: media_type_of(&body),
+        });
+    }
     Ok(verify::check_all(requirements, &pinned.digest, &found)?)
+}
+
+/// A manifest's own `mediaType` (every OCI and Docker manifest writes it).
+fn media_type_of(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct M {
+        media_type: Option<String>,
+    }
+    serde_json::from_slice::<M>(body)
+        .ok()
+        .and_then(|m| m.media_type)
+        .unwrap_or_else(|| crate::oci::manifest::media::OCI_MANIFEST.to_string())
 }
 
 pub(crate) struct Pulled {

@@ -139,6 +139,14 @@ pub struct Verify {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::api::transparency_log_schema")]
     pub transparency_log: Option<TransparencyLog>,
+    /// Notary Project signatures (`notation sign`), checked as `notation
+    /// verify` checks them, with a Secret in the Artifact's namespace in
+    /// Flux's layout: `trustpolicy.json` and CA certificates in entries
+    /// ending `.crt` or `.pem` (each serving every trust store the policy
+    /// names). With keys or keyless too, both a cosign and a Notation
+    /// signature must verify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notation: Option<Keys>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -399,7 +407,8 @@ pub struct VerificationStatus {
 pub struct SignatureEvidence {
     /// `spec.verify`, or `ClusterArtifactPolicy/<name>`.
     pub required_by: String,
-    /// `SigstoreBundle` (cosign v3, bundle v0.3) or `SimpleSigning` (legacy).
+    /// `SigstoreBundle` (cosign v3, bundle v0.3), `SimpleSigning` (legacy)
+    /// or `Notation` (Notary Project).
     pub format: String,
     /// `ReferrersAPI`, `ReferrersTag` (the `sha256-<hex>` fallback) or
     /// `SignatureTag` (the legacy `sha256-<hex>.sig`).
@@ -412,9 +421,27 @@ pub struct SignatureEvidence {
     /// Which Secret entry holds the key: `<namespace>/<secret>/<key>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
-    /// Keyless: the certificate's subject (SAN URI or email).
+    /// Keyless: the certificate's subject (SAN URI or email). Notation:
+    /// the signing certificate's subject DN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_subject: Option<String>,
+    /// Notation: `JWS` or `COSE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<String>,
+    /// Notation: sha256 of each certificate of the chain, the signing one first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificate_chain: Vec<String>,
+    /// Notation: the signing time the signer claims (`io.cncf.notary.signingTime`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_time: Option<Time>,
+    /// Notation: the trust policy statement that applied, and its level:
+    /// `<statement> (<level>)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_policy: Option<String>,
+    /// Notation: checks that failed but that the statement's level only
+    /// logs (audit, permissive).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub logged_failures: Vec<String>,
     /// Keyless: the certificate's OIDC issuer (Fulcio extension).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_issuer: Option<String>,

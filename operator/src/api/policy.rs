@@ -49,6 +49,11 @@ pub struct PolicyVerify {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::api::transparency_log_schema")]
     pub transparency_log: Option<TransparencyLog>,
+    /// Notary Project signatures, as an Artifact's `spec.verify.notation`;
+    /// the Secret is named with its namespace. With keys or keyless too,
+    /// both a cosign and a Notation signature must verify.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notation: Option<PolicyKeys>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -103,6 +103,24 @@ pub(super) fn verified(format: Format, pinned: &Pinned, requirements: &[Requirem
             for s in &status.signatures {
                 println!("  format     {} (found by {})", s.format, s.found_by);
                 println!("  signature  {}", s.signature_digest);
+                if let Some(policy) = &s.trust_policy {
+                    if let Some(env) = &s.envelope {
+                        println!("  envelope   {env}");
+                        println!("  signer     {}", s.certificate_subject.as_deref().unwrap_or(""));
+                        println!("  chain      {}", s.certificate_chain.join(" "));
+                        if let Some(t) = &s.signing_time {
+                            println!("  signed     {} (the signer's claim)", t.0);
+                        }
+                    }
+                    println!("  policy     {policy}");
+                    for f in &s.logged_failures {
+                        println!("  logged     {f}");
+                    }
+                    if let (Some(tsa), Some(t)) = (&s.timestamp_authority, &s.signed_timestamp) {
+                        println!("  timestamp  {} by {tsa}", t.0);
+                    }
+                    continue;
+                }
                 match (&s.key, &s.certificate_subject) {
                     (Some(k), _) => println!("  key        {k} ({})", s.key_fingerprint),
                     (None, Some(subject)) => {

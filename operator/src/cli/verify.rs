@@ -44,6 +44,14 @@ pub(super) struct SignatureArgs {
     /// Keyless: accept a certificate without a valid SCT.
     #[arg(long)]
     insecure_ignore_sct: bool,
+    /// Notation: a directory laid out as notation's own configuration
+    /// (`trustpolicy.oci.json` or `trustpolicy.json`, and
+    /// `truststore/x509/<ca|tsa|signingAuthority>/<name>/*`), such as
+    /// `~/.config/notation`. A Notary Project signature must then verify
+    /// under the statement for this repository; with `--key` or an
+    /// identity too, both kinds must.
+    #[arg(long, value_name = "DIR")]
+    notation: Option<PathBuf>,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -68,6 +76,15 @@ impl SignatureArgs {
     /// The requirement these flags and `key_files` make; none when neither
     /// a key nor an identity is given.
     pub(super) fn requirement(&self, key_files: &[PathBuf]) -> Result<Vec<Requirement>, String> {
+        let mut all = self.cosign_requirement(key_files)?;
+        if let Some(dir) = &self.notation {
+            let cfg = crate::verify::notation::Config::from_dir(dir)?;
+            all.push(Requirement::notation("--notation".into(), std::sync::Arc::new(cfg)));
+        }
+        Ok(all)
+    }
+
+    fn cosign_requirement(&self, key_files: &[PathBuf]) -> Result<Vec<Requirement>, String> {
         let identity = self.identity();
         if key_files.is_empty() && identity.is_none() {
             return Ok(Vec::new());
@@ -100,16 +117,17 @@ impl SignatureArgs {
     }
 }
 
-/// Verify an artifact's cosign signatures with public keys or keyless
-/// identities, as the operator does: nothing is downloaded but the
-/// signatures.
+/// Verify an artifact's signatures, as the operator does: cosign's with
+/// public keys or keyless identities, Notation's with a trust policy and
+/// its stores. Nothing is downloaded but the signatures (and, for
+/// Notation, the manifest the signature names).
 #[derive(Args, Debug)]
 pub(super) struct VerifyArgs {
     /// `registry/repository:tag` or `…@sha256:…`.
     reference: String,
     /// A PEM public key (`cosign.pub`); repeat for several. One valid
     /// signature by any of them (or by the keyless identity) passes.
-    #[arg(long = "key", value_name = "FILE", required_unless_present_any = ["certificate_identity", "certificate_identity_regexp"])]
+    #[arg(long = "key", value_name = "FILE", required_unless_present_any = ["certificate_identity", "certificate_identity_regexp", "notation"])]
     keys: Vec<PathBuf>,
     #[command(flatten)]
     signature: SignatureArgs,
@@ -150,7 +168,11 @@ pub(super) async fn verify(args: VerifyArgs) -> ExitCode {
     };
     let requirements = match args.signature.requirement(&args.keys) {
         Ok(r) if !r.is_empty() => r,
-        Ok(_) => return usage("give --key, or --certificate-identity[-regexp] and --certificate-oidc-issuer[-regexp]"),
+        Ok(_) => {
+            return usage(
+                "give --key, --certificate-identity[-regexp] and --certificate-oidc-issuer[-regexp], or --notation",
+            );
+        }
         Err(msg) => return usage(&msg),
     };
     let limit = args.registry.timeout;

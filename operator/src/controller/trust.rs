@@ -17,7 +17,7 @@ use super::roots::{Holder, RootError, Roots};
 use crate::api::{
     Artifact, ClusterArtifactPolicy, ClusterArtifactPolicySpec, Keyless, TransparencyLog, TrustedRootRef,
 };
-use crate::verify::{Requirement, VerifyError, keys};
+use crate::verify::{Requirement, VerifyError, keys, notation};
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum TrustError {
@@ -59,6 +59,21 @@ pub(crate) struct TrustSource {
     pub(crate) policies: Store<ClusterArtifactPolicy>,
     pub(crate) namespaces: Store<PartialObjectMeta<Namespace>>,
     pub(crate) roots: Roots,
+}
+
+/// A Notation trust policy Secret; its content's digest is part of its
+/// name, so a changed Secret makes verification run again.
+fn notation_config(at: &str, fields: &BTreeMap<String, Vec<u8>>) -> Result<Arc<notation::Config>, VerifyError> {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    for (k, v) in fields {
+        h.update((k.len() as u64).to_be_bytes());
+        h.update(k.as_bytes());
+        h.update((v.len() as u64).to_be_bytes());
+        h.update(v);
+    }
+    let source = format!("{at} (sha256:{})", &hex::encode(h.finalize())[..16]);
+    notation::Config::from_entries(&source, fields).map(Arc::new).map_err(VerifyError::BadKeys)
 }
 
 /// Where a keyless block's trusted root is: (Secret or ConfigMap,
@@ -109,9 +124,16 @@ impl TrustSource {
         let namespace = artifact.namespace().unwrap_or_default();
         let mut out = Vec::new();
         if let Some(v) = &artifact.spec.verify {
-            if v.keys.is_none() && v.keyless.is_none() {
-                return Err(TrustError::Spec("give keys, keyless, or both".into()));
+            if v.keys.is_none() && v.keyless.is_none() && v.notation.is_none() {
+                return Err(TrustError::Spec("give keys, keyless, notation, or several".into()));
             }
+            if let Some(n) = &v.notation {
+                let fields = secrets.secret(&namespace, &n.secret_ref.name).await?;
+                let cfg = notation_config(&format!("{namespace}/{}", n.secret_ref.name), &fields)?;
+                out.push(Requirement::notation("spec.verify.notation".into(), cfg));
+            }
+        }
+        if let Some(v) = artifact.spec.verify.as_ref().filter(|v| v.keys.is_some() || v.keyless.is_some()) {
             predicate_types(&v.predicate_types).map_err(TrustError::Spec)?;
             let keys = match &v.keys {
                 Some(r) => {
@@ -136,8 +158,17 @@ impl TrustSource {
             let bad = |m: String| violation(VerifyError::BadKeys(m));
             let policy = policy.map_err(bad)?;
             let v = &policy.spec.verify;
-            if v.keys.is_none() && v.keyless.is_none() {
-                return Err(bad("spec.verify: give keys, keyless, or both".into()).into());
+            if v.keys.is_none() && v.keyless.is_none() && v.notation.is_none() {
+                return Err(bad("spec.verify: give keys, keyless, notation, or several".into()).into());
+            }
+            if let Some(n) = &v.notation {
+                let (ns, secret) = (&n.secret_ref.namespace, &n.secret_ref.name);
+                let fields = secrets.secret(ns, secret).await.map_err(|e| bad(e.to_string()))?;
+                let cfg = notation_config(&format!("{ns}/{secret}"), &fields).map_err(|e| bad(e.to_string()))?;
+                out.push(Requirement::notation(format!("{required_by}.notation"), cfg));
+                if v.keys.is_none() && v.keyless.is_none() {
+                    continue;
+                }
             }
             predicate_types(&v.predicate_types).map_err(bad)?;
             let keys = match &v.keys {

@@ -17,6 +17,8 @@ pub(crate) const BUNDLE_V03: &str = "application/vnd.dev.sigstore.bundle.v0.3+js
 /// Cosign's legacy signature as an OCI 1.1 referrer (its config media type).
 pub(crate) const COSIGN_SIG: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";
 pub(crate) const SIMPLESIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+use crate::verify::notation::{COSE as NOTATION_COSE, JWS as NOTATION_JWS, SIGNATURE as NOTATION};
+
 /// What go-containerregistry writes as an entry's `artifactType` in the tag
 /// fallback for cosign v3's bundles: the config's media type.
 const EMPTY: &str = "application/vnd.oci.empty.v1+json";
@@ -41,6 +43,8 @@ pub(crate) enum FoundBy {
     ReferrersApi,
     ReferrersTag,
     SignatureTag,
+    /// None was looked for: a Notation trust policy at level `skip`.
+    Skipped,
 }
 
 impl FoundBy {
@@ -49,6 +53,7 @@ impl FoundBy {
             FoundBy::ReferrersApi => "ReferrersAPI",
             FoundBy::ReferrersTag => "ReferrersTag",
             FoundBy::SignatureTag => "SignatureTag",
+            FoundBy::Skipped => "Skipped",
         }
     }
 }
@@ -60,6 +65,8 @@ pub(crate) enum Envelope {
     Bundle(Bytes),
     /// Cosign's legacy payload, with what its layer's annotations carry.
     SimpleSigning { payload: Bytes, annotations: BTreeMap<String, String> },
+    /// A Notary Project envelope: JWS or COSE, by its media type.
+    Notation { media_type: String, bytes: Bytes },
 }
 
 #[derive(Debug, Clone)]
@@ -75,6 +82,9 @@ pub(crate) struct Candidate {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Discovered {
     pub(crate) candidates: Vec<Candidate>,
+    /// The manifest as a Notary Project payload names it, when a
+    /// requirement needs it (filled in by the caller).
+    pub(crate) subject: Option<crate::verify::notation::Subject>,
     /// Referrers that are not signatures, by artifact type.
     pub(crate) others: Vec<String>,
 }
@@ -194,6 +204,8 @@ async fn read_envelope(
     let bytes = client.small_blob(repository, layer, MAX_SIGNATURE_BYTES).await?;
     Ok(if layer.media_type == SIMPLESIGNING {
         Envelope::SimpleSigning { payload: bytes, annotations: layer.annotations.clone() }
+    } else if layer.media_type == NOTATION_JWS || layer.media_type == NOTATION_COSE {
+        Envelope::Notation { media_type: layer.media_type.clone(), bytes }
     } else {
         Envelope::Bundle(bytes)
     })
@@ -210,7 +222,7 @@ pub(crate) fn worth_reading(entries: &[Descriptor], found_by: FoundBy) -> (Vec<&
     let mut others = Vec::new();
     for e in entries {
         let t = e.artifact_type.as_deref();
-        let signature = matches!(t, Some(BUNDLE_V03 | COSIGN_SIG));
+        let signature = matches!(t, Some(BUNDLE_V03 | COSIGN_SIG | NOTATION));
         let unknown = found_by == FoundBy::ReferrersTag && matches!(t, None | Some(EMPTY | ""));
         let is_manifest = e.media_type == media::OCI_MANIFEST || e.media_type == media::DOCKER_MANIFEST;
         if is_manifest && (signature || unknown) {
@@ -220,7 +232,7 @@ pub(crate) fn worth_reading(entries: &[Descriptor], found_by: FoundBy) -> (Vec<&
         }
     }
     // Signatures first, so the read limit spends itself on them.
-    wanted.sort_by_key(|e| !matches!(e.artifact_type.as_deref(), Some(BUNDLE_V03 | COSIGN_SIG)));
+    wanted.sort_by_key(|e| !matches!(e.artifact_type.as_deref(), Some(BUNDLE_V03 | COSIGN_SIG | NOTATION)));
     (wanted, others)
 }
 
@@ -234,11 +246,15 @@ pub(crate) fn signature_layers<'a>(m: &'a ImageManifest, subject: Option<&Digest
         return None;
     }
     let bundle = m.artifact_type.as_deref() == Some(BUNDLE_V03);
+    // Both forms the Notary Project spec allows: the artifact type, or
+    // (older registries, notation's tag-schema writes) the config's type.
+    let notation = m.artifact_type.as_deref() == Some(NOTATION) || m.config.media_type == NOTATION;
     let layers: Vec<&Descriptor> = m
         .layers
         .iter()
         .filter(|l| {
             (bundle && l.media_type == BUNDLE_V03)
+                || (notation && (l.media_type == NOTATION_JWS || l.media_type == NOTATION_COSE))
                 || (l.media_type == SIMPLESIGNING && l.annotations.contains_key(SIGNATURE_ANNOTATION))
         })
         .collect();

@@ -251,6 +251,7 @@ impl From<&VerifyError> for Reason {
             VerifyError::BadKeys(_) => Reason::InvalidVerificationKeys,
             VerifyError::BadTrustedRoot(_) => Reason::InvalidTrustedRoot,
             VerifyError::UnsupportedLogEntry(_) => Reason::UnsupportedLogEntry,
+            VerifyError::Unsupported(_) => Reason::Unsupported,
             VerifyError::PolicyViolation { .. } => Reason::PolicyViolation,
         }
     }

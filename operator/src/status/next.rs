@@ -66,7 +66,16 @@ pub(crate) fn verification_status(digest: &Digest, trust: &str, evidence: &[Evid
                 signature_digest: e.signature.to_string(),
                 key_fingerprint: e.key_fingerprint.clone(),
                 key: e.key.clone(),
-                certificate_subject: e.keyless.as_ref().map(|k| k.subject.clone()),
+                certificate_subject: e
+                    .keyless
+                    .as_ref()
+                    .map(|k| k.subject.clone())
+                    .or_else(|| e.notation.as_ref().map(|n| n.signer.clone())),
+                envelope: e.notation.as_ref().map(|n| n.envelope.to_string()),
+                certificate_chain: e.notation.as_ref().map(|n| n.chain.clone()).unwrap_or_default(),
+                signing_time: e.notation.as_ref().and_then(|n| time(n.signing_time)),
+                trust_policy: e.notation.as_ref().map(|n| format!("{} ({})", n.statement, n.level)),
+                logged_failures: e.notation.as_ref().map(|n| n.logged.clone()).unwrap_or_default(),
                 certificate_issuer: e.keyless.as_ref().map(|k| k.issuer.clone()),
                 identity: e.keyless.as_ref().map(|k| format!("{}.{}", e.required_by, k.rule)),
                 certificate_authority: e.keyless.as_ref().and_then(|k| k.authority.clone()),

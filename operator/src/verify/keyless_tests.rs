@@ -25,7 +25,7 @@ fn a_txt() -> Digest {
 fn found(bytes: Vec<u8>) -> Discovered {
     let envelope = Envelope::Bundle(Bytes::from(bytes));
     let c = Candidate { found_by: FoundBy::ReferrersApi, manifest: Digest::of(b"sig"), envelope };
-    Discovered { candidates: vec![c], others: vec![] }
+    Discovered { candidates: vec![c], ..Default::default() }
 }
 
 fn id(issuer: &str, subject: &str) -> Identity {

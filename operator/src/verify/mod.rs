@@ -14,6 +14,7 @@ pub(crate) mod keyless;
 #[cfg(test)]
 mod keyless_tests;
 pub(crate) mod keys;
+pub(crate) mod notation;
 mod set;
 mod simple;
 #[cfg(test)]
@@ -45,6 +46,10 @@ pub(crate) struct Requirement {
     /// The logs' keys and, for keyless, the CAs; `None`: the embedded
     /// public-good root.
     pub(crate) trust: Option<Arc<Trust>>,
+    /// A Notary Project trust policy: this requirement is then met by a
+    /// Notation signature alone (with cosign asked for too, that is a
+    /// requirement of its own, and both must pass).
+    pub(crate) notation: Option<Arc<notation::Config>>,
 }
 
 #[derive(Debug, Clone)]
@@ -62,7 +67,20 @@ impl Requirement {
     ) -> Self {
         let predicate_types =
             if predicate_types.is_empty() { vec![COSIGN_SIGN_V1.to_string()] } else { predicate_types.to_vec() };
-        Requirement { required_by, keys, keyless: None, predicate_types, tlog: tlog.unwrap_or_default(), trust: None }
+        Requirement {
+            required_by,
+            keys,
+            keyless: None,
+            predicate_types,
+            tlog: tlog.unwrap_or_default(),
+            trust: None,
+            notation: None,
+        }
+    }
+
+    /// Met by a Notation signature that `cfg`'s trust policy accepts.
+    pub(crate) fn notation(required_by: String, cfg: Arc<notation::Config>) -> Self {
+        Requirement { notation: Some(cfg), ..Requirement::new(required_by, Vec::new(), &[], None) }
     }
 
     /// Keyless signatures count too; the log is `Required` unless the spec
@@ -86,6 +104,7 @@ impl Requirement {
 pub(crate) enum Format {
     SigstoreBundle,
     SimpleSigning,
+    Notation,
 }
 
 impl Format {
@@ -93,6 +112,7 @@ impl Format {
         match self {
             Format::SigstoreBundle => "SigstoreBundle",
             Format::SimpleSigning => "SimpleSigning",
+            Format::Notation => "Notation",
         }
     }
 }
@@ -114,6 +134,7 @@ pub(crate) struct Evidence {
     pub(crate) trusted_root: Option<String>,
     /// An RFC 3161 signed time (seconds) and its authority.
     pub(crate) timestamp: Option<(String, i64)>,
+    pub(crate) notation: Option<notation::Verified>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -150,6 +171,8 @@ pub(crate) enum VerifyError {
     BadTrustedRoot(String),
     #[error("unsupported transparency log entry: {0}")]
     UnsupportedLogEntry(String),
+    #[error("not supported: {0}")]
+    Unsupported(String),
     #[error("{policy} is not satisfied: {inner}")]
     PolicyViolation { policy: String, inner: Box<VerifyError> },
 }
@@ -164,6 +187,7 @@ pub(crate) enum Rejection {
     TlogMissing(String),
     TlogInvalid(String),
     Unsupported(String),
+    UnsupportedSignature(String),
     Mismatch(String),
 }
 
@@ -258,6 +282,9 @@ pub(crate) fn check(
     found: &Discovered,
     trust: Option<&Trust>,
 ) -> Result<Evidence, VerifyError> {
+    if let Some(cfg) = &req.notation {
+        return check_notation(req, cfg, digest, found);
+    }
     let mut worst: Option<Rejection> = None;
     for c in &found.candidates {
         match candidate(req, digest, c, trust) {
@@ -265,7 +292,12 @@ pub(crate) fn check(
             Err(r) => worst = worst.max(Some(r)),
         }
     }
-    Err(match worst {
+    Err(rejected(worst, digest, found))
+}
+
+/// The error for the most telling rejection.
+fn rejected(worst: Option<Rejection>, digest: &Digest, found: &Discovered) -> VerifyError {
+    match worst {
         None | Some(Rejection::NotASignature(_)) => {
             let mut seen: Vec<String> = found.others.clone();
             if let Some(Rejection::NotASignature(what)) = &worst {
@@ -285,6 +317,67 @@ pub(crate) fn check(
         Some(Rejection::TlogMissing(m)) => VerifyError::TransparencyLogMissing(m),
         Some(Rejection::TlogInvalid(m)) => VerifyError::TransparencyLogInvalid(m),
         Some(Rejection::Unsupported(m)) => VerifyError::UnsupportedLogEntry(m),
+        Some(Rejection::UnsupportedSignature(m)) => VerifyError::Unsupported(m),
+    }
+}
+
+/// A Notation requirement: the statement for the repository, then the
+/// first Notation signature it accepts (as `notation verify`, which tries
+/// each in turn). A statement at level `skip` passes without one.
+fn check_notation(
+    req: &Requirement,
+    cfg: &notation::Config,
+    digest: &Digest,
+    found: &Discovered,
+) -> Result<Evidence, VerifyError> {
+    let subject = found
+        .subject
+        .as_ref()
+        .ok_or_else(|| VerifyError::Unsupported("a Notation check without the manifest's descriptor".into()))?;
+    let st = notation::statement(cfg, subject).map_err(VerifyError::UntrustedSigner)?;
+    let evidence = |found_by, signature: Digest, v: notation::Verified| Evidence {
+        required_by: req.required_by.clone(),
+        format: Format::Notation,
+        found_by,
+        signature,
+        key: None,
+        key_fingerprint: v.chain.first().map(|t| format!("sha256:{t}")).unwrap_or_default(),
+        keyless: None,
+        predicate_type: None,
+        tlog: None,
+        trusted_root: Some(cfg.source.clone()),
+        timestamp: v.timestamp.clone(),
+        notation: Some(v),
+    };
+    if st.skips_all() {
+        let v = notation::Verified::skipped(st);
+        return Ok(evidence(FoundBy::Skipped, digest.clone(), v));
+    }
+    let now = jiff::Timestamp::now().as_second();
+    let mut worst: Option<Rejection> = None;
+    for c in &found.candidates {
+        let Envelope::Notation { media_type, bytes } = &c.envelope else {
+            worst = worst.max(Some(Rejection::NotASignature("a cosign signature".into())));
+            continue;
+        };
+        match notation::verify(st, &cfg.stores, subject, media_type, bytes, now) {
+            Ok(v) => return Ok(evidence(c.found_by, c.manifest.clone(), v)),
+            Err(f) => {
+                let r = match f {
+                    notation::Failure::Untrusted(m) => Rejection::Untrusted(m),
+                    notation::Failure::Unsupported(m) => Rejection::UnsupportedSignature(m),
+                    notation::Failure::Mismatch(m) => Rejection::Mismatch(m),
+                };
+                worst = worst.max(Some(r));
+            }
+        }
+    }
+    Err(match worst {
+        None | Some(Rejection::NotASignature(_)) => VerifyError::NoSignature {
+            digest: digest.to_string(),
+            detail: " (no Notary Project signature among its referrers)".into(),
+        },
+        w => rejected(w, digest, found),
     })
 }
 
@@ -301,6 +394,7 @@ fn candidate(req: &Requirement, digest: &Digest, c: &Candidate, trust: Option<&T
         trusted_root: tlog.as_ref().and(trust).map(|t| t.source.clone()),
         tlog,
         timestamp: None,
+        notation: None,
     };
     match &c.envelope {
         Envelope::Bundle(bytes) => match bundle::verify(bytes, digest, req, trust)? {
@@ -324,12 +418,14 @@ fn candidate(req: &Requirement, digest: &Digest, c: &Candidate, trust: Option<&T
                 tlog: v.tlog,
                 trusted_root: trust.map(|t| t.source.clone()),
                 timestamp: v.timestamp,
+                notation: None,
             }),
         },
         Envelope::SimpleSigning { payload, annotations } => {
             let v = simple::verify(payload, annotations, digest, req, trust)?;
             Ok(evidence(Format::SimpleSigning, v.key, None, v.tlog))
         }
+        Envelope::Notation { .. } => Err(Rejection::NotASignature("a Notation signature".into())),
     }
 }
 
@@ -359,6 +455,9 @@ pub(crate) fn fingerprint(requirements: &[Requirement]) -> Option<String> {
             h.update(format!("{:?}", k.tlog).as_bytes());
         }
         h.update(r.trust().map(|t| t.source.as_str()).unwrap_or("").as_bytes());
+        if let Some(n) = &r.notation {
+            h.update(n.source.as_bytes());
+        }
         h.update([1]);
     }
     Some(format!("sha256:{}", hex::encode(h.finalize())))

@@ -34,7 +34,7 @@ fn req(keys: Vec<Key>, tlog: TransparencyLog) -> Requirement {
 
 fn found(envelope: Envelope) -> Discovered {
     let c = Candidate { found_by: FoundBy::ReferrersTag, manifest: Digest::of(b"sig"), envelope };
-    Discovered { candidates: vec![c], others: vec![] }
+    Discovered { candidates: vec![c], ..Default::default() }
 }
 
 fn bundle(bytes: Vec<u8>) -> Discovered {

@@ -14,6 +14,7 @@ mod layers;
 mod leader;
 mod mirrors;
 mod namespaced;
+mod notation;
 mod partial;
 mod providers;
 mod proxy;

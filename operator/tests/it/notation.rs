@@ -1,0 +1,244 @@
+//! Notary Project signatures made by the real notation 1.3 (certificates
+//! from OpenSSL, `e2e/notation/pki.sh`), stored on distribution 2.8 under
+//! the referrers tag schema, and checked by `notation verify` and
+//! `ocisync verify --notation` side by side: they must agree, case by case.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// A PKI, and notation configurations made from it.
+struct Notation {
+    dir: tempfile::TempDir,
+}
+
+impl Notation {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        run(Command::new(repo_root().join("e2e/notation/pki.sh")).arg(dir.path()));
+        // one signing configuration: every leaf as a named key
+        let sign = dir.path().join("sign/notation");
+        std::fs::create_dir_all(&sign).unwrap();
+        let keys: Vec<Value> = ["rsa", "ec", "ec384", "other", "stranger"]
+            .iter()
+            .map(|k| {
+                json!({"name": k, "keyPath": dir.path().join(format!("{k}.key")),
+                       "certPath": dir.path().join(format!("{k}.chain.pem"))})
+            })
+            .collect();
+        std::fs::write(sign.join("signingkeys.json"), json!({"default": "rsa", "keys": keys}).to_string()).unwrap();
+        Notation { dir }
+    }
+
+    fn path(&self, f: &str) -> PathBuf {
+        self.dir.path().join(f)
+    }
+
+    fn notation(&self, config_home: &Path) -> Command {
+        let mut c = Command::new(tool("notation"));
+        c.env("XDG_CONFIG_HOME", config_home).env("HOME", config_home).env_remove("NOTATION_USERNAME");
+        c
+    }
+
+    /// `notation sign` with `key`, in `format`, plus `extra` flags.
+    fn sign(&self, reference: &str, key: &str, format: &str, extra: &[&str]) {
+        run(self
+            .notation(&self.path("sign"))
+            .args(["sign", "--insecure-registry", "--key", key, "--signature-format", format])
+            .args(extra)
+            .arg(reference));
+    }
+
+    /// A configuration directory with `policy` and a `ca:` store of `certs`;
+    /// returns `$XDG_CONFIG_HOME` (its `notation/` is what `--notation` takes).
+    fn verifier(&self, name: &str, policy: Value, stores: &[(&str, &str, &[&str])]) -> PathBuf {
+        let home = self.path(&format!("verify-{name}"));
+        let cfg = home.join("notation");
+        for (kind, store, certs) in stores {
+            let d = cfg.join("truststore/x509").join(kind).join(store);
+            std::fs::create_dir_all(&d).unwrap();
+            for c in *certs {
+                std::fs::copy(self.path(c), d.join(c)).unwrap();
+            }
+        }
+        std::fs::create_dir_all(&cfg).unwrap();
+        std::fs::write(cfg.join("trustpolicy.json"), serde_json::to_vec_pretty(&policy).unwrap()).unwrap();
+        home
+    }
+
+    /// `notation verify`'s exit code.
+    fn verify(&self, home: &Path, reference: &str) -> i32 {
+        let out = self.notation(home).args(["verify", "--insecure-registry", reference]).output().unwrap();
+        out.status.code().unwrap_or(-1)
+    }
+}
+
+fn policy(name: &str, scopes: &[&str], level: Value, identities: &[&str]) -> Value {
+    json!({"version": "1.0", "trustPolicies": [{
+        "name": name, "registryScopes": scopes, "signatureVerification": level,
+        "trustStores": ["ca:acme"], "trustedIdentities": identities,
+    }]})
+}
+
+const ACME: &str = "x509.subject:C=US, ST=WA, O=acme";
+
+/// The envelope of the one Notation signature of `reference`, with its
+/// media type (read with oras, as any client would).
+fn envelope_of(host: &str, repo: &str, digest: &str) -> (Vec<u8>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let refs = json(&oras(dir.path(), &["discover", "--format", "json", &format!("{host}/{repo}@{digest}")]));
+    let sig = refs["referrers"][0]["digest"].as_str().or(refs["manifests"][0]["digest"].as_str()).unwrap().to_string();
+    let m = json(&oras(dir.path(), &["manifest", "fetch", &format!("{host}/{repo}@{sig}")]));
+    let layer = &m["layers"][0];
+    let out = dir.path().join("env");
+    oras(
+        dir.path(),
+        &[
+            "blob",
+            "fetch",
+            "--output",
+            out.to_str().unwrap(),
+            &format!("{host}/{repo}@{}", layer["digest"].as_str().unwrap()),
+        ],
+    );
+    (std::fs::read(out).unwrap(), layer["mediaType"].as_str().unwrap().to_string())
+}
+
+/// Attach `envelope` to `repo@digest` as a Notation signature, as a
+/// signer would (oras attach writes the manifest notation writes).
+fn attach(host: &str, repo: &str, digest: &str, envelope: &[u8], media_type: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("sig"), envelope).unwrap();
+    oras(
+        dir.path(),
+        &[
+            "attach",
+            "--artifact-type",
+            "application/vnd.cncf.notary.signature",
+            &format!("{host}/{repo}@{digest}"),
+            &format!("sig:{media_type}"),
+        ],
+    );
+}
+
+/// The DER of a PEM certificate file.
+fn pem_der(p: &Path) -> Vec<u8> {
+    use base64::Engine as _;
+    let pem = std::fs::read_to_string(p).unwrap();
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ocisync_verify_agrees_with_notation_verify() {
+    let reg = Distribution::start();
+    let host = reg.host();
+    let n = Notation::new();
+    let push =
+        |repo: &str, body: &[u8]| push_files(&host, &format!("{repo}:v1"), &[("f.txt", body)], &["--plain-http"]);
+    let at = |repo: &str, d: &str| format!("{host}/{repo}@{d}");
+
+    let rsa = push("rsa-jws", b"1");
+    n.sign(&at("rsa-jws", &rsa), "rsa", "jws", &[]);
+    let ec = push("ec-cose", b"2");
+    n.sign(&at("ec-cose", &ec), "ec", "cose", &[]);
+    let ec384 = push("ec384-jws", b"3");
+    n.sign(&at("ec384-jws", &ec384), "ec384", "jws", &[]);
+    let rsa_cose = push("rsa-cose", b"4");
+    n.sign(&at("rsa-cose", &rsa_cose), "rsa", "cose", &[]);
+    let unsigned = push("unsigned", b"5");
+    let other = push("other-org", b"6");
+    n.sign(&at("other-org", &other), "other", "jws", &[]);
+    let stranger = push("stranger", b"7");
+    n.sign(&at("stranger", &stranger), "stranger", "cose", &[]);
+    // a valid signature of rsa-jws, attached to another artifact
+    let moved = push("moved", b"8");
+    let (env, mt) = envelope_of(&host, "rsa-jws", &rsa);
+    attach(&host, "moved", &moved, &env, &mt);
+    // a signature with one byte changed, as the only signature of the very
+    // manifest it names: signed in one repository, the manifest copied
+    // byte for byte to another, the broken envelope attached there
+    let original = push("corrupt-src", b"9");
+    n.sign(&at("corrupt-src", &original), "rsa", "jws", &[]);
+    crane(&["copy", &at("corrupt-src", &original), &format!("{host}/corrupt:v1")]);
+    let (env, mt) = envelope_of(&host, "corrupt-src", &original);
+    let mut doc: Value = serde_json::from_slice(&env).unwrap();
+    let sig = doc["signature"].as_str().unwrap().to_string();
+    let mid = sig.len() / 2;
+    let c = if &sig[mid..=mid] == "A" { "B" } else { "A" };
+    doc["signature"] = json!(format!("{}{c}{}", &sig[..mid], &sig[mid + 1..]));
+    attach(&host, "corrupt", &original, &serde_json::to_vec(&doc).unwrap(), &mt);
+
+    let strict = json!({"level": "strict"});
+    let trusted = [("ca", "acme", &["root.crt"][..])];
+    let all = n.verifier("all", policy("all", &["*"], strict.clone(), &["*"]), &trusted);
+    let acme_only = n.verifier("acme", policy("acme", &["*"], strict.clone(), &[ACME]), &trusted);
+    let audit = n.verifier("audit", policy("audit", &["*"], json!({"level": "audit"}), &[ACME]), &trusted);
+    let elsewhere = n.verifier(
+        "elsewhere",
+        policy("elsewhere", &[&format!("{host}/somewhere-else")], strict.clone(), &["*"]),
+        &trusted,
+    );
+    let skip = n.verifier(
+        "skip",
+        json!({"version": "1.0", "trustPolicies": [{"name": "skip", "registryScopes": ["*"], "signatureVerification": {"level": "skip"}}]}),
+        &[],
+    );
+    let scoped =
+        n.verifier("scoped", policy("scoped", &[&format!("{host}/rsa-jws")], strict.clone(), &[ACME]), &trusted);
+
+    // (what, reference, configuration, notation's verdict, ocisync's exit
+    // code, and its envelope or what its message says)
+    let moved_says = format!("signature is for {rsa}");
+    let cases: Vec<(&str, String, &PathBuf, bool, i32, &str)> = vec![
+        ("RSA-2048 JWS", at("rsa-jws", &rsa), &all, true, 0, "JWS"),
+        ("ECDSA P-256 COSE", at("ec-cose", &ec), &all, true, 0, "COSE"),
+        ("ECDSA P-384 JWS", at("ec384-jws", &ec384), &acme_only, true, 0, "JWS"),
+        ("RSA COSE", at("rsa-cose", &rsa_cose), &acme_only, true, 0, "COSE"),
+        ("an exact registry scope", at("rsa-jws", &rsa), &scoped, true, 0, "JWS"),
+        ("unsigned", at("unsigned", &unsigned), &all, false, 10, "no Notary Project signature"),
+        ("another organisation", at("other-org", &other), &acme_only, false, 11, "none of the trusted identities"),
+        ("another organisation under audit", at("other-org", &other), &audit, true, 0, "JWS"),
+        ("an untrusted root", at("stranger", &stranger), &all, false, 11, "not anchored in the trust stores"),
+        ("a signature of another artifact", at("moved", &moved), &all, false, 12, &moved_says),
+        ("a corrupted envelope", at("corrupt", &original), &all, false, 12, "does not verify with its certificate"),
+        ("no statement for the repository", at("rsa-jws", &rsa), &elsewhere, false, 11, "no trust policy statement"),
+        ("level skip", at("unsigned", &unsigned), &skip, true, 0, ""),
+    ];
+    for (what, reference, home, notation_ok, ours, says) in &cases {
+        let theirs = n.verify(home, reference);
+        assert_eq!(theirs == 0, *notation_ok, "{what}: notation verify said {theirs}");
+        let dir = home.join("notation");
+        let out =
+            ocisync(&["verify", reference, "--notation", dir.to_str().unwrap(), "--insecure", "--output", "json"])
+                .await;
+        assert_eq!(out.status.code(), Some(*ours), "{what}: {}", stderr(&out));
+        let doc = json(&out);
+        if *ours != 0 {
+            let message = doc["error"]["message"].as_str().unwrap();
+            assert!(message.contains(says), "{what}: {message}");
+            continue;
+        }
+        let sig = &doc["verification"]["signatures"][0];
+        assert_eq!(sig["format"], "Notation", "{what}");
+        assert_eq!(sig["requiredBy"], "--notation", "{what}");
+        if says.is_empty() {
+            assert_eq!(sig["foundBy"], "Skipped", "{what}");
+            assert_eq!(sig["trustPolicy"], "skip (skip)", "{what}");
+            continue;
+        }
+        assert_eq!(sig["envelope"], *says, "{what}");
+        assert_eq!(sig["foundBy"], "ReferrersTag", "{what}");
+        let chain = sig["certificateChain"].as_array().unwrap();
+        assert_eq!(chain.len(), 2, "{what}: {sig}");
+        assert_eq!(chain[1], sha256(&pem_der(&n.path("root.crt")))[7..], "{what}: the root's thumbprint");
+        assert!(sig["certificateSubject"].as_str().unwrap().contains("O=acme") || what.contains("audit"), "{what}");
+        if what.contains("audit") {
+            let logged = sig["loggedFailures"].as_array().unwrap();
+            assert!(logged[0].as_str().unwrap().starts_with("authenticity: "), "{what}: {logged:?}");
+        }
+    }
+}
