@@ -33,3 +33,86 @@ leaf ec384 "/C=US/ST=WA/O=acme/CN=builder-384" ec:P-384 root
 leaf other "/C=US/ST=WA/O=other/CN=builder" rsa:2048 root
 ca stranger-root "/C=US/ST=WA/O=stranger/CN=Stranger Root" rsa:2048
 leaf stranger "/C=US/ST=WA/O=acme/CN=builder" rsa:2048 stranger-root
+
+# The root as an OpenSSL CA with a database, to issue with chosen dates and
+# to revoke:
+#   short.{key,crt}   a leaf of O=acme valid for $SHORT_LIFE seconds (default 20)
+#   crl.{key,crt}     a leaf naming $CRL_URL/root.crl as its CRL distribution point
+#   revoked.{key,crt} the same, revoked; root.crl (DER) lists it
+#   crl-dead.{key,crt} a leaf whose CRL is at a port nothing listens on
+#   tsa-root.crt, tsa.{key,crt}  a timestamp authority (ECDSA P-256,
+#                     timeStamping only) and its own root; tsa.cnf for `openssl ts`
+mkdir -p db
+: >db/index.txt
+echo 1000 >db/serial
+echo 1000 >db/crlnumber
+cat >ca.cnf <<CNF
+[ca]
+default_ca = root
+[root]
+database = $dir/db/index.txt
+new_certs_dir = $dir/db
+serial = $dir/db/serial
+crlnumber = $dir/db/crlnumber
+certificate = $dir/root.crt
+private_key = $dir/root.key
+default_md = sha256
+default_crl_days = 7
+policy = any
+unique_subject = no
+[any]
+countryName = optional
+stateOrProvinceName = optional
+localityName = optional
+organizationName = optional
+commonName = supplied
+CNF
+stamp() { date -u -d "@$1" +%Y%m%d%H%M%SZ; }
+issue() { # name subject not-after(epoch) [extra extension line]
+  ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$1.key"
+  ossl req -new -key "$1.key" -subj "$2" -out "$1.csr"
+  printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" "extendedKeyUsage=codeSigning" ${4:+"$4"} >"$1.ext"
+  ossl ca -batch -config ca.cnf -notext -in "$1.csr" -out "$1.crt" -extfile "$1.ext" \
+    -startdate "$(stamp $(($(date +%s) - 3600)))" -enddate "$(stamp "$3")"
+  cat "$1.crt" root.crt >"$1.chain.pem"
+  rm -f "$1.csr" "$1.ext"
+}
+now=$(date +%s)
+issue short "/C=US/ST=WA/O=acme/CN=short-lived" $((now + ${SHORT_LIFE:-20}))
+crl_url=${CRL_URL:-http://127.0.0.1:9/}
+issue crl "/C=US/ST=WA/O=acme/CN=revocable" $((now + 86400)) "crlDistributionPoints=URI:${crl_url%/}/root.crl"
+issue revoked "/C=US/ST=WA/O=acme/CN=revoked" $((now + 86400)) "crlDistributionPoints=URI:${crl_url%/}/root.crl"
+issue crl-dead "/C=US/ST=WA/O=acme/CN=unreachable-crl" $((now + 86400)) "crlDistributionPoints=URI:http://127.0.0.1:9/root.crl"
+ossl ca -config ca.cnf -revoke revoked.crt -crl_reason keyCompromise
+ossl ca -config ca.cnf -gencrl -out root.crl.pem
+openssl crl -in root.crl.pem -outform DER -out root.crl
+
+# the timestamp authority
+ossl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout tsa-root.key -out tsa-root.crt -days 30 \
+  -subj "/C=US/ST=WA/O=ocisync-test/CN=Test TSA Root" \
+  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign"
+ossl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out tsa.key
+ossl req -new -key tsa.key -subj "/C=US/ST=WA/O=ocisync-test/CN=Test TSA" -out tsa.csr
+printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" "extendedKeyUsage=critical,timeStamping" >tsa.ext
+ossl x509 -req -in tsa.csr -CA tsa-root.crt -CAkey tsa-root.key -CAcreateserial -days 7 -sha256 -extfile tsa.ext -out tsa.crt
+cat tsa.crt tsa-root.crt >tsa.chain.pem
+rm -f tsa.csr tsa.ext
+echo 01 >tsa-serial
+cat >tsa.cnf <<CNF
+[tsa]
+default_tsa = tsa1
+[tsa1]
+serial = $dir/tsa-serial
+crypto_device = builtin
+signer_cert = $dir/tsa.crt
+certs = $dir/tsa-root.crt
+signer_key = $dir/tsa.key
+signer_digest = sha256
+default_policy = 1.2.3.4.1
+digests = sha256, sha384, sha512
+accuracy = secs:1
+ordering = yes
+tsa_name = no
+ess_cert_id_chain = no
+ess_cert_id_alg = sha256
+CNF

@@ -64,14 +64,43 @@ pub(crate) async fn verify(
         // media type: all three are checked, so the manifest (small, and
         // checked against the digest) is read; its layers are not.
         let (_, body) = client.manifest(repository, &pinned.digest).await.map_err(PipelineError::Discover)?;
-        found.subject = Some(verify::notation::Subject {
+        let subject = verify::notation::Subject {
             scope: format!("{}/{repository}", pinned.reference.registry),
             digest: pinned.digest.to_string(),
             size: body.len() as u64,
             media_type: media_type_of(&body),
-        });
+        };
+        found.crls = crls(client, requirements, &subject, &found).await;
+        found.subject = Some(subject);
     }
     Ok(verify::check_all(requirements, &pinned.digest, &found)?)
+}
+
+/// The CRLs the Notation signatures' chains name, for the statements that
+/// check revocation; one that cannot be had is recorded with why.
+async fn crls(
+    client: &RegistryClient,
+    requirements: &[Requirement],
+    subject: &verify::notation::Subject,
+    found: &referrers::Discovered,
+) -> verify::notation::revocation::Crls {
+    let envelopes = || {
+        found.candidates.iter().filter_map(|c| match &c.envelope {
+            referrers::Envelope::Notation { media_type, bytes } => Some((media_type.as_str(), bytes.as_ref())),
+            _ => None,
+        })
+    };
+    let mut urls: Vec<String> = requirements
+        .iter()
+        .filter_map(|r| r.notation.as_deref())
+        .filter_map(|cfg| verify::notation::statement(cfg, subject).ok())
+        .flat_map(|st| verify::notation::crl_urls(st, envelopes()))
+        .collect();
+    urls.sort();
+    urls.dedup();
+    urls.truncate(verify::notation::MAX_CRLS);
+    let fetched = futures::future::join_all(urls.iter().map(|u| client.crl(u))).await;
+    urls.into_iter().zip(fetched).map(|(u, r)| (u, r.map(|b| b.to_vec()))).collect()
 }
 
 /// A manifest's own `mediaType` (every OCI and Docker manifest writes it).

@@ -112,6 +112,9 @@ pub(crate) struct RegistryClient {
     observer: Option<Observer>,
     /// The configured proxy's host, to name it when a 401 may be its own.
     proxy_host: Option<String>,
+    /// For CRLs: plain HTTP is their norm (they are signed), so another
+    /// client, through the same proxy and CAs, made when first needed.
+    crl: super::crl::CrlClient,
 }
 
 /// What one referrers page brought.
@@ -160,6 +163,7 @@ impl RegistryClient {
             }
             b = b.proxy(proxy);
         }
+        let crl = super::crl::CrlClient::new(opts)?;
         let http = b.build().map_err(|e| RegistryError::Config(format!("HTTP client: {e}")))?;
         let scheme = if opts.insecure { "http" } else { "https" };
         Ok(RegistryClient {
@@ -170,6 +174,7 @@ impl RegistryClient {
             retry: opts.retry.clone(),
             auth: Mutex::default(),
             observer: opts.observer.clone(),
+            crl,
             // Host and port only: a user:password in the address stays out.
             proxy_host: opts.proxy.as_ref().map(|p| match reqwest::Url::parse(&p.address) {
                 Ok(u) => {
@@ -178,6 +183,11 @@ impl RegistryClient {
                 Err(_) => "?".into(),
             }),
         })
+    }
+
+    /// A CRL by URL, bounded, cached until its nextUpdate.
+    pub(crate) async fn crl(&self, url: &str) -> Result<Bytes, String> {
+        self.crl.get(url).await
     }
 
     /// Count downloaded blob bytes (the caller streams the body).

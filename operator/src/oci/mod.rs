@@ -3,6 +3,7 @@
 
 pub(crate) mod auth;
 pub(crate) mod client;
+mod crl;
 pub(crate) mod digest;
 pub(crate) mod error;
 pub(crate) mod exec;

@@ -85,6 +85,8 @@ pub(crate) struct Discovered {
     /// The manifest as a Notary Project payload names it, when a
     /// requirement needs it (filled in by the caller).
     pub(crate) subject: Option<crate::verify::notation::Subject>,
+    /// CRLs the Notation signatures' chains name, fetched by the caller.
+    pub(crate) crls: crate::verify::notation::revocation::Crls,
     /// Referrers that are not signatures, by artifact type.
     pub(crate) others: Vec<String>,
 }

@@ -360,7 +360,7 @@ fn check_notation(
             worst = worst.max(Some(Rejection::NotASignature("a cosign signature".into())));
             continue;
         };
-        match notation::verify(st, &cfg.stores, subject, media_type, bytes, now) {
+        match notation::verify(st, &cfg.stores, subject, media_type, bytes, &found.crls, now) {
             Ok(v) => return Ok(evidence(c.found_by, c.manifest.clone(), v)),
             Err(f) => {
                 let r = match f {

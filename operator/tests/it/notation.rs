@@ -15,14 +15,21 @@ struct Notation {
     dir: tempfile::TempDir,
 }
 
+/// Seconds the short-lived leaf is valid for.
+const SHORT_LIFE: u64 = 10;
+
 impl Notation {
-    fn new() -> Self {
+    /// `crl_url`: where the revocable leaves say their CRL is.
+    fn new(crl_url: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        run(Command::new(repo_root().join("e2e/notation/pki.sh")).arg(dir.path()));
+        run(Command::new(repo_root().join("e2e/notation/pki.sh"))
+            .arg(dir.path())
+            .env("CRL_URL", crl_url)
+            .env("SHORT_LIFE", SHORT_LIFE.to_string()));
         // one signing configuration: every leaf as a named key
         let sign = dir.path().join("sign/notation");
         std::fs::create_dir_all(&sign).unwrap();
-        let keys: Vec<Value> = ["rsa", "ec", "ec384", "other", "stranger"]
+        let keys: Vec<Value> = ["rsa", "ec", "ec384", "other", "stranger", "short", "crl", "revoked", "crl-dead"]
             .iter()
             .map(|k| {
                 json!({"name": k, "keyPath": dir.path().join(format!("{k}.key")),
@@ -136,7 +143,29 @@ fn pem_der(p: &Path) -> Vec<u8> {
 async fn ocisync_verify_agrees_with_notation_verify() {
     let reg = Distribution::start();
     let host = reg.host();
-    let n = Notation::new();
+    // the CRLs and the timestamp authority (`openssl ts`), on loopback
+    let port = free_port();
+    let peer_dir = tempfile::tempdir().unwrap();
+    let n = Notation::new(&format!("http://127.0.0.1:{port}"));
+    for f in ["root.crl", "tsa.cnf", "tsa.crt", "tsa.key", "tsa-root.crt", "tsa-serial"] {
+        std::fs::copy(n.path(f), peer_dir.path().join(f)).unwrap();
+    }
+    let tsa_cnf = std::fs::read_to_string(n.path("tsa.cnf")).unwrap();
+    std::fs::write(
+        peer_dir.path().join("tsa.cnf"),
+        tsa_cnf.replace(n.dir.path().to_str().unwrap(), peer_dir.path().to_str().unwrap()),
+    )
+    .unwrap();
+    let mut peer = Proc::spawn(
+        "notation-peer",
+        Command::new("python3")
+            .arg(repo_root().join("e2e/notation/serve.py"))
+            .arg(peer_dir.path())
+            .arg(port.to_string()),
+        peer_dir.path().join("serve.log"),
+    );
+    wait_for_port(port, &mut peer);
+    let short_until = std::time::Instant::now() + std::time::Duration::from_secs(SHORT_LIFE + 2);
     let push =
         |repo: &str, body: &[u8]| push_files(&host, &format!("{repo}:v1"), &[("f.txt", body)], &["--plain-http"]);
     let at = |repo: &str, d: &str| format!("{host}/{repo}@{d}");
@@ -172,6 +201,34 @@ async fn ocisync_verify_agrees_with_notation_verify() {
     doc["signature"] = json!(format!("{}{c}{}", &sig[..mid], &sig[mid + 1..]));
     attach(&host, "corrupt", &original, &serde_json::to_vec(&doc).unwrap(), &mt);
 
+    // a timestamped signature by the short-lived leaf (checked once it has expired)
+    let stamped = push("stamped", b"12");
+    let tsa_url = format!("http://127.0.0.1:{port}/tsa");
+    let tsa_root = n.path("tsa-root.crt");
+    n.sign(
+        &at("stamped", &stamped),
+        "short",
+        "jws",
+        &["--timestamp-url", &tsa_url, "--timestamp-root-cert", tsa_root.to_str().unwrap()],
+    );
+    let stamped_cose = push("stamped-cose", b"13");
+    n.sign(
+        &at("stamped-cose", &stamped_cose),
+        "short",
+        "cose",
+        &["--timestamp-url", &tsa_url, "--timestamp-root-cert", tsa_root.to_str().unwrap()],
+    );
+    // a signature whose own expiry passes
+    let expiring = push("expiring", b"14");
+    n.sign(&at("expiring", &expiring), "rsa", "cose", &["--expiry", "2s"]);
+    // revocation
+    let revoked = push("revoked", b"15");
+    n.sign(&at("revoked", &revoked), "revoked", "jws", &[]);
+    let revocable = push("revocable", b"16");
+    n.sign(&at("revocable", &revocable), "crl", "cose", &[]);
+    let dead = push("dead-crl", b"17");
+    n.sign(&at("dead-crl", &dead), "crl-dead", "jws", &[]);
+
     let strict = json!({"level": "strict"});
     let trusted = [("ca", "acme", &["root.crt"][..])];
     let all = n.verifier("all", policy("all", &["*"], strict.clone(), &["*"]), &trusted);
@@ -190,6 +247,23 @@ async fn ocisync_verify_agrees_with_notation_verify() {
     let scoped =
         n.verifier("scoped", policy("scoped", &[&format!("{host}/rsa-jws")], strict.clone(), &[ACME]), &trusted);
 
+    let with_tsa = |name: &str, verification: Value| {
+        let mut p = policy(name, &["*"], verification, &[ACME]);
+        p["trustPolicies"][0]["trustStores"] = json!(["ca:acme", "tsa:tsa"]);
+        n.verifier(name, p, &[("ca", "acme", &["root.crt"][..]), ("tsa", "tsa", &["tsa-root.crt"][..])])
+    };
+    let tsa_always = with_tsa("tsa-always", json!({"level": "strict"}));
+    let tsa_after = with_tsa("tsa-after", json!({"level": "strict", "verifyTimestamp": "afterCertExpiry"}));
+    let permissive =
+        n.verifier("permissive", policy("permissive", &["*"], json!({"level": "permissive"}), &[ACME]), &trusted);
+    let no_revocation = n.verifier(
+        "no-revocation",
+        policy("no-revocation", &["*"], json!({"level": "strict", "override": {"revocation": "skip"}}), &[ACME]),
+        &trusted,
+    );
+    // the short-lived leaf has expired by now
+    tokio::time::sleep(short_until.saturating_duration_since(std::time::Instant::now())).await;
+
     // (what, reference, configuration, notation's verdict, ocisync's exit
     // code, and its envelope or what its message says)
     let moved_says = format!("signature is for {rsa}");
@@ -207,6 +281,39 @@ async fn ocisync_verify_agrees_with_notation_verify() {
         ("a corrupted envelope", at("corrupt", &original), &all, false, 12, "does not verify with its certificate"),
         ("no statement for the repository", at("rsa-jws", &rsa), &elsewhere, false, 11, "no trust policy statement"),
         ("level skip", at("unsigned", &unsigned), &skip, true, 0, ""),
+        ("an expired certificate, timestamped (JWS)", at("stamped", &stamped), &tsa_always, true, 0, "JWS"),
+        ("an expired certificate, timestamped (COSE)", at("stamped-cose", &stamped_cose), &tsa_after, true, 0, "COSE"),
+        ("an expired certificate, no tsa store", at("stamped", &stamped), &acme_only, false, 11, "expired at"),
+        ("an expired certificate, permissive", at("stamped", &stamped), &permissive, true, 0, "JWS"),
+        (
+            "no timestamp where the policy wants one",
+            at("rsa-jws", &rsa),
+            &tsa_always,
+            false,
+            11,
+            "no timestamp countersignature",
+        ),
+        (
+            "a signature past its expiry, strict",
+            at("expiring", &expiring),
+            &acme_only,
+            false,
+            11,
+            "the signature expired",
+        ),
+        ("a signature past its expiry, permissive", at("expiring", &expiring), &permissive, true, 0, "COSE"),
+        ("a revoked leaf", at("revoked", &revoked), &acme_only, false, 11, "is revoked"),
+        ("a revocable leaf in good standing", at("revocable", &revocable), &acme_only, true, 0, "COSE"),
+        (
+            "a CRL that cannot be fetched",
+            at("dead-crl", &dead),
+            &acme_only,
+            false,
+            11,
+            "revocation status of certificate",
+        ),
+        ("a CRL that cannot be fetched, revocation skipped", at("dead-crl", &dead), &no_revocation, true, 0, "JWS"),
+        ("a revoked leaf, revocation skipped", at("revoked", &revoked), &no_revocation, true, 0, "JWS"),
     ];
     for (what, reference, home, notation_ok, ours, says) in &cases {
         let theirs = n.verify(home, reference);
@@ -236,9 +343,22 @@ async fn ocisync_verify_agrees_with_notation_verify() {
         assert_eq!(chain.len(), 2, "{what}: {sig}");
         assert_eq!(chain[1], sha256(&pem_der(&n.path("root.crt")))[7..], "{what}: the root's thumbprint");
         assert!(sig["certificateSubject"].as_str().unwrap().contains("O=acme") || what.contains("audit"), "{what}");
-        if what.contains("audit") {
-            let logged = sig["loggedFailures"].as_array().unwrap();
-            assert!(logged[0].as_str().unwrap().starts_with("authenticity: "), "{what}: {logged:?}");
+        let logged = sig["loggedFailures"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let first = logged.first().and_then(Value::as_str).unwrap_or_default();
+        match *what {
+            w if w.contains("audit") => assert!(first.starts_with("authenticity: "), "{what}: {logged:?}"),
+            w if w.contains("permissive") && w.contains("certificate") => {
+                assert!(first.starts_with("authenticTimestamp: "), "{what}: {logged:?}")
+            }
+            w if w.contains("permissive") => assert!(first.starts_with("expiry: "), "{what}: {logged:?}"),
+            _ => assert!(logged.is_empty(), "{what}: {logged:?}"),
+        }
+        if what.contains("timestamped") {
+            assert!(sig["timestampAuthority"].as_str().unwrap().contains("CN=Test TSA"), "{what}: {sig}");
+            assert!(sig["signedTimestamp"].is_string(), "{what}");
         }
     }
+    // the CRL was fetched from its distribution point
+    let log = std::fs::read_to_string(peer_dir.path().join("access.log")).unwrap();
+    assert!(log.lines().any(|l| l == "GET /root.crl"), "{log}");
 }

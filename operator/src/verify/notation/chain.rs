@@ -13,6 +13,7 @@ use const_oid::db::rfc5912 as algs;
 use der::{Decode as _, Encode as _};
 use x509_cert::Certificate;
 use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages};
+use x509_cert::spki::AlgorithmIdentifierOwned;
 
 use super::envelope::Alg;
 
@@ -23,7 +24,7 @@ pub(crate) struct Cert {
     pub(crate) cert: Certificate,
     pub(crate) subject: String,
     subject_der: Vec<u8>,
-    issuer_der: Vec<u8>,
+    pub(crate) issuer_der: Vec<u8>,
     tbs_der: Vec<u8>,
     spki_der: Vec<u8>,
     pub(crate) not_before: i64,
@@ -58,7 +59,10 @@ impl Cert {
         })
     }
 
-    fn extension<T: for<'a> der::Decode<'a>>(&self, oid: ObjectIdentifier) -> Result<Option<(bool, T)>, ChainError> {
+    pub(crate) fn extension<T: for<'a> der::Decode<'a>>(
+        &self,
+        oid: ObjectIdentifier,
+    ) -> Result<Option<(bool, T)>, ChainError> {
         let Some(exts) = &self.cert.tbs_certificate.extensions else { return Ok(None) };
         let mut found = exts.iter().filter(|e| e.extn_id == oid);
         let Some(e) = found.next() else { return Ok(None) };
@@ -79,10 +83,21 @@ impl Cert {
         if self.issuer_der != issuer.subject_der {
             return Ok(false);
         }
-        let alg = cert_signature_alg(&self.cert, issuer)?;
-        let signature =
-            self.cert.signature.as_bytes().ok_or_else(|| bad("a certificate signature with unused bits"))?;
-        Ok(UnparsedPublicKey::new(alg, &issuer.spki_der).verify(&self.tbs_der, signature).is_ok())
+        issuer.signed(&self.tbs_der, &self.cert.signature_algorithm, &self.cert.signature, &self.subject)
+    }
+
+    /// Did this certificate's key make `signature` over `tbs` (a
+    /// certificate's or a CRL's), with the algorithm it names?
+    pub(crate) fn signed(
+        &self,
+        tbs: &[u8],
+        alg: &AlgorithmIdentifierOwned,
+        signature: &der::asn1::BitString,
+        what: &str,
+    ) -> Result<bool, ChainError> {
+        let v = signature_alg(alg, self, what)?;
+        let signature = signature.as_bytes().ok_or_else(|| bad(format!("{what}: a signature with unused bits")))?;
+        Ok(UnparsedPublicKey::new(v, &self.spki_der).verify(tbs, signature).is_ok())
     }
 
     /// The envelope algorithm this certificate's key must sign with.
@@ -152,16 +167,20 @@ fn rsa_bits(key: &[u8]) -> Option<usize> {
 /// ecdsa-with-SHA1 (RFC 3279), which const-oid's database lacks.
 const ECDSA_WITH_SHA_1: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.1");
 
-/// Which algorithm a certificate's signature claims, for the issuer's key.
-/// SHA-1 is refused, as the spec says.
-fn cert_signature_alg(cert: &Certificate, issuer: &Cert) -> Result<&'static dyn VerificationAlgorithm, ChainError> {
+/// Which algorithm a signature by `issuer` claims. SHA-1 is refused, as
+/// the spec says.
+fn signature_alg(
+    alg: &AlgorithmIdentifierOwned,
+    issuer: &Cert,
+    what: &str,
+) -> Result<&'static dyn VerificationAlgorithm, ChainError> {
     let curve = issuer.key_alg().ok();
-    let oid = cert.signature_algorithm.oid;
+    let oid = alg.oid;
     Ok(match (oid, curve) {
         (algs::SHA_256_WITH_RSA_ENCRYPTION, _) => &sig::RSA_PKCS1_2048_8192_SHA256,
         (algs::SHA_384_WITH_RSA_ENCRYPTION, _) => &sig::RSA_PKCS1_2048_8192_SHA384,
         (algs::SHA_512_WITH_RSA_ENCRYPTION, _) => &sig::RSA_PKCS1_2048_8192_SHA512,
-        (algs::ID_RSASSA_PSS, _) => pss(cert)?,
+        (algs::ID_RSASSA_PSS, _) => pss(alg)?,
         (algs::ECDSA_WITH_SHA_256, Some(Alg::Es256)) => &sig::ECDSA_P256_SHA256_ASN1,
         (algs::ECDSA_WITH_SHA_384, Some(Alg::Es256)) => &sig::ECDSA_P256_SHA384_ASN1,
         (algs::ECDSA_WITH_SHA_512, Some(Alg::Es256)) => &sig::ECDSA_P256_SHA512_ASN1,
@@ -172,20 +191,17 @@ fn cert_signature_alg(cert: &Certificate, issuer: &Cert) -> Result<&'static dyn 
         (algs::ECDSA_WITH_SHA_384, Some(Alg::Es512)) => &sig::ECDSA_P521_SHA384_ASN1,
         (algs::ECDSA_WITH_SHA_512, Some(Alg::Es512)) => &sig::ECDSA_P521_SHA512_ASN1,
         (algs::SHA_1_WITH_RSA_ENCRYPTION | ECDSA_WITH_SHA_1, _) => {
-            return Err(bad(format!(
-                "certificate {:?} is signed with SHA-1, which the Notary Project does not accept",
-                super::identity::subject_string(&cert.tbs_certificate.subject)
-            )));
+            return Err(bad(format!("{what} is signed with SHA-1, which the Notary Project does not accept")));
         }
-        (o, _) => return Err(bad(format!("certificate signature algorithm {o} is not supported"))),
+        (o, _) => return Err(bad(format!("{what}: signature algorithm {o} is not supported"))),
     })
 }
 
 /// RSASSA-PSS in a certificate: the hash named by its parameters, with
 /// MGF1 of the same hash and a salt of the hash's length (what aws-lc
 /// verifies, and what every CA writes).
-fn pss(cert: &Certificate) -> Result<&'static dyn VerificationAlgorithm, ChainError> {
-    let der = cert.signature_algorithm.parameters.as_ref().and_then(|p| p.to_der().ok()).unwrap_or_default();
+fn pss(alg: &AlgorithmIdentifierOwned) -> Result<&'static dyn VerificationAlgorithm, ChainError> {
+    let der = alg.parameters.as_ref().and_then(|p| p.to_der().ok()).unwrap_or_default();
     match pss_hash(&der).map(|a| a.oid) {
         Some(algs::ID_SHA_256) => Ok(&sig::RSA_PSS_2048_8192_SHA256),
         Some(algs::ID_SHA_384) => Ok(&sig::RSA_PSS_2048_8192_SHA384),
@@ -194,13 +210,13 @@ fn pss(cert: &Certificate) -> Result<&'static dyn VerificationAlgorithm, ChainEr
     }
 }
 
-fn pss_hash(params: &[u8]) -> Option<x509_cert::spki::AlgorithmIdentifierOwned> {
+fn pss_hash(params: &[u8]) -> Option<AlgorithmIdentifierOwned> {
     #[derive(der::Sequence)]
     struct PssParams {
         #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
-        hash: Option<x509_cert::spki::AlgorithmIdentifierOwned>,
+        hash: Option<AlgorithmIdentifierOwned>,
         #[asn1(context_specific = "1", tag_mode = "EXPLICIT", optional = "true")]
-        _mgf: Option<x509_cert::spki::AlgorithmIdentifierOwned>,
+        _mgf: Option<AlgorithmIdentifierOwned>,
         #[asn1(context_specific = "2", tag_mode = "EXPLICIT", optional = "true")]
         _salt: Option<u32>,
         #[asn1(context_specific = "3", tag_mode = "EXPLICIT", optional = "true")]

@@ -11,6 +11,7 @@ mod chain;
 pub(crate) mod envelope;
 mod identity;
 pub(crate) mod policy;
+pub(crate) mod revocation;
 pub(crate) mod store;
 #[cfg(test)]
 mod tests;
@@ -117,6 +118,7 @@ pub(crate) fn verify(
     subject: &Subject,
     media_type: &str,
     bytes: &[u8],
+    crls: &revocation::Crls,
     now: i64,
 ) -> Result<Verified, Failure> {
     // ---- integrity: always enforced
@@ -210,7 +212,7 @@ pub(crate) fn verify(
 
     // ---- revocation
     if st.action(Check::Revocation) != Action::Skip {
-        outcome(Check::Revocation, revocation(&certs))?;
+        outcome(Check::Revocation, revoked(&certs, crls, now))?;
     }
 
     Ok(Verified {
@@ -287,21 +289,35 @@ fn valid_at(certs: &[chain::Cert], at: i64, when: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Certificates that name no OCSP or CRL endpoint are not revocable.
-/// Others are "unknown" until their CRLs are checked.
-fn revocation(certs: &[chain::Cert]) -> Result<(), String> {
-    use const_oid::db::rfc5280::{ID_CE_CRL_DISTRIBUTION_POINTS, ID_PE_AUTHORITY_INFO_ACCESS};
-    for c in certs {
-        let exts = c.cert.tbs_certificate.extensions.as_deref().unwrap_or_default();
-        if exts.iter().any(|e| e.extn_id == ID_CE_CRL_DISTRIBUTION_POINTS || e.extn_id == ID_PE_AUTHORITY_INFO_ACCESS) {
-            return Err(format!(
-                "the revocation status of certificate {:?} is unknown: it names a CRL or OCSP endpoint, which ocisync does not query yet (override revocation to skip to accept it)",
-                c.subject
-            ));
-        }
+/// A revoked certificate, or one whose status is unknown, fails the check.
+fn revoked(certs: &[chain::Cert], crls: &revocation::Crls, now: i64) -> Result<(), String> {
+    match revocation::check(certs, crls, now) {
+        revocation::Status::Good => Ok(()),
+        revocation::Status::Revoked(m) => Err(m),
+        revocation::Status::Unknown(m) => Err(format!("{m} (air-gapped? override revocation to skip)")),
     }
-    Ok(())
 }
+
+/// The CRLs `verify` will want for these envelopes: every URL their
+/// chains name, when the statement checks revocation at all.
+pub(crate) fn crl_urls<'a>(st: &Statement, envelopes: impl Iterator<Item = (&'a str, &'a [u8])>) -> Vec<String> {
+    if st.skips_all() || st.action(Check::Revocation) == Action::Skip {
+        return Vec::new();
+    }
+    let mut urls: Vec<String> = envelopes
+        .filter_map(|(mt, b)| envelope::parse(mt, b).ok())
+        .filter_map(|e| e.chain.iter().map(|d| chain::Cert::parse(d)).collect::<Result<Vec<_>, _>>().ok())
+        .flatten()
+        .flat_map(|c| revocation::crl_urls(&c))
+        .collect();
+    urls.sort();
+    urls.dedup();
+    urls.truncate(MAX_CRLS);
+    urls
+}
+
+/// CRLs fetched for one verification at most.
+pub(crate) const MAX_CRLS: usize = 8;
 
 pub(crate) fn time(secs: i64) -> String {
     jiff::Timestamp::from_second(secs).map(|t| t.to_string()).unwrap_or_else(|_| secs.to_string())

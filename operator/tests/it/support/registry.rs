@@ -21,7 +21,7 @@ fn write_htpasswd(dir: &Path, users: &[(String, String)]) {
     std::fs::write(dir.join("htpasswd"), lines).unwrap();
 }
 
-fn wait_for_port(port: u16, proc: &mut Proc) {
+pub fn wait_for_port(port: u16, proc: &mut Proc) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(proc.alive(), "{} exited:\n{}", proc.name, proc.logs());
