@@ -228,6 +228,86 @@ pub fn keyless(data: &[u8]) {
     }
 }
 
+/// What the Notation targets check against: notation's own fixtures'
+/// trust policy, roots and CRL, a minute after they were signed.
+fn notation_fixture() -> &'static (crate::verify::notation::Config, crate::verify::notation::Subject) {
+    use std::sync::OnceLock;
+
+    use crate::verify::notation::{Config, Subject};
+    static F: OnceLock<(Config, Subject)> = OnceLock::new();
+    F.get_or_init(|| {
+        let manifest = include_bytes!("../testdata/notation/manifest.json");
+        let policy = br#"{"version": "1.0", "trustPolicies": [{"name": "p", "registryScopes": ["*"],
+            "signatureVerification": {"level": "strict"}, "trustStores": ["ca:acme", "tsa:tsa"],
+            "trustedIdentities": ["x509.subject:C=US, ST=WA, O=acme"]}]}"#;
+        let entries = [
+            ("trustpolicy.json".to_string(), policy.to_vec()),
+            ("root.crt".to_string(), include_bytes!("../testdata/notation/root.crt").to_vec()),
+            ("tsa-root.crt".to_string(), include_bytes!("../testdata/notation/tsa-root.crt").to_vec()),
+        ]
+        .into();
+        let cfg = Config::from_entries("fuzz", &entries).expect("the fixtures load");
+        let subject = Subject {
+            scope: "127.0.0.1:5077/app".into(),
+            digest: crate::oci::Digest::of(manifest).to_string(),
+            size: manifest.len() as u64,
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        };
+        (cfg, subject)
+    })
+}
+
+fn notation_envelope(media_type: &str, data: &[u8]) {
+    use crate::verify::notation::{self, revocation::Crls};
+    let (cfg, subject) = notation_fixture();
+    let crls: Crls =
+        [("http://127.0.0.1:5079/root.crl".to_string(), Ok(include_bytes!("../testdata/notation/root.crl").to_vec()))]
+            .into();
+    let Ok(st) = notation::statement(cfg, subject) else { return };
+    let _ = notation::crl_urls(st, std::iter::once((media_type, data)));
+    for now in [1_796_669_282, 1_796_669_282 + 8 * 86_400] {
+        let _ = notation::verify(st, &cfg.stores, subject, media_type, data, &crls, now);
+    }
+}
+
+/// A JWS envelope through the parser, then its payload and certificates
+/// through theirs (no signature is checked: fast enough for tens of
+/// millions of runs; `notation_verify` does the rest).
+pub fn notation_jws(data: &[u8]) {
+    crate::verify::notation::parse_all(crate::verify::notation::JWS, data);
+}
+
+/// A COSE_Sign1 envelope (the CBOR reader first), as `notation_jws`.
+pub fn notation_cose(data: &[u8]) {
+    crate::verify::notation::parse_all(crate::verify::notation::COSE, data);
+}
+
+/// The first byte picks the envelope; the rest goes through the whole
+/// Notation check: the chain's rules, the signature, the timestamp token,
+/// the CRL lookup, at two times.
+pub fn notation_verify(data: &[u8]) {
+    use crate::verify::notation::{COSE, JWS};
+    if let Some((first, rest)) = data.split_first() {
+        notation_envelope(if first & 1 == 0 { JWS } else { COSE }, rest);
+    }
+}
+
+/// A trust policy document, a statement picked from it, and the bytes as
+/// an `x509.subject` distinguished name.
+pub fn trust_policy(data: &[u8]) {
+    use crate::verify::notation::policy::Policy;
+    if let Ok(p) = Policy::parse(data) {
+        for scope in ["r.io/team/app", "127.0.0.1:5000/x"] {
+            let _ = p
+                .applicable(scope)
+                .map(|s| (s.skips_all(), s.action(crate::verify::notation::policy::Check::Revocation)));
+        }
+    }
+    if let Ok(s) = std::str::from_utf8(data) {
+        let _ = crate::verify::notation::parse_dn(s);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// Every file under `fuzz/regressions/<target>/` (crashes the fuzzers
@@ -236,7 +316,7 @@ mod tests {
     fn regressions_replay() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions");
         type Target = fn(&[u8]);
-        let targets: [(&str, Target); 10] = [
+        let targets: [(&str, Target); 14] = [
             ("reference", super::reference),
             ("manifest", super::manifest),
             ("docker_config", super::docker_config),
@@ -247,6 +327,10 @@ mod tests {
             ("keyless", super::keyless),
             ("tar_headers", super::tar_headers),
             ("toc", super::toc),
+            ("notation_jws", super::notation_jws),
+            ("notation_cose", super::notation_cose),
+            ("trust_policy", super::trust_policy),
+            ("notation_verify", super::notation_verify),
         ];
         let mut replayed = 0;
         for (name, target) in targets {

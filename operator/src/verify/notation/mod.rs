@@ -22,6 +22,22 @@ use policy::{Action, Check, Identities, Policy, Statement, StoreType, VerifyTime
 use store::Stores;
 
 pub(crate) use envelope::{COSE, JWS};
+#[cfg(any(test, fuzzing))]
+pub(crate) use identity::parse_dn;
+
+/// Every parser an envelope's bytes reach before any signature is
+/// checked: the envelope, its payload, its certificates and their names.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn parse_all(media_type: &str, bytes: &[u8]) {
+    let Ok(env) = envelope::parse(media_type, bytes) else { return };
+    let _ = serde_json::from_slice::<envelope::Payload>(&env.payload);
+    for der in &env.chain {
+        if let Ok(c) = chain::Cert::parse(der) {
+            let _ = (c.key_alg(), identity::subject_dn(&c.cert.tbs_certificate.subject), revocation::crl_urls(&c));
+        }
+    }
+    let _ = chain::validate(&env.chain);
+}
 /// The artifact type of a Notary Project signature manifest.
 pub(crate) const SIGNATURE: &str = "application/vnd.cncf.notary.signature";
 

@@ -219,7 +219,8 @@ fn statement(raw: RawStatement) -> Result<Statement, String> {
         return Err(ctx("the wildcard scope \"*\" must stand alone".into()));
     }
     for s in &raw.registry_scopes {
-        if s != "*" && (s.is_empty() || s.contains(['@', ' ']) || !s.contains('/') || s.ends_with('/')) {
+        let tagged = s.rsplit('/').next().is_some_and(|last| last.contains(':'));
+        if s != "*" && (s.is_empty() || s.contains(['@', ' ']) || tagged || !s.contains('/') || s.ends_with('/')) {
             return Err(ctx(format!("registry scope {s:?} is not a repository (registry/path, no tag or digest)")));
         }
     }
