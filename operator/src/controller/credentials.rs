@@ -33,12 +33,23 @@ use crate::oci::{Credentials, DockerConfig, Reference};
 const MAX_CACHED: usize = 4096;
 /// The key a trusted root is read from, as cosign and Flux name it.
 pub(crate) const TRUSTED_ROOT_KEY: &str = "trusted_root.json";
-/// The only fields ocisync reads from a Secret, besides public keys (`*.pub`).
-const FIELDS: [&str; 8] =
-    [".dockerconfigjson", "ca.crt", "tls.crt", "tls.key", TRUSTED_ROOT_KEY, "address", "username", "password"];
+/// The only fields ocisync reads from a Secret, besides public keys
+/// (`*.pub`) and a Notation trust policy's certificates (`*.crt`, `*.pem`).
+const FIELDS: [&str; 10] = [
+    ".dockerconfigjson",
+    "ca.crt",
+    "tls.crt",
+    "tls.key",
+    TRUSTED_ROOT_KEY,
+    "address",
+    "username",
+    "password",
+    "trustpolicy.json",
+    "trustpolicy.oci.json",
+];
 
 fn wanted(field: &str) -> bool {
-    FIELDS.contains(&field) || field.ends_with(".pub")
+    FIELDS.contains(&field) || [".pub", ".crt", ".pem"].iter().any(|s| field.ends_with(s))
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]

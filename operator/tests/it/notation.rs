@@ -362,3 +362,138 @@ async fn ocisync_verify_agrees_with_notation_verify() {
     let log = std::fs::read_to_string(peer_dir.path().join("access.log")).unwrap();
     assert!(log.lines().any(|l| l == "GET /root.crl"), "{log}");
 }
+
+/// A Secret in Flux's layout: `trustpolicy.json` and the CA certificate.
+fn flux_secret(name: &str, n: &Notation, identities: &[&str]) -> Value {
+    let policy = json!({"version": "1.0", "trustPolicies": [{
+        "name": "flux", "registryScopes": ["*"], "signatureVerification": {"level": "strict"},
+        "trustStores": ["ca:flux"], "trustedIdentities": identities,
+    }]});
+    json!({"metadata": {"name": name}, "stringData": {
+        "trustpolicy.json": policy.to_string(),
+        "ca.crt": std::fs::read_to_string(n.path("root.crt")).unwrap(),
+    }})
+}
+
+/// The operator with a Flux user's Secret unchanged: a Notation-signed
+/// artifact syncs, with its evidence in status; an unsigned one and one
+/// signed by another organisation are refused with their reason, and none
+/// of their layers is downloaded. With cosign asked for too, both must pass.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_verifies_notation_with_a_flux_secret() {
+    use crate::signatures::{blob_gets, layer_of};
+    use crate::support::cluster::{Env, Spec};
+    use crate::support::cosign::Signer;
+
+    let e = Env::new("notation-op").await;
+    let reg = Distribution::start();
+    let host = reg.host();
+    let n = Notation::new("http://127.0.0.1:9");
+    let push =
+        |repo: &str, body: &[u8]| push_files(&host, &format!("{repo}:v1"), &[("app.yaml", body)], &["--plain-http"]);
+    let signed = push("signed", b"signed: true\n");
+    n.sign(&format!("{host}/signed@{signed}"), "ec", "cose", &[]);
+    let bare = push("bare", b"signed: false\n");
+    let foreign = push("foreign", b"signed: elsewhere\n");
+    n.sign(&format!("{host}/foreign@{foreign}"), "other", "jws", &[]);
+    let both = push("both", b"signed: twice\n");
+    n.sign(&format!("{host}/both@{both}"), "rsa", "jws", &[]);
+
+    e.create_secret(flux_secret("notation-trust", &n, &[ACME])).await;
+    let cosigner = Signer::new();
+    e.create_secret(json!({"metadata": {"name": "cosign"}, "stringData": {"cosign.pub": cosigner.public_pem()}})).await;
+    let notation = json!({"notation": {"secretRef": {"name": "notation-trust"}}});
+    for repo in ["signed", "bare", "foreign"] {
+        e.apply(repo, &Spec::new(&host, repo).tag("v1").set("verify", notation.clone())).await;
+    }
+    let mut with_cosign = notation.clone();
+    with_cosign["keys"] = json!({"secretRef": {"name": "cosign"}});
+    e.apply("both", &Spec::new(&host, "both").tag("v1").set("verify", with_cosign)).await;
+
+    let st = e.synced("signed", &signed).await;
+    assert_eq!(e.condition("signed", "Verified").await.unwrap().0, "True");
+    let sig = &st["verification"]["signatures"][0];
+    assert_eq!(sig["requiredBy"], "spec.verify.notation");
+    assert_eq!(sig["format"], "Notation");
+    assert_eq!(sig["envelope"], "COSE");
+    assert_eq!(sig["foundBy"], "ReferrersTag");
+    assert_eq!(sig["certificateSubject"], "CN=builder-ec,O=acme,ST=WA,C=US");
+    assert_eq!(sig["trustPolicy"], "flux (strict)");
+    assert!(sig["trustedRoot"].as_str().unwrap().starts_with("notation-op/notation-trust (sha256:"), "{sig}");
+    assert_eq!(sig["certificateChain"].as_array().unwrap().len(), 2);
+    assert!(sig["signingTime"].is_string());
+    assert_eq!(e.config_map("signed").await.unwrap().data.unwrap()["app.yaml"], "signed: true\n");
+
+    for (name, digest, reason, says) in [
+        ("bare", &bare, "NoSignature", "no Notary Project signature"),
+        ("foreign", &foreign, "UntrustedSigner", "none of the trusted identities"),
+        ("both", &both, "NoSignature", ""),
+    ] {
+        let (r, message) = e.ready(name, false).await;
+        assert_eq!(r, reason, "{name}: {message}");
+        assert!(message.contains(says), "{name}: {message}");
+        assert!(e.config_map(name).await.is_none(), "{name}");
+        assert_eq!(blob_gets(&reg.access_log(), &layer_of(&host, name, digest)), 0, "{name}: nothing downloaded");
+    }
+    // the cosign signature too, and `both` passes both requirements
+    cosigner.sign(&format!("{host}/both@{both}"));
+    let st = e.synced("both", &both).await;
+    let by: Vec<&str> = st["verification"]["signatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["requiredBy"].as_str().unwrap())
+        .collect();
+    assert_eq!(by, ["spec.verify.notation", "spec.verify"]);
+}
+
+/// A cluster policy that requires Notation signatures, with its trust
+/// policy Secret in a namespace of the admin's: an unsigned artifact in a
+/// guarded namespace is refused, a signed one syncs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_policy_requires_notation() {
+    use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+
+    use crate::support::cluster::{ControlPlane, Env, Spec};
+
+    let e = Env::new("notation-guarded").await;
+    let cp = ControlPlane::shared();
+    let admin = cp.admin().await;
+    let label = "ocisync.test/require-notation";
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(admin.clone());
+    let patch = json!({"metadata": {"labels": {label: "yes"}}});
+    namespaces.patch("notation-guarded", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    cp.namespace(&admin, "notation-policy-trust").await;
+    let n = Notation::new("http://127.0.0.1:9");
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(admin.clone(), "notation-policy-trust");
+    let s = serde_json::from_value(flux_secret("platform", &n, &["*"])).unwrap();
+    secrets.create(&PostParams::default(), &s).await.unwrap();
+    let policies: Api<ocisync::api::ClusterArtifactPolicy> = Api::all(admin.clone());
+    let policy = serde_json::from_value(json!({
+        "apiVersion": "ocisync.dev/v1alpha1", "kind": "ClusterArtifactPolicy",
+        "metadata": {"name": "notation-required"},
+        "spec": {
+            "namespaceSelector": {"matchLabels": {label: "yes"}},
+            "verify": {"notation": {"secretRef": {"name": "platform", "namespace": "notation-policy-trust"}}}
+        }
+    }))
+    .unwrap();
+    policies.create(&PostParams::default(), &policy).await.unwrap();
+
+    let reg = Distribution::start();
+    let host = reg.host();
+    let d = push_files(&host, "app:v1", &[("app.yaml", b"guarded\n")], &["--plain-http"]);
+    e.apply("app", &Spec::new(&host, "app").tag("v1").interval("2s")).await;
+    let (reason, message) = e.ready("app", false).await;
+    assert_eq!(reason, "PolicyViolation", "{message}");
+    assert!(message.contains("ClusterArtifactPolicy/notation-required"), "{message}");
+    assert!(message.contains("no Notary Project signature"), "{message}");
+    assert!(e.config_map("app").await.is_none());
+
+    n.sign(&format!("{host}/app@{d}"), "rsa", "jws", &[]);
+    let st = e.synced("app", &d).await;
+    let sig = &st["verification"]["signatures"][0];
+    assert_eq!(sig["requiredBy"], "ClusterArtifactPolicy/notation-required.notation");
+    assert_eq!(sig["format"], "Notation");
+    policies.delete("notation-required", &DeleteParams::default()).await.unwrap();
+}
