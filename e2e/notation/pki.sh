@@ -4,6 +4,7 @@
 #   rsa.{key,crt}   RSA 2048 code-signing leaf of O=acme, CN=builder (signs PS256)
 #   ec.{key,crt}    ECDSA P-256 leaf of O=acme, CN=builder-ec (ES256)
 #   ec384.{key,crt} ECDSA P-384 leaf of O=acme, CN=builder-384 (ES384)
+#   ec521.{key,crt} ECDSA P-521 leaf (ES512); rsa4096.{key,crt} RSA 4096 (PS512)
 #   other.{key,crt} RSA 2048 leaf of another organisation, O=other (same root)
 #   stranger-root.crt, stranger.{key,crt}  a second CA and its leaf
 #   <leaf>.chain.pem the leaf, then its root: what notation's signingkeys.json points at
@@ -31,6 +32,8 @@ leaf rsa "/C=US/ST=WA/L=Seattle/O=acme/CN=builder" rsa:2048 root
 leaf ec "/C=US/ST=WA/O=acme/CN=builder-ec" ec:P-256 root
 leaf ec384 "/C=US/ST=WA/O=acme/CN=builder-384" ec:P-384 root
 leaf other "/C=US/ST=WA/O=other/CN=builder" rsa:2048 root
+leaf ec521 "/C=US/ST=WA/O=acme/CN=builder-521" ec:P-521 root
+leaf rsa4096 "/C=US/ST=WA/O=acme/CN=builder-4096" rsa:4096 root
 ca stranger-root "/C=US/ST=WA/O=stranger/CN=Stranger Root" rsa:2048
 leaf stranger "/C=US/ST=WA/O=acme/CN=builder" rsa:2048 stranger-root
 
@@ -116,3 +119,41 @@ tsa_name = no
 ess_cert_id_chain = no
 ess_cert_id_alg = sha256
 CNF
+
+# Leaves no signer would use, which notation refuses to sign with (so the
+# tests sign with them by hand): each breaks one rule of the Notary
+# Project's certificate requirements. RSA 2048, O=acme, issued by the root.
+bad() { # name extension-lines... (signed with sha256 unless BAD_MD is set)
+  local name=$1
+  shift
+  ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$name.key"
+  ossl req -new -key "$name.key" -subj "/C=US/ST=WA/O=acme/CN=$name" -out "$name.csr"
+  printf '%s\n' "$@" >"$name.ext"
+  ossl x509 -req -in "$name.csr" -CA root.crt -CAkey root.key -CAcreateserial -days 7 "-${BAD_MD:-sha256}" \
+    -extfile "$name.ext" -out "$name.crt"
+  cat "$name.crt" root.crt >"$name.chain.pem"
+  rm -f "$name.csr" "$name.ext"
+}
+bad bad-ku "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=codeSigning"
+bad bad-eku "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth"
+bad ca-leaf "basicConstraints=critical,CA:TRUE" "keyUsage=critical,digitalSignature" "extendedKeyUsage=codeSigning"
+bad no-ku "basicConstraints=CA:FALSE" "extendedKeyUsage=codeSigning"
+BAD_MD=sha1 bad sha1 "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" "extendedKeyUsage=codeSigning"
+# an intermediate that is not a CA, issuing a good leaf: chain leaf, it, root
+ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out not-ca.key
+ossl req -new -key not-ca.key -subj "/C=US/ST=WA/O=acme/CN=not-a-ca" -out not-ca.csr
+printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,keyCertSign" >not-ca.ext
+ossl x509 -req -in not-ca.csr -CA root.crt -CAkey root.key -CAcreateserial -days 7 -sha256 -extfile not-ca.ext -out not-ca.crt
+ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out under-not-ca.key
+ossl req -new -key under-not-ca.key -subj "/C=US/ST=WA/O=acme/CN=under-not-a-ca" -out under-not-ca.csr
+printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" "extendedKeyUsage=codeSigning" >under-not-ca.ext
+ossl x509 -req -in under-not-ca.csr -CA not-ca.crt -CAkey not-ca.key -CAcreateserial -days 7 -sha256 \
+  -extfile under-not-ca.ext -out under-not-ca.crt
+cat under-not-ca.crt not-ca.crt root.crt >under-not-ca.chain.pem
+# a good leaf that is not valid yet
+ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out future.key
+ossl ca -batch -config ca.cnf -notext -in <(ossl req -new -key future.key -subj "/C=US/ST=WA/O=acme/CN=not-yet") \
+  -out future.crt -extfile <(printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" "extendedKeyUsage=codeSigning") \
+  -startdate "$(stamp $((now + 86400)))" -enddate "$(stamp $((now + 2 * 86400)))"
+cat future.crt root.crt >future.chain.pem
+rm -f ./*.csr ./*.ext

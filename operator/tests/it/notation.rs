@@ -8,6 +8,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
+use crate::signatures::{blob_gets, layer_of};
 use crate::support::*;
 
 /// A PKI, and notation configurations made from it.
@@ -29,13 +30,14 @@ impl Notation {
         // one signing configuration: every leaf as a named key
         let sign = dir.path().join("sign/notation");
         std::fs::create_dir_all(&sign).unwrap();
-        let keys: Vec<Value> = ["rsa", "ec", "ec384", "other", "stranger", "short", "crl", "revoked", "crl-dead"]
-            .iter()
-            .map(|k| {
-                json!({"name": k, "keyPath": dir.path().join(format!("{k}.key")),
+        let keys: Vec<Value> =
+            ["rsa", "ec", "ec384", "ec521", "rsa4096", "other", "stranger", "short", "crl", "revoked", "crl-dead"]
+                .iter()
+                .map(|k| {
+                    json!({"name": k, "keyPath": dir.path().join(format!("{k}.key")),
                        "certPath": dir.path().join(format!("{k}.chain.pem"))})
-            })
-            .collect();
+                })
+                .collect();
         std::fs::write(sign.join("signingkeys.json"), json!({"default": "rsa", "keys": keys}).to_string()).unwrap();
         Notation { dir }
     }
@@ -76,10 +78,10 @@ impl Notation {
         home
     }
 
-    /// `notation verify`'s exit code.
-    fn verify(&self, home: &Path, reference: &str) -> i32 {
+    /// `notation verify`'s exit code, and what it said.
+    fn verify(&self, home: &Path, reference: &str) -> (i32, String) {
         let out = self.notation(home).args(["verify", "--insecure-registry", reference]).output().unwrap();
-        out.status.code().unwrap_or(-1)
+        (out.status.code().unwrap_or(-1), stderr(&out))
     }
 }
 
@@ -91,6 +93,7 @@ fn policy(name: &str, scopes: &[&str], level: Value, identities: &[&str]) -> Val
 }
 
 const ACME: &str = "x509.subject:C=US, ST=WA, O=acme";
+const JWS_MEDIA_TYPE: &str = "application/jose+json";
 
 /// The envelope of the one Notation signature of `reference`, with its
 /// media type (read with oras, as any client would).
@@ -137,6 +140,33 @@ fn pem_der(p: &Path) -> Vec<u8> {
     let pem = std::fs::read_to_string(p).unwrap();
     let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
     base64::engine::general_purpose::STANDARD.decode(b64).unwrap()
+}
+
+/// `template` (a JWS notation made) with its chain replaced by `chain`'s
+/// certificates and signed again with `key`, as notation would sign it
+/// (RSA-PSS, SHA-256, a salt of the hash's length): for certificates
+/// notation refuses to sign with, so only by hand.
+fn resign(n: &Notation, template: &[u8], chain: &str, key: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let (std_b64, url) = (base64::engine::general_purpose::STANDARD, base64::engine::general_purpose::URL_SAFE_NO_PAD);
+    let mut doc: Value = serde_json::from_slice(template).unwrap();
+    let pem = std::fs::read_to_string(n.path(chain)).unwrap();
+    let certs: Vec<String> = pem
+        .split("-----END CERTIFICATE-----")
+        .filter(|b| b.contains("BEGIN"))
+        .map(|b| b.lines().filter(|l| !l.starts_with("-----") && !l.is_empty()).collect())
+        .collect();
+    doc["header"]["x5c"] = json!(certs);
+    let input = format!("{}.{}", doc["protected"].as_str().unwrap(), doc["payload"].as_str().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("in"), input).unwrap();
+    let out = run(Command::new("openssl")
+        .args(["dgst", "-sha256", "-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:digest", "-sign"])
+        .arg(n.path(key))
+        .arg(dir.path().join("in")));
+    doc["signature"] = json!(url.encode(out.stdout));
+    let _ = std_b64;
+    serde_json::to_vec(&doc).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -229,10 +259,34 @@ async fn ocisync_verify_agrees_with_notation_verify() {
     let dead = push("dead-crl", b"17");
     n.sign(&at("dead-crl", &dead), "crl-dead", "jws", &[]);
 
+    let ec521 = push("ec521-cose", b"18");
+    n.sign(&at("ec521-cose", &ec521), "ec521", "cose", &[]);
+    let rsa4096 = push("rsa4096-jws", b"19");
+    n.sign(&at("rsa4096-jws", &rsa4096), "rsa4096", "jws", &[]);
+    // certificates that break the rules, each signing a copy of `original`
+    let (template, _) = envelope_of(&host, "corrupt-src", &original);
+    let broken = [
+        ("bad-ku", "bad-ku.chain.pem", "bad-ku.key", 12, "key usage must be digitalSignature only"),
+        ("bad-eku", "bad-eku.chain.pem", "bad-eku.key", 12, "extended key usage serverAuth"),
+        ("ca-leaf", "ca-leaf.chain.pem", "ca-leaf.key", 12, "is a CA"),
+        ("no-ku", "no-ku.chain.pem", "no-ku.key", 12, "key usage extension must be present"),
+        ("sha1", "sha1.chain.pem", "sha1.key", 12, "SHA-1"),
+        ("under-not-ca", "under-not-ca.chain.pem", "under-not-ca.key", 12, "is not a CA"),
+        ("not-yet-valid", "future.chain.pem", "future.key", 11, "valid from"),
+        // the same chain as notation's own signature, signed again by hand:
+        // this must verify, or the cases above show nothing
+        ("resigned", "rsa.chain.pem", "rsa.key", 0, "JWS"),
+    ];
+    for (repo, chain, key, _, _) in &broken {
+        crane(&["copy", &at("corrupt-src", &original), &format!("{host}/{repo}:v1")]);
+        attach(&host, repo, &original, &resign(&n, &template, chain, key), JWS_MEDIA_TYPE);
+    }
+
     let strict = json!({"level": "strict"});
     let trusted = [("ca", "acme", &["root.crt"][..])];
     let all = n.verifier("all", policy("all", &["*"], strict.clone(), &["*"]), &trusted);
     let acme_only = n.verifier("acme", policy("acme", &["*"], strict.clone(), &[ACME]), &trusted);
+
     let audit = n.verifier("audit", policy("audit", &["*"], json!({"level": "audit"}), &[ACME]), &trusted);
     let elsewhere = n.verifier(
         "elsewhere",
@@ -272,6 +326,8 @@ async fn ocisync_verify_agrees_with_notation_verify() {
         ("ECDSA P-256 COSE", at("ec-cose", &ec), &all, true, 0, "COSE"),
         ("ECDSA P-384 JWS", at("ec384-jws", &ec384), &acme_only, true, 0, "JWS"),
         ("RSA COSE", at("rsa-cose", &rsa_cose), &acme_only, true, 0, "COSE"),
+        ("ECDSA P-521 COSE", at("ec521-cose", &ec521), &acme_only, true, 0, "COSE"),
+        ("RSA-4096 JWS", at("rsa4096-jws", &rsa4096), &acme_only, true, 0, "JWS"),
         ("an exact registry scope", at("rsa-jws", &rsa), &scoped, true, 0, "JWS"),
         ("unsigned", at("unsigned", &unsigned), &all, false, 10, "no Notary Project signature"),
         ("another organisation", at("other-org", &other), &acme_only, false, 11, "none of the trusted identities"),
@@ -315,9 +371,13 @@ async fn ocisync_verify_agrees_with_notation_verify() {
         ("a CRL that cannot be fetched, revocation skipped", at("dead-crl", &dead), &no_revocation, true, 0, "JWS"),
         ("a revoked leaf, revocation skipped", at("revoked", &revoked), &no_revocation, true, 0, "JWS"),
     ];
+    let mut cases = cases;
+    for (repo, _, _, code, says) in &broken {
+        cases.push((repo, at(repo, &original), &acme_only, *code == 0, *code, says));
+    }
     for (what, reference, home, notation_ok, ours, says) in &cases {
-        let theirs = n.verify(home, reference);
-        assert_eq!(theirs == 0, *notation_ok, "{what}: notation verify said {theirs}");
+        let (theirs, said) = n.verify(home, reference);
+        assert_eq!(theirs == 0, *notation_ok, "{what}: notation verify said {theirs}: {said}");
         let dir = home.join("notation");
         let out =
             ocisync(&["verify", reference, "--notation", dir.to_str().unwrap(), "--insecure", "--output", "json"])
@@ -358,6 +418,39 @@ async fn ocisync_verify_agrees_with_notation_verify() {
             assert!(sig["signedTimestamp"].is_string(), "{what}");
         }
     }
+    // `trustpolicy.oci.json`, the name notation-go reads first since 1.2
+    // (Debian's notation 1.3.2 is built against an older notation-go and
+    // reads only `trustpolicy.json`, so this is ocisync's alone): alone, it
+    // is the policy; beside `trustpolicy.json`, it wins
+    let oci_json = n.verifier("oci-json", policy("oci-json", &["*"], strict.clone(), &[ACME]), &trusted);
+    let cfg = oci_json.join("notation");
+    std::fs::rename(cfg.join("trustpolicy.json"), cfg.join("trustpolicy.oci.json")).unwrap();
+    let args = |c: &Path| {
+        ["verify".to_string(), at("rsa-jws", &rsa), "--notation".into(), c.display().to_string(), "--insecure".into()]
+    };
+    let out = ocisync(&args(&cfg).iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let other_org = policy("oci-json", &["*"], strict.clone(), &["x509.subject:C=US, ST=WA, O=other"]);
+    std::fs::write(cfg.join("trustpolicy.oci.json"), other_org.to_string()).unwrap();
+    std::fs::write(cfg.join("trustpolicy.json"), policy("old", &["*"], strict.clone(), &["*"]).to_string()).unwrap();
+    let out = ocisync(&args(&cfg).iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert_eq!(out.status.code(), Some(11), "trustpolicy.oci.json wins: {}", stderr(&out));
+
+    // pull --notation: nothing of an artifact that does not verify is
+    // downloaded or written; one that does is
+    let trust = all.join("notation");
+    let out_dir = tempfile::tempdir().unwrap();
+    let target = out_dir.path().join("out");
+    for (repo, d) in [("unsigned", &unsigned), ("stranger", &stranger)] {
+        let refused = pull(&at(repo, d), &target, &["--notation", trust.to_str().unwrap()]).await;
+        assert_eq!(refused.status.code(), Some(if repo == "unsigned" { 10 } else { 11 }), "{}", stderr(&refused));
+        assert!(!target.exists());
+        assert_eq!(blob_gets(&reg.access_log(), &layer_of(&host, repo, d)), 0, "{repo}: no layer read");
+    }
+    let ok = pull(&at("ec-cose", &ec), &target, &["--notation", trust.to_str().unwrap()]).await;
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert_eq!(std::fs::read(target.join("f.txt")).unwrap(), b"2");
+
     // the CRL was fetched from its distribution point
     let log = std::fs::read_to_string(peer_dir.path().join("access.log")).unwrap();
     assert!(log.lines().any(|l| l == "GET /root.crl"), "{log}");
@@ -381,7 +474,6 @@ fn flux_secret(name: &str, n: &Notation, identities: &[&str]) -> Value {
 /// of their layers is downloaded. With cosign asked for too, both must pass.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_operator_verifies_notation_with_a_flux_secret() {
-    use crate::signatures::{blob_gets, layer_of};
     use crate::support::cluster::{Env, Spec};
     use crate::support::cosign::Signer;
 
