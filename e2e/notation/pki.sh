@@ -45,6 +45,7 @@ leaf stranger "/C=US/ST=WA/O=acme/CN=builder" rsa:2048 stranger-root
 #   crl-dead.{key,crt} a leaf whose CRL is at a port nothing listens on
 #   tsa-root.crt, tsa.{key,crt}  a timestamp authority (ECDSA P-256,
 #                     timeStamping only) and its own root; tsa.cnf for `openssl ts`
+#   tsa-rsa.{key,crt}, tsa-rsa.cnf  a second authority, RSA 2048, same root
 mkdir -p db
 : >db/index.txt
 echo 1000 >db/serial
@@ -100,16 +101,23 @@ printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" "
 ossl x509 -req -in tsa.csr -CA tsa-root.crt -CAkey tsa-root.key -CAcreateserial -days 7 -sha256 -extfile tsa.ext -out tsa.crt
 cat tsa.crt tsa-root.crt >tsa.chain.pem
 rm -f tsa.csr tsa.ext
+# a second authority with an RSA key, as most public ones have, under the same root
+ossl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out tsa-rsa.key
+ossl req -new -key tsa-rsa.key -subj "/C=US/ST=WA/O=ocisync-test/CN=Test TSA RSA" -out tsa-rsa.csr
+printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature" "extendedKeyUsage=critical,timeStamping" >tsa-rsa.ext
+ossl x509 -req -in tsa-rsa.csr -CA tsa-root.crt -CAkey tsa-root.key -CAcreateserial -days 7 -sha256 -extfile tsa-rsa.ext -out tsa-rsa.crt
+rm -f tsa-rsa.csr tsa-rsa.ext
 echo 01 >tsa-serial
-cat >tsa.cnf <<CNF
+for t in tsa tsa-rsa; do
+  cat >"$t.cnf" <<CNF
 [tsa]
 default_tsa = tsa1
 [tsa1]
 serial = $dir/tsa-serial
 crypto_device = builtin
-signer_cert = $dir/tsa.crt
+signer_cert = $dir/$t.crt
 certs = $dir/tsa-root.crt
-signer_key = $dir/tsa.key
+signer_key = $dir/$t.key
 signer_digest = sha256
 default_policy = 1.2.3.4.1
 digests = sha256, sha384, sha512
@@ -119,6 +127,7 @@ tsa_name = no
 ess_cert_id_chain = no
 ess_cert_id_alg = sha256
 CNF
+done
 
 # Leaves no signer would use, which notation refuses to sign with (so the
 # tests sign with them by hand): each breaks one rule of the Notary

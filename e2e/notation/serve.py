@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The Notation tests' two peers on loopback: GET serves the files of DIR
-(CRLs), POST /tsa answers an RFC 3161 request with `openssl ts -reply`
-and DIR/tsa.cnf. Every request is appended to DIR/access.log.
+(CRLs), POST /tsa and /tsa-rsa answer an RFC 3161 request with `openssl ts
+-reply` and DIR/tsa.cnf or DIR/tsa-rsa.cnf. Every request is appended to
+DIR/access.log.
 
     serve.py DIR PORT
 """
@@ -34,7 +35,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         n = int(self.headers.get("Content-Length", "0"))
-        if self.path != "/tsa" or n <= 0 or n > MAX_QUERY:
+        if self.path not in ("/tsa", "/tsa-rsa") or n <= 0 or n > MAX_QUERY:
             self.send_error(400)
             return
         query = self.rfile.read(n)
@@ -42,7 +43,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             q, r = os.path.join(tmp, "q"), os.path.join(tmp, "r")
             open(q, "wb").write(query)
             done = subprocess.run(
-                ["openssl", "ts", "-reply", "-config", os.path.join(DIR, "tsa.cnf"), "-queryfile", q, "-out", r],
+                ["openssl", "ts", "-reply", "-config", os.path.join(DIR, self.path[1:] + ".cnf"),
+                 "-queryfile", q, "-out", r],
                 capture_output=True, timeout=30)
             if done.returncode != 0:
                 self.send_error(500)

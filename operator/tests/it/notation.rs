@@ -177,15 +177,14 @@ async fn ocisync_verify_agrees_with_notation_verify() {
     let port = free_port();
     let peer_dir = tempfile::tempdir().unwrap();
     let n = Notation::new(&format!("http://127.0.0.1:{port}"));
-    for f in ["root.crl", "tsa.cnf", "tsa.crt", "tsa.key", "tsa-root.crt", "tsa-serial"] {
+    for f in ["root.crl", "tsa.crt", "tsa.key", "tsa-rsa.crt", "tsa-rsa.key", "tsa-root.crt", "tsa-serial"] {
         std::fs::copy(n.path(f), peer_dir.path().join(f)).unwrap();
     }
-    let tsa_cnf = std::fs::read_to_string(n.path("tsa.cnf")).unwrap();
-    std::fs::write(
-        peer_dir.path().join("tsa.cnf"),
-        tsa_cnf.replace(n.dir.path().to_str().unwrap(), peer_dir.path().to_str().unwrap()),
-    )
-    .unwrap();
+    for cnf in ["tsa.cnf", "tsa-rsa.cnf"] {
+        let text = std::fs::read_to_string(n.path(cnf)).unwrap();
+        let moved = text.replace(n.dir.path().to_str().unwrap(), peer_dir.path().to_str().unwrap());
+        std::fs::write(peer_dir.path().join(cnf), moved).unwrap();
+    }
     let mut peer = Proc::spawn(
         "notation-peer",
         Command::new("python3")
@@ -247,6 +246,13 @@ async fn ocisync_verify_agrees_with_notation_verify() {
         "short",
         "cose",
         &["--timestamp-url", &tsa_url, "--timestamp-root-cert", tsa_root.to_str().unwrap()],
+    );
+    let stamped_rsa = push("stamped-rsa", b"13b");
+    n.sign(
+        &at("stamped-rsa", &stamped_rsa),
+        "short",
+        "jws",
+        &["--timestamp-url", &format!("{tsa_url}-rsa"), "--timestamp-root-cert", tsa_root.to_str().unwrap()],
     );
     // a signature whose own expiry passes
     let expiring = push("expiring", b"14");
@@ -339,6 +345,14 @@ async fn ocisync_verify_agrees_with_notation_verify() {
         ("level skip", at("unsigned", &unsigned), &skip, true, 0, ""),
         ("an expired certificate, timestamped (JWS)", at("stamped", &stamped), &tsa_always, true, 0, "JWS"),
         ("an expired certificate, timestamped (COSE)", at("stamped-cose", &stamped_cose), &tsa_after, true, 0, "COSE"),
+        (
+            "an expired certificate, timestamped by an RSA authority",
+            at("stamped-rsa", &stamped_rsa),
+            &tsa_always,
+            true,
+            0,
+            "JWS",
+        ),
         ("an expired certificate, no tsa store", at("stamped", &stamped), &acme_only, false, 11, "expired at"),
         ("an expired certificate, permissive", at("stamped", &stamped), &permissive, true, 0, "JWS"),
         (

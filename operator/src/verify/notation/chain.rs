@@ -78,8 +78,13 @@ impl Cert {
         self.subject_der == self.issuer_der
     }
 
+    /// Is this a CA certificate (basic constraints `cA`)?
+    pub(crate) fn is_ca(&self) -> bool {
+        matches!(self.extension::<BasicConstraints>(oids::ID_CE_BASIC_CONSTRAINTS), Ok(Some((_, bc))) if bc.ca)
+    }
+
     /// Did `issuer`'s key sign this certificate (and is it named as its issuer)?
-    fn issued_by(&self, issuer: &Cert) -> Result<bool, ChainError> {
+    pub(crate) fn issued_by(&self, issuer: &Cert) -> Result<bool, ChainError> {
         if self.issuer_der != issuer.subject_der {
             return Ok(false);
         }

@@ -15,6 +15,7 @@ pub(crate) mod revocation;
 pub(crate) mod store;
 #[cfg(test)]
 mod tests;
+mod timestamp;
 
 use std::path::Path;
 
@@ -337,64 +338,4 @@ pub(crate) const MAX_CRLS: usize = 8;
 
 pub(crate) fn time(secs: i64) -> String {
     jiff::Timestamp::from_second(secs).map(|t| t.to_string()).unwrap_or_else(|_| secs.to_string())
-}
-
-mod timestamp {
-    //! RFC 3161 countersignatures through sigstore-tsa: the token's own
-    //! signer, chained through the certificates it carries to a root of
-    //! the statement's `tsa:` stores.
-    use sigstore_types::{DerCertificate, SignatureBytes, TimestampToken, TsaAuthority};
-
-    use super::chain::Cert;
-
-    /// The authority's subject and the signed time.
-    pub(super) fn verify(token: &[u8], signature: &[u8], roots: &[&Cert]) -> Result<(String, i64), String> {
-        if roots.is_empty() {
-            return Err("the tsa: trust stores hold no certificate".into());
-        }
-        let embedded = embedded(token)?;
-        let tok = TimestampToken::new(token.to_vec());
-        let sig = SignatureBytes::new(signature.to_vec());
-        let mut last = String::from("no certificate in the token");
-        for leaf in &embedded {
-            for root in roots {
-                let intermediates = embedded
-                    .iter()
-                    .filter(|c| c.der != leaf.der && c.der != root.der)
-                    .map(|c| DerCertificate::new(c.der.clone()))
-                    .collect();
-                let authority = TsaAuthority::new(
-                    DerCertificate::new(leaf.der.clone()),
-                    intermediates,
-                    DerCertificate::new(root.der.clone()),
-                    None,
-                );
-                match sigstore_tsa::verify_timestamp_for_authority(&tok, &sig, &authority) {
-                    Ok(t) => return Ok((leaf.subject.clone(), t.as_second())),
-                    Err(e) => last = e.to_string(),
-                }
-            }
-        }
-        Err(last)
-    }
-
-    /// The certificates a token carries (CMS SignedData's `certificates`).
-    fn embedded(token: &[u8]) -> Result<Vec<Cert>, String> {
-        use cms::content_info::ContentInfo;
-        use cms::signed_data::SignedData;
-        use der::{Decode as _, Encode as _};
-        let ci = ContentInfo::from_der(token).map_err(|e| format!("not a timestamp token: {e}"))?;
-        let sd = SignedData::from_der(&ci.content.to_der().map_err(|e| e.to_string())?)
-            .map_err(|e| format!("not CMS SignedData: {e}"))?;
-        let mut out = Vec::new();
-        for c in sd.certificates.iter().flat_map(|s| s.0.iter()) {
-            if let cms::cert::CertificateChoices::Certificate(c) = c {
-                out.push(Cert::parse(&c.to_der().map_err(|e| e.to_string())?).map_err(|e| e.to_string())?);
-            }
-        }
-        if out.len() > super::envelope::MAX_CHAIN {
-            return Err("a timestamp token with too many certificates".into());
-        }
-        Ok(out)
-    }
 }
