@@ -157,7 +157,7 @@ pub(crate) struct LogEntry {
 pub(crate) enum VerifyError {
     #[error("no signature of {digest} found{detail}")]
     NoSignature { digest: String, detail: String },
-    #[error("no signature by a trusted key: {0}")]
+    #[error("no signature by a trusted signer: {0}")]
     UntrustedSigner(String),
     #[error("signature does not match: {0}")]
     SignatureMismatch(String),
