@@ -119,3 +119,24 @@ fn next_update(bytes: &[u8]) -> Option<i64> {
     let crl = x509_cert::crl::CertificateList::from_der(bytes).ok()?;
     crl.tbs_cert_list.next_update.map(|t| t.to_unix_duration().as_secs() as i64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CRL: &[u8] = include_bytes!("../../testdata/notation/root.crl");
+
+    #[test]
+    fn a_crl_is_kept_until_its_next_update_and_the_cache_is_bounded() {
+        let until = next_update(CRL).expect("the fixture CRL has a nextUpdate");
+        assert_eq!(next_update(b"not a CRL"), None);
+        let url = "http://crl.test/a.crl";
+        keep(url, &Bytes::from_static(CRL), until, until - 100);
+        assert_eq!(cached(url, until - 1).as_deref(), Some(CRL));
+        assert_eq!(cached(url, until), None, "stale at its nextUpdate");
+        for i in 0..(MAX_CACHED + 10) {
+            keep(&format!("http://crl.test/{i}"), &Bytes::from_static(b"x"), until, until - 100 + i as i64 % 50);
+        }
+        assert!(cache().lock().unwrap().len() <= MAX_CACHED);
+    }
+}

@@ -603,3 +603,37 @@ async fn a_cluster_policy_requires_notation() {
     assert_eq!(sig["format"], "Notation");
     policies.delete("notation-required", &DeleteParams::default()).await.unwrap();
 }
+
+/// On a registry with the referrers API, notation (told not to use the tag
+/// schema) stores its signatures as OCI 1.1 referrers with their
+/// `artifactType`: found through the API, and both verifiers agree.
+#[tokio::test(flavor = "multi_thread")]
+async fn notation_signatures_are_found_through_the_referrers_api() {
+    let reg = Ferro::start().await;
+    let host = reg.host();
+    let n = Notation::new("http://127.0.0.1:9");
+    let d = reg.push("app:v1", &[("f.txt", b"referrers")]).await;
+    let reference = format!("{host}/app@{d}");
+    let home = n.verifier(
+        "api",
+        policy("api", &["*"], json!({"level": "strict"}), &[ACME]),
+        &[("ca", "acme", &["root.crt"][..])],
+    );
+    for format in ["jws", "cose"] {
+        let (n2, r2) = (&n, reference.clone());
+        tokio::task::block_in_place(|| n2.sign(&r2, "ec", format, &["--force-referrers-tag=false"]));
+    }
+    let (theirs, said) = tokio::task::block_in_place(|| n.verify(&home, &reference));
+    assert_eq!(theirs, 0, "{said}");
+    let cfg = home.join("notation");
+    let out =
+        ocisync(&["verify", &reference, "--notation", cfg.to_str().unwrap(), "--insecure", "--output", "json"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let sig = &json(&out)["verification"]["signatures"][0];
+    assert_eq!(sig["foundBy"], "ReferrersAPI");
+    assert_eq!(sig["format"], "Notation");
+    let log = reg.hooks.log.lock().unwrap().clone();
+    assert!(log.iter().any(|l| l.starts_with("GET ") && l.contains("/referrers/")), "{log:?}");
+    let fallback = format!("/manifests/sha256-{}", &d[7..]);
+    assert!(!log.iter().any(|l| l.ends_with(&fallback)), "no tag schema: {log:?}");
+}
