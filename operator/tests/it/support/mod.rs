@@ -12,6 +12,7 @@
 
 pub mod cluster;
 pub mod cosign;
+pub mod notation;
 pub mod registry;
 pub mod sigstore;
 pub mod tarball;
