@@ -16,7 +16,7 @@ export OCISYNC_TOOLS=${OCISYNC_TOOLS:-/var/tmp/ocisync/tools}
 [[ -f $HOME/.cargo/env ]] && . "$HOME/.cargo/env"
 step() { printf '\n== %s\n' "$*" >&2; }
 
-step "real tools (oras, crane, cosign, docker-registry, kustomize, kubectl) in $OCISYNC_TOOLS"
+step "real tools (oras, crane, cosign, docker-registry, kustomize, kubectl, notation) in $OCISYNC_TOOLS"
 e2e/setup/install-tools.sh >/dev/null
 cat "$OCISYNC_TOOLS/VERSIONS" >&2
 

@@ -23,9 +23,10 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 PREFIX=${OCISYNC_PRODUCERS:-/var/tmp/ocisync/producers}
 
-# The tests also run GNU tar, zstd, setcap and gpg, which Debian's base images
-# carry; a machine without them gets them from its own apt sources.
-for pair in zstd:zstd setcap:libcap2-bin gpg:gpg; do
+# The tests also run GNU tar, zstd, setcap, gpg and openssl (the Notation
+# tests' PKI and timestamp authority), which Debian's base images carry; a
+# machine without them gets them from its own apt sources.
+for pair in zstd:zstd setcap:libcap2-bin gpg:gpg openssl:openssl; do
   command -v "${pair%%:*}" >/dev/null ||
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${pair#*:}" >/dev/null
 done
