@@ -36,7 +36,9 @@ pub fn tools_bin() -> &'static Path {
         let prefix =
             std::env::var_os("OCISYNC_TOOLS").map(PathBuf::from).unwrap_or_else(|| "/var/tmp/ocisync/tools".into());
         let bin = prefix.join("bin");
-        if !["oras", "crane", "cosign", "docker-registry", "kubectl", "kustomize", "notation"].iter().all(|t| bin.join(t).exists())
+        if !["oras", "crane", "cosign", "docker-registry", "kubectl", "kustomize", "notation"]
+            .iter()
+            .all(|t| bin.join(t).exists())
         {
             let script = repo_root().join("e2e/setup/install-tools.sh");
             let st = Command::new(&script)
