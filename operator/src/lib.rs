@@ -14,6 +14,7 @@ mod agent;
 pub mod api;
 mod cli;
 mod controller;
+mod diff;
 mod fetch;
 #[cfg(fuzzing)]
 pub mod fuzz;

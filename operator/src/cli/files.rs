@@ -25,6 +25,13 @@ use crate::unpack::{Entry, Selection};
 pub(super) struct Source {
     /// oci://host[:port]/repo[:tag][@sha256:…]
     reference: String,
+    #[command(flatten)]
+    from: From,
+}
+
+/// How a reference is read: the flags `ls`, `cat` and `diff` share.
+#[derive(Args, Debug)]
+pub(super) struct From {
     /// Platform to take from an image index, os/arch[/variant]; default: this machine's.
     #[arg(long)]
     platform: Option<String>,
@@ -65,12 +72,12 @@ pub(super) struct CatArgs {
 }
 
 /// What was listed, and what it cost.
-struct Listed {
-    files: Vec<FileReport>,
-    layers: Vec<LayerRead>,
-    registry_bytes: u64,
-    from_toc: bool,
-    digest: String,
+pub(super) struct Listed {
+    pub(super) files: Vec<FileReport>,
+    pub(super) layers: Vec<LayerRead>,
+    pub(super) registry_bytes: u64,
+    pub(super) from_toc: bool,
+    pub(super) digest: String,
 }
 
 pub(super) async fn ls(args: LsArgs) -> ExitCode {
@@ -79,32 +86,7 @@ pub(super) async fn ls(args: LsArgs) -> ExitCode {
         Err(e) => return usage(&e.to_string()),
     };
     let src = &args.source;
-    let scratch = match Scratch::new() {
-        Ok(s) => s,
-        Err(e) => return usage(&format!("cannot make a temporary directory: {e}")),
-    };
-    let out = scratch.out();
-    let listed = run(src, selection, |client, pinned, platform, opts| async move {
-        let origin = Arc::new(Mirror::new(client.clone(), &pinned.reference));
-        let res = resolve::manifest(&client, &pinned, &platform).await?;
-        if let Some(l) = fetch::list::from_tocs(origin, &res, &opts).await.map_err(PipelineError::from)? {
-            let digest = res.digest.to_string();
-            return Ok(Listed {
-                files: l.files,
-                layers: l.layers,
-                registry_bytes: l.registry_bytes,
-                from_toc: true,
-                digest,
-            });
-        }
-        // Some layer has no TOC to read: list what unpacking it gives.
-        let pulled = pipeline::run(client, &pinned, &platform, &opts, &out).await?;
-        let r = pulled.report;
-        let digest = pulled.resolution.digest.to_string();
-        Ok(Listed { files: r.files, layers: r.layers, registry_bytes: r.registry_bytes, from_toc: false, digest })
-    })
-    .await;
-    drop(scratch);
+    let listed = list(&src.reference, &src.from, selection).await;
     let listed = match listed {
         Ok(l) => l,
         Err(Fail::Usage(msg)) => return usage(&msg),
@@ -151,11 +133,7 @@ pub(super) async fn cat(args: CatArgs) -> ExitCode {
         Err(e) => return usage(&format!("cannot make a temporary directory: {e}")),
     };
     let out = scratch.out();
-    let pulled = run(&args.source, selection, |client, pinned, platform, opts| {
-        let out = out.clone();
-        async move { pipeline::run(client, &pinned, &platform, &opts, &out).await }
-    })
-    .await;
+    let pulled = fetch(&args.source.reference, &args.source.from, selection, &out).await;
     let pulled = match pulled {
         Ok(p) => p,
         Err(Fail::Usage(msg)) => return usage(&msg),
@@ -194,19 +172,59 @@ fn copy_out(file: &Path) -> ExitCode {
     }
 }
 
-enum Fail {
+pub(super) enum Fail {
     Usage(String),
     Pipeline(PipelineError),
 }
 
+/// The selected files of `reference`: from the layers' tables of contents
+/// where every layer has one, else by pulling into a private directory.
+pub(super) async fn list(reference: &str, from: &From, selection: Selection) -> Result<Listed, Fail> {
+    let scratch = Scratch::new().map_err(|e| Fail::Usage(format!("cannot make a temporary directory: {e}")))?;
+    let out = scratch.out();
+    run(reference, from, selection, |client, pinned, platform, opts| async move {
+        let origin = Arc::new(Mirror::new(client.clone(), &pinned.reference));
+        let res = resolve::manifest(&client, &pinned, &platform).await?;
+        if let Some(l) = fetch::list::from_tocs(origin, &res, &opts).await.map_err(PipelineError::from)? {
+            let digest = res.digest.to_string();
+            return Ok(Listed {
+                files: l.files,
+                layers: l.layers,
+                registry_bytes: l.registry_bytes,
+                from_toc: true,
+                digest,
+            });
+        }
+        // Some layer has no TOC to read: list what unpacking it gives.
+        let pulled = pipeline::run(client, &pinned, &platform, &opts, &out).await?;
+        let r = pulled.report;
+        let digest = pulled.resolution.digest.to_string();
+        Ok(Listed { files: r.files, layers: r.layers, registry_bytes: r.registry_bytes, from_toc: false, digest })
+    })
+    .await
+}
+
+/// The selected files of `reference`, pulled into `out`.
+pub(super) async fn fetch(
+    reference: &str,
+    from: &From,
+    selection: Selection,
+    out: &Path,
+) -> Result<pipeline::Pulled, Fail> {
+    run(reference, from, selection, |client, pinned, platform, opts| async move {
+        pipeline::run(client, &pinned, &platform, &opts, out).await
+    })
+    .await
+}
+
 /// Set up, resolve (one HEAD), verify when asked, then `then` with the
 /// pinned digest, all within `--timeout`.
-async fn run<T, F, Fut>(src: &Source, selection: Selection, then: F) -> Result<T, Fail>
+async fn run<T, F, Fut>(reference: &str, src: &From, selection: Selection, then: F) -> Result<T, Fail>
 where
     F: FnOnce(Arc<crate::oci::RegistryClient>, resolve::Pinned, Platform, PullOptions) -> Fut,
     Fut: Future<Output = Result<T, PipelineError>>,
 {
-    let (reference, client) = setup(&src.reference, &src.registry).map_err(Fail::Usage)?;
+    let (reference, client) = setup(reference, &src.registry).map_err(Fail::Usage)?;
     let requirements = src.signature.requirement(&src.verify_keys).map_err(Fail::Usage)?;
     let platform = match src.platform.as_deref().map(Platform::parse).transpose() {
         Ok(p) => p.unwrap_or_else(Platform::current),
@@ -242,7 +260,7 @@ impl Scratch {
     }
 
     /// Where a pull writes (created by it, with its staging beside it).
-    fn out(&self) -> PathBuf {
+    pub(super) fn out(&self) -> PathBuf {
         self.0.join("out")
     }
 }

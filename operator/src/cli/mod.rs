@@ -2,6 +2,7 @@
 //! controller runs, driven from flags.
 
 mod agent;
+mod diff;
 mod files;
 mod output;
 mod progress;
@@ -75,6 +76,10 @@ enum Command {
     /// Write one file of an artifact to stdout (only its chunks are read
     /// where its layer has a table of contents).
     Cat(files::CatArgs),
+    /// The files added, removed and changed between two versions (from the
+    /// tables of contents alone where every layer has one); `-p` adds
+    /// unified diffs of the changed text files, reading only those.
+    Diff(diff::DiffArgs),
     /// Pack files and directories into one layer (eStargz: every file
     /// fetchable alone) and push it as an OCI 1.1 artifact; prints REF@digest.
     Push(push::PushArgs),
@@ -365,6 +370,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Resolve(args) => resolve(args).await,
         Command::Pull(args) => pull(args).await,
         Command::Ls(args) => files::ls(args).await,
+        Command::Diff(args) => diff::diff(args).await,
         Command::Cat(args) => files::cat(args).await,
         Command::Push(args) => push::push(args).await,
         Command::Verify(args) => verify::verify(args).await,

@@ -5,6 +5,7 @@ mod agent;
 mod api_server;
 mod controller;
 mod defects;
+mod diff;
 mod faults;
 mod hostile;
 mod image;

@@ -56,7 +56,7 @@ fn layers_of(work: &Path, mark: Option<&str>) -> Vec<(String, Value, Vec<u8>)> {
 }
 
 /// (status, bytes) of each GET of `digest` in distribution's access log.
-fn blob_gets(log: &[String], digest: &str) -> Vec<(u16, u64)> {
+pub(crate) fn blob_gets(log: &[String], digest: &str) -> Vec<(u16, u64)> {
     log.iter()
         .filter_map(|l| {
             let at = l.find(&format!("/blobs/{digest} HTTP/1.1\""))?;
