@@ -20,6 +20,7 @@ mod fetch;
 pub mod fuzz;
 #[cfg(all(test, not(fuzzing)))]
 mod fuzz;
+mod gitops;
 mod oci;
 mod pipeline;
 mod publish;

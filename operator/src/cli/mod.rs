@@ -5,6 +5,7 @@ mod agent;
 mod diff;
 mod files;
 mod output;
+mod pin;
 mod progress;
 mod push;
 mod verify;
@@ -80,6 +81,10 @@ enum Command {
     /// tables of contents alone where every layer has one); `-p` adds
     /// unified diffs of the changed text files, reading only those.
     Diff(diff::DiffArgs),
+    /// Write the digest each Artifact document's tag or semver range names
+    /// now into its `spec.ref.digest`, verified as asked, changing no other
+    /// byte of the files (GitOps repositories).
+    Pin(pin::PinArgs),
     /// Pack files and directories into one layer (eStargz: every file
     /// fetchable alone) and push it as an OCI 1.1 artifact; prints REF@digest.
     Push(push::PushArgs),
@@ -243,7 +248,7 @@ fn lease_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 struct RegistryArgs {
     /// Use plain HTTP instead of HTTPS.
     #[arg(long)]
@@ -371,6 +376,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Pull(args) => pull(args).await,
         Command::Ls(args) => files::ls(args).await,
         Command::Diff(args) => diff::diff(args).await,
+        Command::Pin(args) => pin::pin(args).await,
         Command::Cat(args) => files::cat(args).await,
         Command::Push(args) => push::push(args).await,
         Command::Verify(args) => verify::verify(args).await,

@@ -17,6 +17,7 @@ mod mirrors;
 mod namespaced;
 mod notation;
 mod partial;
+mod pin;
 mod providers;
 mod proxy;
 mod pull;
