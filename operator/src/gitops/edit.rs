@@ -144,3 +144,119 @@ mod tests {
         assert!(pin_edit(&text, &found[0], D).is_err());
     }
 }
+
+#[cfg(test)]
+mod property {
+    //! Random files of YAML documents around Artifact documents, written in
+    //! random styles: after pinning, the file reads as the same YAML but for
+    //! the digests, and every byte outside the digest edits is unchanged.
+
+    use super::super::find::find_in;
+    use super::*;
+
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+            xs[(self.next() % xs.len() as u64) as usize]
+        }
+    }
+
+    fn other_doc(r: &mut Rng) -> String {
+        r.pick(&[
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata:\n  tag: v1\n  digest: 'sha256:00'\n",
+            "# a comment only document\n",
+            "resources:\n- a.yaml  # kustomize\n- b.yaml\n",
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: d\nspec: {replicas: 2, template: {spec: {containers: [{name: c, image: 'x:1'}]}}}\n",
+            "list:\n  - |\n    ---\n    not a marker\n  - \"quoted: value\"\n",
+        ])
+        .to_string()
+    }
+
+    fn artifact(r: &mut Rng, i: usize) -> String {
+        let q = |r: &mut Rng, v: &str| match r.next() % 3 {
+            0 => v.to_string(),
+            1 => format!("\"{v}\""),
+            _ => format!("'{v}'"),
+        };
+        let plain = r.pick(&["v1", "1.2.3", "stable"]);
+        let tag = q(r, plain);
+        let digest = match r.next() % 3 {
+            0 => None,
+            _ => Some(q(r, "sha256:0000000000000000000000000000000000000000000000000000000000000000")),
+        };
+        let key = if r.next() % 2 == 0 { "tag" } else { "semver" };
+        let comment = r.pick(&["", "  # pinned by a bot", " #c"]);
+        let indent = r.pick(&["  ", "    "]);
+        let in2 = format!("{indent}{indent}");
+        let reference = match (r.next() % 2, &digest) {
+            (0, Some(d)) => format!("{indent}ref: {{{key}: {tag}, digest: {d}}}{comment}\n"),
+            (0, None) => format!("{indent}ref: {{{key}: {tag}}}{comment}\n"),
+            (_, Some(d)) => format!("{indent}ref:\n{in2}{key}: {tag}{comment}\n{in2}digest: {d}\n"),
+            (_, None) => format!("{indent}ref:\n{in2}# a comment above\n{in2}{key}: {tag}{comment}\n"),
+        };
+        let url = format!("{indent}url: oci://r.io/team/app{i}\n");
+        let body = if r.next() % 2 == 0 { format!("{url}{reference}") } else { format!("{reference}{url}") };
+        format!(
+            "apiVersion: ocisync.dev/v1alpha1\nkind: Artifact\nmetadata:\n{indent}name: a{i}\nspec:\n{body}{indent}interval: 5m\n"
+        )
+    }
+
+    fn values(text: &str) -> Vec<serde_json::Value> {
+        super::super::find::documents(text)
+            .into_iter()
+            .map(|(_, d)| serde_saphyr::from_str::<serde_json::Value>(d).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn only_digests_change() {
+        const D: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+        let mut r = Rng(0x5eed_1234_abcd_ef01);
+        for round in 0..300 {
+            let mut text = String::new();
+            let docs = 1 + r.next() % 5;
+            for i in 0..docs as usize {
+                if i > 0 {
+                    text.push_str(r.pick(&["---\n", "--- # next\n"]));
+                }
+                text.push_str(&if r.next() % 2 == 0 { artifact(&mut r, i) } else { other_doc(&mut r) });
+            }
+            let found = find_in(&text).unwrap_or_else(|e| panic!("round {round}: {e}\n{text}"));
+            let edits: Vec<Edit> = found.iter().filter_map(|f| pin_edit(&text, f, D).unwrap()).collect();
+            let out = apply(&text, &edits);
+            // the same YAML, but for the digests
+            let (before, after) = (values(&text), values(&out));
+            assert_eq!(before.len(), after.len(), "round {round}");
+            for (mut b, a) in before.into_iter().zip(after) {
+                if b["kind"] == "Artifact" {
+                    b["spec"]["ref"]["digest"] = serde_json::json!(D);
+                }
+                assert_eq!(b, a, "round {round}:\n{text}\n=>\n{out}");
+            }
+            // and the bytes outside the edits are the original's
+            let mut at = 0;
+            let mut rest = out.as_str();
+            let mut sorted = edits.clone();
+            sorted.sort_by_key(|e| e.start);
+            for e in &sorted {
+                let same = &text[at..e.start];
+                assert!(rest.starts_with(same), "round {round}");
+                rest = &rest[same.len()..];
+                assert!(rest.starts_with(&e.text), "round {round}");
+                rest = &rest[e.text.len()..];
+                at = e.end;
+            }
+            assert_eq!(rest, &text[at..], "round {round}");
+            // every replaced span held a digest
+            assert!(sorted.iter().all(|e| e.start == e.end || text[e.start..e.end].starts_with("sha256:")));
+        }
+    }
+}
