@@ -192,7 +192,7 @@ mod property {
             0 => None,
             _ => Some(q(r, "sha256:0000000000000000000000000000000000000000000000000000000000000000")),
         };
-        let key = if r.next() % 2 == 0 { "tag" } else { "semver" };
+        let key = if r.next().is_multiple_of(2) { "tag" } else { "semver" };
         let comment = r.pick(&["", "  # pinned by a bot", " #c"]);
         let indent = r.pick(&["  ", "    "]);
         let in2 = format!("{indent}{indent}");
@@ -203,7 +203,7 @@ mod property {
             (_, None) => format!("{indent}ref:\n{in2}# a comment above\n{in2}{key}: {tag}{comment}\n"),
         };
         let url = format!("{indent}url: oci://r.io/team/app{i}\n");
-        let body = if r.next() % 2 == 0 { format!("{url}{reference}") } else { format!("{reference}{url}") };
+        let body = if r.next().is_multiple_of(2) { format!("{url}{reference}") } else { format!("{reference}{url}") };
         format!(
             "apiVersion: ocisync.dev/v1alpha1\nkind: Artifact\nmetadata:\n{indent}name: a{i}\nspec:\n{body}{indent}interval: 5m\n"
         )
@@ -227,7 +227,7 @@ mod property {
                 if i > 0 {
                     text.push_str(r.pick(&["---\n", "--- # next\n"]));
                 }
-                text.push_str(&if r.next() % 2 == 0 { artifact(&mut r, i) } else { other_doc(&mut r) });
+                text.push_str(&if r.next().is_multiple_of(2) { artifact(&mut r, i) } else { other_doc(&mut r) });
             }
             let found = find_in(&text).unwrap_or_else(|e| panic!("round {round}: {e}\n{text}"));
             let edits: Vec<Edit> = found.iter().filter_map(|f| pin_edit(&text, f, D).unwrap()).collect();
