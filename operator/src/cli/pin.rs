@@ -27,7 +27,9 @@ pub(super) struct PinArgs {
     dry_run: bool,
     /// A public key new digests must be signed with (repeatable), as
     /// `verify --key`. An Artifact with `spec.verify` is pinned only when
-    /// its new digest verifies with what is given here.
+    /// its new digest verifies: with what these flags give, or, without
+    /// them, with the keys, trusted root or trust policy its `spec.verify`
+    /// names, read from the Secrets and ConfigMaps of the same tree.
     #[arg(long = "key", value_name = "FILE")]
     keys: Vec<PathBuf>,
     #[command(flatten)]
@@ -58,13 +60,20 @@ pub(super) async fn pin(args: PinArgs) -> ExitCode {
         Ok(f) => f,
         Err(m) => return usage(&m),
     };
+    let mut texts = Vec::with_capacity(files.len());
+    let mut objects = gitops::Objects::default();
+    for file in files {
+        match read(&file) {
+            Ok(t) => {
+                objects.read(&t);
+                texts.push((file, t));
+            }
+            Err(m) => return usage(&m),
+        }
+    }
     let mut results = Vec::new();
     let mut edits: BTreeMap<PathBuf, (String, Vec<Edit>)> = BTreeMap::new();
-    for file in files {
-        let text = match read(&file) {
-            Ok(t) => t,
-            Err(m) => return usage(&m),
-        };
+    for (file, text) in texts {
         let found = match gitops::find_in(&text) {
             Ok(f) => f,
             Err(m) => return usage(&format!("{}: {m}", file.display())),
@@ -84,17 +93,20 @@ pub(super) async fn pin(args: PinArgs) -> ExitCode {
                 continue;
             }
             let wants_verify = f.artifact.spec.verify.is_some();
-            if wants_verify && requirements.is_empty() {
-                r.error = Some((
-                    Reason::InvalidVerificationKeys,
-                    "spec.verify asks for signatures: give --key, --certificate-identity or --notation as the cluster verifies"
-                        .into(),
-                ));
-                results.push(r);
-                continue;
-            }
-            match resolve_and_verify(&f.artifact, &args.registry, if wants_verify { &requirements } else { &[] }).await
-            {
+            // the flags, when given, else what spec.verify names in the tree
+            let own = match (wants_verify, requirements.is_empty()) {
+                (true, true) => match gitops::requirements(&f.artifact, &objects) {
+                    Ok(r) => r,
+                    Err(m) => {
+                        r.error = Some((Reason::InvalidVerificationKeys, format!("spec.verify: {m}")));
+                        results.push(r);
+                        continue;
+                    }
+                },
+                (true, false) => requirements.clone(),
+                (false, _) => Vec::new(),
+            };
+            match resolve_and_verify(&f.artifact, &args.registry, &own).await {
                 Ok(digest) => {
                     r.verified = wants_verify;
                     match gitops::pin_edit(&text, &f, &digest) {

@@ -5,6 +5,8 @@
 
 mod edit;
 mod find;
+mod trust;
 
 pub(crate) use edit::{Edit, apply, pin_edit};
 pub(crate) use find::{MAX_FILE_BYTES, find_in, yaml_files};
+pub(crate) use trust::{Objects, requirements};

@@ -95,7 +95,26 @@ async fn pin_writes_only_verified_digests_and_nothing_else() {
     assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
     assert_eq!(git(r, &["status", "--porcelain"]), "");
 
-    // without a key, an Artifact that asks for signatures is not pinned
-    let out = ocisync(&["pin", r.join("apps/a.yaml").to_str().unwrap(), "--insecure"]).await;
+    // without the flags, the keys come from the Secret its spec.verify
+    // names, in the tree, in its namespace; without that Secret, no pin
+    git(r, &["reset", "-q", "--hard", "HEAD~1"]);
+    let a_file = r.join("apps/a.yaml");
+    let out = ocisync(&["pin", a_file.to_str().unwrap(), "--insecure", "--output", "json"]).await;
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let message = json(&out)["artifacts"][0]["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("Secret team/cosign is not in the tree"), "{message}");
+    assert_eq!(git(r, &["status", "--porcelain"]), "");
+    let pem: String = signer.public_pem().lines().map(|l| format!("    {l}\n")).collect();
+    let secret = |ns: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: cosign\n  namespace: {ns}\nstringData:\n  cosign.pub: |\n{pem}"
+        )
+    };
+    fs::write(r.join("keys.yaml"), secret("elsewhere")).unwrap();
+    let out = ocisync(&["pin", a_file.to_str().unwrap(), r.join("keys.yaml").to_str().unwrap(), "--insecure"]).await;
+    assert_eq!(out.status.code(), Some(2), "a Secret of another namespace is not read: {}", stderr(&out));
+    fs::write(r.join("keys.yaml"), secret("team")).unwrap();
+    let out = ocisync(&["pin", a_file.to_str().unwrap(), r.join("keys.yaml").to_str().unwrap(), "--insecure"]).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(fs::read_to_string(&a_file).unwrap(), a_now, "the same edit as with --key");
 }
