@@ -2,6 +2,7 @@
 //! controller runs, driven from flags.
 
 mod agent;
+mod check;
 mod diff;
 mod files;
 mod output;
@@ -85,6 +86,10 @@ enum Command {
     /// now into its `spec.ref.digest`, verified as asked, changing no other
     /// byte of the files (GitOps repositories).
     Pin(pin::PinArgs),
+    /// A merge gate for GitOps repositories, with no cluster: every Artifact
+    /// document against the CRD's schema, its digest in the registry, its
+    /// signatures under its spec.verify and the tree's cluster policies.
+    Check(check::CheckArgs),
     /// Pack files and directories into one layer (eStargz: every file
     /// fetchable alone) and push it as an OCI 1.1 artifact; prints REF@digest.
     Push(push::PushArgs),
@@ -377,6 +382,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Ls(args) => files::ls(args).await,
         Command::Diff(args) => diff::diff(args).await,
         Command::Pin(args) => pin::pin(args).await,
+        Command::Check(args) => check::check(args).await,
         Command::Cat(args) => files::cat(args).await,
         Command::Push(args) => push::push(args).await,
         Command::Verify(args) => verify::verify(args).await,

@@ -16,7 +16,7 @@ mod metrics;
 mod notify;
 mod own_writes;
 pub(crate) mod plan;
-mod policies;
+pub(crate) mod policies;
 mod reconcile;
 mod registries;
 mod resolutions;

@@ -114,6 +114,21 @@ struct SpanRef {
     digest: Option<Spanned<String>>,
 }
 
+/// The documents of one file's text that say they are Artifacts, with
+/// their first lines, whether or not they read as one.
+pub(crate) fn artifact_documents(text: &str) -> Vec<(usize, &str)> {
+    documents(text)
+        .into_iter()
+        .filter(|(_, doc)| {
+            serde_saphyr::from_str::<Head>(doc).is_ok_and(|h| {
+                h.kind.as_deref() == Some("Artifact")
+                    && h.api_version.as_deref().is_some_and(|v| v.starts_with("ocisync.dev/"))
+            })
+        })
+        .map(|(offset, doc)| (text[..offset].matches('\n').count() + 1, doc))
+        .collect()
+}
+
 /// The Artifact documents of one file's text; other kinds are left alone.
 /// A document that says it is an Artifact but does not read as one is an
 /// error (the cluster would refuse it too).

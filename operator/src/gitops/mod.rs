@@ -5,8 +5,9 @@
 
 mod edit;
 mod find;
+pub(crate) mod schema;
 mod trust;
 
 pub(crate) use edit::{Edit, apply, pin_edit};
-pub(crate) use find::{MAX_FILE_BYTES, find_in, yaml_files};
-pub(crate) use trust::{Objects, requirements};
+pub(crate) use find::{MAX_FILE_BYTES, artifact_documents, find_in, yaml_files};
+pub(crate) use trust::{Objects, policy_requirements, requirements};

@@ -11,7 +11,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 
 use super::find::documents;
-use crate::api::Artifact;
+use crate::api::{Artifact, ClusterArtifactPolicy};
 use crate::verify::keyless::Rules;
 use crate::verify::{Key, Requirement, Trust, keys, notation};
 
@@ -22,6 +22,9 @@ type Name = (String, Option<String>, String);
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Objects {
     by_name: BTreeMap<Name, BTreeMap<String, Vec<u8>>>,
+    /// Namespace documents' labels, by name.
+    pub(crate) namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    pub(crate) policies: Vec<ClusterArtifactPolicy>,
 }
 
 #[derive(Deserialize)]
@@ -40,6 +43,8 @@ struct Doc {
 struct Meta {
     name: Option<String>,
     namespace: Option<String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
 }
 
 impl Objects {
@@ -47,7 +52,21 @@ impl Objects {
     pub(crate) fn read(&mut self, text: &str) {
         for (_, doc) in documents(text) {
             let Ok(d) = serde_saphyr::from_str::<Doc>(doc) else { continue };
+            if d.kind.as_deref() == Some("ClusterArtifactPolicy")
+                && d.api_version.as_deref().is_some_and(|v| v.starts_with("ocisync.dev/"))
+            {
+                if let Ok(p) = serde_saphyr::from_str::<ClusterArtifactPolicy>(doc) {
+                    self.policies.push(p);
+                }
+                continue;
+            }
             let (Some(kind), Some("v1"), Some(meta)) = (d.kind, d.api_version.as_deref(), d.metadata) else { continue };
+            if kind == "Namespace" {
+                if let Some(name) = meta.name {
+                    self.namespaces.insert(name, meta.labels);
+                }
+                continue;
+            }
             if kind != "Secret" && kind != "ConfigMap" {
                 continue;
             }
@@ -114,6 +133,51 @@ pub(crate) fn requirements(artifact: &Artifact, objects: &Objects) -> Result<Vec
         }
     }
     out.push(req);
+    Ok(out)
+}
+
+/// The requirements of the tree's cluster policies that cover `artifact`
+/// (by its namespace's labels in the tree, and its URL), each named
+/// `ClusterArtifactPolicy/<name>` as the operator names it.
+pub(crate) fn policy_requirements(artifact: &Artifact, objects: &Objects) -> Result<Vec<Requirement>, String> {
+    let ns = artifact.metadata.namespace.clone().unwrap_or_else(|| "default".into());
+    let labels = objects.namespaces.get(&ns).cloned().unwrap_or_default();
+    let mut out = Vec::new();
+    for p in &objects.policies {
+        let name = p.metadata.name.clone().unwrap_or_default();
+        let by = format!("ClusterArtifactPolicy/{name}");
+        if !crate::controller::policies::covers(&p.spec, &labels, &artifact.spec.url)
+            .map_err(|e| format!("{by}: {e}"))?
+        {
+            continue;
+        }
+        let v = &p.spec.verify;
+        let secret = |r: &crate::api::NamespacedRef| {
+            objects.get("Secret", &r.namespace, &r.name).map_err(|e| format!("{by}: {e}"))
+        };
+        if let Some(n) = &v.notation {
+            let cfg = notation::Config::from_entries(
+                &format!("{}/{}", n.secret_ref.namespace, n.secret_ref.name),
+                secret(&n.secret_ref)?,
+            )?;
+            out.push(Requirement::notation(format!("{by}.notation"), Arc::new(cfg)));
+        }
+        if v.keys.is_none() && v.keyless.is_none() {
+            continue;
+        }
+        let keys = match &v.keys {
+            Some(k) => {
+                keys::from_entries(&format!("{}/{}", k.secret_ref.namespace, k.secret_ref.name), secret(&k.secret_ref)?)
+                    .map_err(|e| format!("{by}: {e}"))?
+            }
+            None => Vec::new(),
+        };
+        let mut req = Requirement::new(by.clone(), keys, &v.predicate_types, v.transparency_log);
+        if let Some(k) = &v.keyless {
+            req = req.with_keyless(Rules::compile(&k.identities, k.ignore_sct)?, v.transparency_log);
+        }
+        out.push(req);
+    }
     Ok(out)
 }
 

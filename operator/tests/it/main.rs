@@ -3,6 +3,7 @@
 
 mod agent;
 mod api_server;
+mod check;
 mod controller;
 mod defects;
 mod diff;
