@@ -71,6 +71,20 @@ pub(super) struct CatArgs {
     path: String,
 }
 
+impl From {
+    /// This machine's platform, no signature asked for, with `registry`'s
+    /// flags: how `pin` lists the versions it moves between.
+    pub(super) fn plain(registry: RegistryArgs) -> From {
+        From {
+            platform: None,
+            verify_keys: Vec::new(),
+            signature: verify::SignatureArgs::default(),
+            no_partial: false,
+            registry,
+        }
+    }
+}
+
 /// What was listed, and what it cost.
 pub(super) struct Listed {
     pub(super) files: Vec<FileReport>,

@@ -49,6 +49,17 @@ struct Pinned {
     after: Option<String>,
     verified: bool,
     error: Option<(Reason, String)>,
+    /// `registry/repository`, and whether its spec says plain HTTP.
+    repository: String,
+    insecure: bool,
+    /// What the move changes: files added, removed, changed.
+    files: Option<(usize, usize, usize)>,
+}
+
+impl Pinned {
+    fn moved(&self) -> bool {
+        self.error.is_none() && self.after.is_some() && self.after != self.before
+    }
 }
 
 pub(super) async fn pin(args: PinArgs) -> ExitCode {
@@ -81,8 +92,21 @@ pub(super) async fn pin(args: PinArgs) -> ExitCode {
         for f in found {
             let name = f.artifact.metadata.name.clone().unwrap_or_default();
             let before = f.artifact.spec.reference.as_ref().and_then(|r| r.digest.clone());
-            let mut r =
-                Pinned { file: file.clone(), line: f.line, name, before, after: None, verified: false, error: None };
+            let repository = crate::oci::Reference::parse(&f.artifact.spec.url)
+                .map(|r| format!("{}/{}", r.registry, r.repository))
+                .unwrap_or_default();
+            let mut r = Pinned {
+                file: file.clone(),
+                line: f.line,
+                name,
+                before,
+                after: None,
+                verified: false,
+                error: None,
+                repository,
+                insecure: f.artifact.spec.insecure,
+                files: None,
+            };
             if f.follow.is_none() {
                 if r.before.is_none() {
                     let m =
@@ -140,6 +164,25 @@ pub(super) async fn pin(args: PinArgs) -> ExitCode {
             write_error = Some(format!("{}: {e}", file.display()));
         }
     }
+    // what each moved pin changes, from the two versions' listings (their
+    // tables of contents where they have them)
+    for r in results.iter_mut().filter(|r| r.moved()) {
+        let Some(before) = &r.before else { continue };
+        let mut registry = args.registry.clone();
+        registry.insecure |= r.insecure;
+        let from = super::files::From::plain(registry);
+        let (a, b) =
+            (format!("{}@{before}", r.repository), format!("{}@{}", r.repository, r.after.as_deref().unwrap_or("")));
+        let all = crate::unpack::Selection::new::<&str>(&[], &[], &[]);
+        if let (Ok(sel), true) = (all, !r.repository.is_empty()) {
+            let (x, y) = (super::files::list(&a, &from, sel.clone()).await, super::files::list(&b, &from, sel).await);
+            if let (Ok(x), Ok(y)) = (x, y) {
+                let changes = crate::diff::changes(&x.files, &y.files);
+                let count = |s: char| changes.iter().filter(|c| c.status() == s).count();
+                r.files = Some((count('A'), count('D'), count('M')));
+            }
+        }
+    }
     report(&args, &results);
     if let Some(m) = write_error {
         eprintln!("error: {m}");
@@ -158,7 +201,8 @@ fn report(args: &PinArgs, results: &[Pinned]) {
                 .iter()
                 .map(|r| {
                     json!({"file": r.file, "line": r.line, "name": r.name, "before": r.before, "after": r.after,
-                           "moved": r.after.is_some() && r.after != r.before, "verified": r.verified,
+                           "moved": r.moved(), "verified": r.verified,
+                           "files": r.files.map(|(a, d, m)| json!({"added": a, "removed": d, "changed": m})),
                            "error": r.error.as_ref().map(|(reason, m)| json!({"reason": reason, "message": m}))})
                 })
                 .collect();
@@ -171,9 +215,12 @@ fn report(args: &PinArgs, results: &[Pinned]) {
                     (Some((reason, m)), _) => eprintln!("{at}: not pinned: {m} ({reason:?})"),
                     (None, Some(d)) if Some(d) == r.before.as_ref() => eprintln!("{at}: already {d}"),
                     (None, Some(d)) => eprintln!(
-                        "{at}: {} -> {d}{}",
+                        "{at}: {} -> {d}{}{}",
                         r.before.as_deref().unwrap_or("(none)"),
-                        if r.verified { " (verified)" } else { "" }
+                        if r.verified { " (verified)" } else { "" },
+                        r.files
+                            .map(|(a, x, m)| format!("; files: {a} added, {x} removed, {m} changed"))
+                            .unwrap_or_default()
                     ),
                     (None, None) => eprintln!("{at}: pinned by digest alone, nothing to follow"),
                 }

@@ -15,7 +15,7 @@ use crate::verify::keyless::Rules;
 use crate::verify::{Key, Requirement, Trust};
 
 /// Which signatures count, as an Artifact's `spec.verify` says it.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Default)]
 pub(super) struct SignatureArgs {
     /// Predicate types that count as a signature (repeatable). Default:
     /// cosign's `https://sigstore.dev/cosign/sign/v1` only.

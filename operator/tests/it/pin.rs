@@ -117,4 +117,19 @@ async fn pin_writes_only_verified_digests_and_nothing_else() {
     let out = ocisync(&["pin", a_file.to_str().unwrap(), r.join("keys.yaml").to_str().unwrap(), "--insecure"]).await;
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(fs::read_to_string(&a_file).unwrap(), a_now, "the same edit as with --key");
+
+    // the tag moves: so does the pin, and it says what the move changes
+    let v1b = push_files(&host, "app:v1", &[("app.yaml", b"v: 1.1\n")], &["--plain-http"]);
+    signer.sign(&format!("{host}/app@{v1b}"));
+    let keys_file = r.join("keys.yaml");
+    let args = ["pin", a_file.to_str().unwrap(), keys_file.to_str().unwrap(), "--insecure", "--output", "json"];
+    let out = ocisync(&args).await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let app = json(&out)["artifacts"][0].clone();
+    assert_eq!(
+        (app["before"].as_str(), app["after"].as_str(), app["moved"].as_bool()),
+        (Some(v1.as_str()), Some(v1b.as_str()), Some(true))
+    );
+    assert_eq!(app["files"], serde_json::json!({"added": 0, "removed": 0, "changed": 1}));
+    assert_eq!(fs::read_to_string(&a_file).unwrap(), a_now.replace(&v1, &v1b));
 }
