@@ -119,14 +119,16 @@ struct SpanRef {
 pub(crate) fn artifact_documents(text: &str) -> Vec<(usize, &str)> {
     documents(text)
         .into_iter()
-        .filter(|(_, doc)| {
-            serde_saphyr::from_str::<Head>(doc).is_ok_and(|h| {
-                h.kind.as_deref() == Some("Artifact")
-                    && h.api_version.as_deref().is_some_and(|v| v.starts_with("ocisync.dev/"))
-            })
-        })
+        .filter(|(_, doc)| is_artifact(doc))
         .map(|(offset, doc)| (text[..offset].matches('\n').count() + 1, doc))
         .collect()
+}
+
+/// Does the document say it is an ocisync Artifact (whatever else it says)?
+fn is_artifact(doc: &str) -> bool {
+    serde_saphyr::from_str::<Head>(doc).is_ok_and(|h| {
+        h.kind.as_deref() == Some("Artifact") && h.api_version.as_deref().is_some_and(|v| v.starts_with("ocisync.dev/"))
+    })
 }
 
 /// The Artifact documents of one file's text; other kinds are left alone.
@@ -136,10 +138,7 @@ pub(crate) fn find_in(text: &str) -> Result<Vec<Found>, String> {
     let mut out = Vec::new();
     for (offset, doc) in documents(text) {
         let line = text[..offset].matches('\n').count() + 1;
-        let Ok(head) = serde_saphyr::from_str::<Head>(doc) else { continue };
-        let is_artifact = head.kind.as_deref() == Some("Artifact")
-            && head.api_version.as_deref().is_some_and(|v| v.starts_with("ocisync.dev/"));
-        if !is_artifact {
+        if !is_artifact(doc) {
             continue;
         }
         let artifact: Artifact =

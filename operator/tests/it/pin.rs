@@ -133,3 +133,50 @@ async fn pin_writes_only_verified_digests_and_nothing_else() {
     assert_eq!(app["files"], serde_json::json!({"added": 0, "removed": 0, "changed": 1}));
     assert_eq!(fs::read_to_string(&a_file).unwrap(), a_now.replace(&v1, &v1b));
 }
+
+/// An Artifact that asks for Notation signatures: `pin` and `check` read
+/// its trust policy Secret (Flux's layout) from the tree, and a digest the
+/// real notation signed is pinned and passes; one signed by another
+/// organisation is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn pin_and_check_verify_notation_with_the_trees_secret() {
+    use crate::support::notation::{ACME, Notation, flux_secret};
+
+    let reg = Distribution::start();
+    let host = reg.host();
+    let n = Notation::new("http://127.0.0.1:9");
+    let good = push_files(&host, "signed:v1", &[("a", b"a\n")], &["--plain-http"]);
+    n.sign(&format!("{host}/signed@{good}"), "ec", "cose", &[]);
+    let foreign = push_files(&host, "foreign:v1", &[("f", b"f\n")], &["--plain-http"]);
+    n.sign(&format!("{host}/foreign@{foreign}"), "other", "jws", &[]);
+    let repo = tempfile::tempdir().unwrap();
+    let r = repo.path();
+    let mut secret = flux_secret("notation-trust", &n, &[ACME]);
+    secret["apiVersion"] = "v1".into();
+    secret["kind"] = "Secret".into();
+    secret["metadata"]["namespace"] = "apps".into();
+    fs::write(r.join("trust.yaml"), serde_saphyr::to_string(&secret).unwrap()).unwrap();
+    for repo_name in ["signed", "foreign"] {
+        let doc = format!(
+            "apiVersion: ocisync.dev/v1alpha1\nkind: Artifact\nmetadata: {{name: {repo_name}, namespace: apps}}\n\
+             spec:\n  url: oci://{host}/{repo_name}\n  insecure: true\n  ref:\n    tag: v1\n  verify:\n    notation:\n      secretRef: {{name: notation-trust}}\n"
+        );
+        fs::write(r.join(format!("{repo_name}.yaml")), doc).unwrap();
+    }
+    let out = ocisync(&["pin", r.to_str().unwrap(), "--insecure", "--output", "json"]).await;
+    assert_eq!(out.status.code(), Some(11), "the foreign one: {}", stderr(&out));
+    let doc = json(&out);
+    let by = |n: &str| doc["artifacts"].as_array().unwrap().iter().find(|a| a["name"] == n).unwrap().clone();
+    assert_eq!(by("signed")["after"], good.as_str());
+    assert_eq!(by("signed")["verified"], true);
+    assert_eq!(by("foreign")["error"]["reason"], "UntrustedSigner");
+    assert!(fs::read_to_string(r.join("signed.yaml")).unwrap().contains(&format!("    digest: {good}\n")));
+    assert!(!fs::read_to_string(r.join("foreign.yaml")).unwrap().contains("digest:"));
+    // check agrees: the pinned one passes, the other fails on its signature
+    let out = ocisync(&["check", r.to_str().unwrap(), "--insecure", "--output", "json"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let doc = json(&out);
+    let by = |n: &str| doc["artifacts"].as_array().unwrap().iter().find(|a| a["name"] == n).unwrap().clone();
+    assert_eq!(by("signed")["ok"], true, "{doc}");
+    assert_eq!(by("foreign")["failed"]["reason"], "UntrustedSigner", "{doc}");
+}
