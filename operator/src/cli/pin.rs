@@ -54,6 +54,8 @@ struct Pinned {
     insecure: bool,
     /// What the move changes: files added, removed, changed.
     files: Option<(usize, usize, usize)>,
+    /// The signatures that verified, as `verify --output json` shows them.
+    evidence: Option<serde_json::Value>,
 }
 
 impl Pinned {
@@ -106,6 +108,7 @@ pub(super) async fn pin(args: PinArgs) -> ExitCode {
                 repository,
                 insecure: f.artifact.spec.insecure,
                 files: None,
+                evidence: None,
             };
             if f.follow.is_none() {
                 if r.before.is_none() {
@@ -131,8 +134,9 @@ pub(super) async fn pin(args: PinArgs) -> ExitCode {
                 (false, _) => Vec::new(),
             };
             match resolve_and_verify(&f.artifact, &args.registry, &own).await {
-                Ok(digest) => {
+                Ok((digest, evidence)) => {
                     r.verified = wants_verify;
+                    r.evidence = evidence;
                     match gitops::pin_edit(&text, &f, &digest) {
                         Ok(Some(e)) => {
                             edits.entry(file.clone()).or_insert_with(|| (text.clone(), Vec::new())).1.push(e)
@@ -203,6 +207,7 @@ fn report(args: &PinArgs, results: &[Pinned]) {
                     json!({"file": r.file, "line": r.line, "name": r.name, "before": r.before, "after": r.after,
                            "moved": r.moved(), "verified": r.verified,
                            "files": r.files.map(|(a, d, m)| json!({"added": a, "removed": d, "changed": m})),
+                           "verification": r.evidence,
                            "error": r.error.as_ref().map(|(reason, m)| json!({"reason": reason, "message": m}))})
                 })
                 .collect();
@@ -234,7 +239,7 @@ async fn resolve_and_verify(
     artifact: &crate::api::Artifact,
     registry: &RegistryArgs,
     requirements: &[crate::verify::Requirement],
-) -> Result<String, (Reason, String)> {
+) -> Result<(String, Option<serde_json::Value>), (Reason, String)> {
     let name = artifact.metadata.name.clone().unwrap_or_default();
     let plan = Plan::new(&name, &artifact.spec).map_err(|e| (Reason::InvalidSpec, e.to_string()))?;
     let repo = &plan.repository;
@@ -254,8 +259,13 @@ async fn resolve_and_verify(
         };
         let reference = crate::oci::Reference { tag: Some(tag), digest: None, ..repo.clone() };
         let pinned = resolve::reference(&client, &reference).await?;
-        pipeline::verify(&client, &pinned, requirements).await?;
-        Ok::<_, PipelineError>(pinned.digest.to_string())
+        let evidence = pipeline::verify(&client, &pinned, requirements).await?;
+        let shown = (!evidence.is_empty()).then(|| {
+            let trust = crate::verify::fingerprint(requirements).unwrap_or_default();
+            serde_json::to_value(crate::status::verification_status(&pinned.digest, &trust, &evidence))
+                .unwrap_or_default()
+        });
+        Ok::<_, PipelineError>((pinned.digest.to_string(), shown))
     };
     let limit = registry.timeout;
     match tokio::time::timeout(limit, run).await {

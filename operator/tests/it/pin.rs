@@ -75,6 +75,9 @@ async fn pin_writes_only_verified_digests_and_nothing_else() {
     let by_name = |n: &str| doc["artifacts"].as_array().unwrap().iter().find(|a| a["name"] == n).unwrap().clone();
     assert_eq!(by_name("app")["after"], v1.as_str());
     assert_eq!(by_name("app")["verified"], true);
+    let evidence = &by_name("app")["verification"]["signatures"][0];
+    assert_eq!(evidence["format"], "SigstoreBundle", "{doc}");
+    assert_eq!(evidence["requiredBy"], "--key");
     assert_eq!(by_name("lib")["after"], v12.as_str(), "the highest tag in the range");
     assert_eq!(by_name("lib")["before"], old);
     assert_eq!(by_name("bare")["error"]["reason"], "NoSignature");
@@ -169,6 +172,8 @@ async fn pin_and_check_verify_notation_with_the_trees_secret() {
     let by = |n: &str| doc["artifacts"].as_array().unwrap().iter().find(|a| a["name"] == n).unwrap().clone();
     assert_eq!(by("signed")["after"], good.as_str());
     assert_eq!(by("signed")["verified"], true);
+    assert_eq!(by("signed")["verification"]["signatures"][0]["format"], "Notation");
+    assert_eq!(by("signed")["verification"]["signatures"][0]["requiredBy"], "spec.verify.notation");
     assert_eq!(by("foreign")["error"]["reason"], "UntrustedSigner");
     assert!(fs::read_to_string(r.join("signed.yaml")).unwrap().contains(&format!("    digest: {good}\n")));
     assert!(!fs::read_to_string(r.join("foreign.yaml")).unwrap().contains("digest:"));
