@@ -50,25 +50,10 @@ pub(super) async fn check(args: CheckArgs) -> ExitCode {
         Ok(r) => r,
         Err(m) => return usage(&m),
     };
-    let files = match gitops::yaml_files(&args.paths) {
-        Ok(f) => f,
+    let (texts, objects) = match gitops::read_tree(&args.paths) {
+        Ok(t) => t,
         Err(m) => return usage(&m),
     };
-    let mut texts = Vec::new();
-    let mut objects = gitops::Objects::default();
-    for f in files {
-        match std::fs::metadata(&f).map(|m| m.len()) {
-            Ok(n) if n <= gitops::MAX_FILE_BYTES => {}
-            _ => return usage(&format!("{}: unreadable or larger than {} bytes", f.display(), gitops::MAX_FILE_BYTES)),
-        }
-        match std::fs::read_to_string(&f) {
-            Ok(t) => {
-                objects.read(&t);
-                texts.push((f, t));
-            }
-            Err(e) => return usage(&format!("{}: {e}", f.display())),
-        }
-    }
     let crd = schema::artifact_schema();
     let mut rows = Vec::new();
     for (file, text) in &texts {

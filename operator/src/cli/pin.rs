@@ -69,21 +69,10 @@ pub(super) async fn pin(args: PinArgs) -> ExitCode {
         Ok(r) => r,
         Err(m) => return usage(&m),
     };
-    let files = match gitops::yaml_files(&args.paths) {
-        Ok(f) => f,
+    let (texts, objects) = match gitops::read_tree(&args.paths) {
+        Ok(t) => t,
         Err(m) => return usage(&m),
     };
-    let mut texts = Vec::with_capacity(files.len());
-    let mut objects = gitops::Objects::default();
-    for file in files {
-        match read(&file) {
-            Ok(t) => {
-                objects.read(&t);
-                texts.push((file, t));
-            }
-            Err(m) => return usage(&m),
-        }
-    }
     let mut results = Vec::new();
     let mut edits: BTreeMap<PathBuf, (String, Vec<Edit>)> = BTreeMap::new();
     for (file, text) in texts {
@@ -273,14 +262,6 @@ async fn resolve_and_verify(
         Ok(Err(e)) => Err((Reason::from(&e), e.to_string())),
         Err(_) => Err((Reason::Timeout, format!("gave up after {limit:?} (--timeout)"))),
     }
-}
-
-fn read(p: &Path) -> Result<String, String> {
-    let meta = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
-    if meta.len() > gitops::MAX_FILE_BYTES {
-        return Err(format!("{}: larger than {} bytes", p.display(), gitops::MAX_FILE_BYTES));
-    }
-    std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
 }
 
 /// Replace `file` whole: a temporary file beside it, its mode kept, renamed over it.

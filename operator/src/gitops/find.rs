@@ -44,6 +44,23 @@ pub(crate) fn yaml_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     Ok(out)
 }
 
+/// Every YAML file under `paths` with its text, bounded in number and size,
+/// and the Secrets, ConfigMaps, Namespaces and cluster policies among them.
+pub(crate) fn read_tree(paths: &[PathBuf]) -> Result<(Vec<(PathBuf, String)>, super::Objects), String> {
+    let mut texts = Vec::new();
+    let mut objects = super::Objects::default();
+    for f in yaml_files(paths)? {
+        let len = std::fs::metadata(&f).map_err(|e| format!("{}: {e}", f.display()))?.len();
+        if len > MAX_FILE_BYTES {
+            return Err(format!("{}: larger than {MAX_FILE_BYTES} bytes", f.display()));
+        }
+        let text = std::fs::read_to_string(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+        objects.read(&text);
+        texts.push((f, text));
+    }
+    Ok((texts, objects))
+}
+
 fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), String> {
     if depth > MAX_DEPTH {
         return Err(format!("{}: deeper than {MAX_DEPTH} levels", dir.display()));

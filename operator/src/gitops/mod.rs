@@ -9,5 +9,5 @@ pub(crate) mod schema;
 mod trust;
 
 pub(crate) use edit::{Edit, apply, pin_edit};
-pub(crate) use find::{MAX_FILE_BYTES, artifact_documents, find_in, yaml_files};
+pub(crate) use find::{artifact_documents, find_in, read_tree};
 pub(crate) use trust::{Objects, policy_requirements, requirements};

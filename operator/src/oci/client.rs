@@ -83,6 +83,17 @@ pub(crate) struct ProxyConfig {
     pub(crate) credentials: Option<(String, String)>,
 }
 
+impl ProxyConfig {
+    pub(crate) fn to_reqwest(&self) -> Result<reqwest::Proxy, RegistryError> {
+        let mut proxy = reqwest::Proxy::all(&self.address)
+            .map_err(|_| RegistryError::Config(format!("proxy address {:?} is not a URL", self.address)))?;
+        if let Some((user, password)) = &self.credentials {
+            proxy = proxy.basic_auth(user, password);
+        }
+        Ok(proxy)
+    }
+}
+
 // The proxy's password stays out of every log line.
 impl std::fmt::Debug for ProxyConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -156,12 +167,7 @@ impl RegistryClient {
         if let Some(p) = &opts.proxy {
             // Replaces the environment's proxies (reqwest reads HTTPS_PROXY,
             // HTTP_PROXY, ALL_PROXY and NO_PROXY otherwise).
-            let mut proxy = reqwest::Proxy::all(&p.address)
-                .map_err(|_| RegistryError::Config(format!("proxy address {:?} is not a URL", p.address)))?;
-            if let Some((user, password)) = &p.credentials {
-                proxy = proxy.basic_auth(user, password);
-            }
-            b = b.proxy(proxy);
+            b = b.proxy(p.to_reqwest()?);
         }
         let crl = super::crl::CrlClient::new(opts)?;
         let http = b.build().map_err(|e| RegistryError::Config(format!("HTTP client: {e}")))?;

@@ -38,12 +38,7 @@ impl CrlClient {
             b = b.tls_certs_merge(certs);
         }
         if let Some(p) = &opts.proxy {
-            let mut proxy = reqwest::Proxy::all(&p.address)
-                .map_err(|_| RegistryError::Config(format!("proxy address {:?} is not a URL", p.address)))?;
-            if let Some((user, password)) = &p.credentials {
-                proxy = proxy.basic_auth(user, password);
-            }
-            b = b.proxy(proxy);
+            b = b.proxy(p.to_reqwest()?);
         }
         Ok(CrlClient { builder: Mutex::new(Some(b)), http: OnceLock::new() })
     }
