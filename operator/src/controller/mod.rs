@@ -195,6 +195,7 @@ fn error_policy(artifact: Arc<Artifact>, error: &Error, ctx: Arc<Context>) -> Ac
 /// the leader first, and stop (with an error) when the lease is lost: only
 /// the leader ever writes.
 pub(crate) async fn run(client: kube::Client, opts: Options) -> Result<(), Error> {
+    let shutdown = Shutdown::listen();
     let metrics = Arc::new(metrics::Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
     if let Some(addr) = opts.metrics_addr {
@@ -224,7 +225,7 @@ pub(crate) async fn run(client: kube::Client, opts: Options) -> Result<(), Error
     let Some((namespace, name)) = opts.lease.clone() else {
         ready.store(true, Ordering::Relaxed);
         leading.store(true, Ordering::Relaxed);
-        return run_controller(client, opts, metrics, notices, shutdown_signal(), std::future::pending())
+        return run_controller(client, opts, metrics, notices, shutdown.wait(), std::future::pending())
             .await
             .map(|_| ());
     };
@@ -242,7 +243,7 @@ pub(crate) async fn run(client: kube::Client, opts: Options) -> Result<(), Error
     tracing::info!(lease = %format!("{namespace}/{name}"), identity = %opts.identity, "waiting to become the leader");
     tokio::select! {
         r = leader.wait_for(|held| *held) => { r.map_err(|_| Error::LostLeadership)?; }
-        _ = shutdown_signal() => return Ok(()),
+        _ = shutdown.clone().wait() => return Ok(()),
     }
     tracing::info!(identity = %opts.identity, "became the leader");
     // A signal stops gracefully: in-flight syncs finish, then the Lease is
@@ -253,7 +254,7 @@ pub(crate) async fn run(client: kube::Client, opts: Options) -> Result<(), Error
     tokio::spawn(async move {
         tokio::select! {
             _ = leader.wait_for(|held| !*held) => { let _ = lost_tx.send(()); }
-            _ = shutdown_signal() => { let _ = graceful_tx.send(()); }
+            _ = shutdown.wait() => { let _ = graceful_tx.send(()); }
         }
         // closing the channel ends the lease task, which releases the lease
         drop(leader);
@@ -274,17 +275,39 @@ pub(crate) async fn run(client: kube::Client, opts: Options) -> Result<(), Error
     Ok(())
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
+/// SIGTERM or Ctrl-C, listened for from the first line of `run`: one that
+/// comes before anything waits for it (while the listeners start, while
+/// the Lease is read) is kept, not lost, and every waiter sees it.
+#[derive(Clone)]
+struct Shutdown(tokio::sync::watch::Receiver<bool>);
+
+impl Shutdown {
+    fn listen() -> Shutdown {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        // registered here, before any other work, not when first awaited
+        let term = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        tokio::spawn(async move {
+            match (term, interrupt) {
+                (Ok(mut t), Ok(mut i)) => {
+                    tokio::select! {
+                        _ = t.recv() => {}
+                        _ = i.recv() => {}
+                    }
+                }
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+            let _ = tx.send(true);
+        });
+        Shutdown(rx)
+    }
+
+    async fn wait(mut self) {
+        if self.0.wait_for(|s| *s).await.is_err() {
+            std::future::pending::<()>().await;
         }
     }
 }

@@ -90,3 +90,38 @@ async fn a_leader_that_loses_its_lease_drops_what_it_was_doing() {
     assert!(e.config_map("abort").await.is_none(), "nothing written after the Lease was lost");
     assert!(e.status("abort").await.get("lastSyncedDigest").is_none());
 }
+
+/// A SIGTERM the moment `/metrics` answers, or `/readyz` says ready (while
+/// the Lease is taken), ends the operator at once, every time: the signal
+/// is listened for before anything else starts, not when first awaited.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sigterm_right_after_start_up_is_not_lost() {
+    let cp = ControlPlane::shared();
+    for i in 0..6 {
+        let name = format!("early-term-{i}");
+        let probe = if i % 2 == 0 { "metrics" } else { "readyz" };
+        let selector = format!("{}=early-term", crate::support::cluster::OPERATOR_LABEL);
+        let args =
+            ["--watch-label-selector", &selector, "--leader-elect=true", "--lease-name", "ocisync-test-early-term"];
+        let mut op = Operator::start(cp, &name, &args);
+        let proc = op.proc.as_mut().unwrap();
+        let started = std::time::Instant::now();
+        let answered = async || {
+            let r = reqwest::get(format!("http://{}/{probe}", op.metrics)).await;
+            r.is_ok_and(|r| r.status() == 200)
+        };
+        while !answered().await {
+            assert!(started.elapsed() < Duration::from_secs(30), "{name}: /metrics never answered");
+            assert!(proc.alive(), "{name} exited before answering");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let pid = i32::try_from(proc.pid()).unwrap();
+        rustix::process::kill_process(rustix::process::Pid::from_raw(pid).unwrap(), rustix::process::Signal::TERM)
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while proc.alive() {
+            assert!(std::time::Instant::now() < deadline, "{name}: still running 10 s after SIGTERM");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
