@@ -12,11 +12,11 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::json;
 
-use super::{Format, RegistryArgs, setup, usage, verify};
+use super::{Format, RegistryArgs, usage, verify};
 use crate::controller::plan::Plan;
 use crate::gitops::{self, schema};
 use crate::pipeline::{self, PipelineError};
-use crate::resolve::{self, Version};
+use crate::resolve;
 use crate::status::Reason;
 
 #[derive(Args, Debug)]
@@ -100,23 +100,16 @@ async fn one(
     };
     requirements
         .extend(gitops::policy_requirements(&artifact, objects).map_err(|m| fail("policy", "PolicyViolation", m))?);
-    let mut registry = args.registry.clone();
-    registry.insecure |= artifact.spec.insecure;
-    let repo = &plan.repository;
-    let (_, client) = setup(&format!("{}/{}", repo.registry, repo.repository), &registry)
+    let (client, registry) = super::pin::client_for(&plan, artifact.spec.insecure, &args.registry)
         .map_err(|m| fail("digest", "InvalidSpec", m))?;
+    let repo = &plan.repository;
     let run = async {
-        let reference = match (&plan.pin, &plan.follow) {
-            (Some(d), _) => crate::oci::Reference { digest: Some(d.clone()), tag: None, ..repo.clone() },
-            (None, Some(Version::Tag(t))) => {
-                crate::oci::Reference { tag: Some(t.clone()), digest: None, ..repo.clone() }
+        let reference = match &plan.pin {
+            Some(d) => crate::oci::Reference { digest: Some(d.clone()), tag: None, ..repo.clone() },
+            None => {
+                let tag = super::pin::followed_tag(&client, &plan).await?;
+                crate::oci::Reference { tag: Some(tag), digest: None, ..repo.clone() }
             }
-            (None, Some(v)) => {
-                let tags = client.tags(&repo.repository).await.map_err(resolve::ResolveError::from)?;
-                let t = resolve::pick_tag(v, &repo.repository, &tags)?;
-                crate::oci::Reference { tag: Some(t), digest: None, ..repo.clone() }
-            }
-            (None, None) => crate::oci::Reference { tag: Some("latest".into()), digest: None, ..repo.clone() },
         };
         // a pinned digest must be there: one HEAD, as for a tag (resolving a
         // digest alone asks the registry nothing)

@@ -223,6 +223,35 @@ fn report(args: &PinArgs, results: &[Pinned]) {
     }
 }
 
+/// A client for the Artifact's repository: the registry flags, and plain
+/// HTTP when its spec says so too.
+pub(super) fn client_for(
+    plan: &Plan,
+    insecure: bool,
+    registry: &RegistryArgs,
+) -> Result<(crate::oci::RegistryClient, RegistryArgs), String> {
+    let mut registry = registry.clone();
+    registry.insecure |= insecure;
+    let repo = &plan.repository;
+    let (_, client) = setup(&format!("{}/{}", repo.registry, repo.repository), &registry)?;
+    Ok((client, registry))
+}
+
+/// The tag the plan follows now: a range reads the tag list, and the
+/// highest match wins, as the operator picks it.
+pub(super) async fn followed_tag(client: &crate::oci::RegistryClient, plan: &Plan) -> Result<String, PipelineError> {
+    let repo = &plan.repository;
+    Ok(match &plan.follow {
+        Some(v @ Version::Semver { .. }) => {
+            let tags = client.tags(&repo.repository).await.map_err(resolve::ResolveError::from)?;
+            resolve::pick_tag(v, &repo.repository, &tags)?
+        }
+        Some(Version::Tag(t)) => t.clone(),
+        // a plan follows nothing only beside a pin; its default is `latest`
+        None => "latest".into(),
+    })
+}
+
 /// What the Artifact's tag or range names now, verified by `requirements`.
 async fn resolve_and_verify(
     artifact: &crate::api::Artifact,
@@ -231,21 +260,11 @@ async fn resolve_and_verify(
 ) -> Result<(String, Option<serde_json::Value>), (Reason, String)> {
     let name = artifact.metadata.name.clone().unwrap_or_default();
     let plan = Plan::new(&name, &artifact.spec).map_err(|e| (Reason::InvalidSpec, e.to_string()))?;
+    let (client, registry) =
+        client_for(&plan, artifact.spec.insecure, registry).map_err(|m| (Reason::InvalidSpec, m))?;
     let repo = &plan.repository;
-    let base = format!("{}/{}", repo.registry, repo.repository);
-    let mut registry = registry.clone();
-    registry.insecure |= artifact.spec.insecure;
-    let (_, client) = setup(&base, &registry).map_err(|m| (Reason::InvalidSpec, m))?;
     let run = async {
-        let tag = match &plan.follow {
-            Some(v @ Version::Semver { .. }) => {
-                let tags = client.tags(&repo.repository).await.map_err(resolve::ResolveError::from)?;
-                resolve::pick_tag(v, &repo.repository, &tags)?
-            }
-            Some(Version::Tag(t)) => t.clone(),
-            // `find_in` hands over only documents with a tag or a range
-            None => "latest".into(),
-        };
+        let tag = followed_tag(&client, &plan).await?;
         let reference = crate::oci::Reference { tag: Some(tag), digest: None, ..repo.clone() };
         let pinned = resolve::reference(&client, &reference).await?;
         let evidence = pipeline::verify(&client, &pinned, requirements).await?;
