@@ -26,6 +26,7 @@ mod pipeline;
 mod publish;
 mod push;
 mod resolve;
+mod shutdown;
 mod status;
 mod unpack;
 mod verify;

@@ -42,7 +42,7 @@ impl From<&PipelineError> for Reason {
             PipelineError::Verify(e) => e.into(),
             PipelineError::Timeout(_) => Reason::Timeout,
             PipelineError::Volume(VolumeError::Reserved(_)) => Reason::UnsafeContent,
-            PipelineError::Volume(VolumeError::Io { .. }) => Reason::Internal,
+            PipelineError::Volume(VolumeError::Io { source, .. }) => crate::status::io_reason(source),
         }
     }
 }

@@ -27,6 +27,7 @@ use crate::pipeline::{self, PipelineError, Placed};
 use crate::publish::Target;
 use crate::publish::volume::Volume;
 use crate::resolve::Pinned;
+use crate::shutdown::Shutdown;
 pub(crate) use wanted::{Wanted, wanted};
 
 /// What to do after a publish.
@@ -76,7 +77,17 @@ pub(crate) struct State {
     failures: std::sync::atomic::AtomicU64,
 }
 
-pub(crate) async fn run(client: kube::Client, opts: Options) -> Result<(), AgentError> {
+/// Until SIGTERM (or, `--one-time`, the first publish). A signal drops a
+/// publish in flight: its staging is removed at the next start, and a
+/// revision is switched in with one rename, so readers see no half of it.
+pub(crate) async fn run(client: kube::Client, opts: Options, shutdown: Shutdown) -> Result<(), AgentError> {
+    tokio::select! {
+        r = watch(client, opts) => r,
+        _ = shutdown.wait() => Ok(()),
+    }
+}
+
+async fn watch(client: kube::Client, opts: Options) -> Result<(), AgentError> {
     let state = Arc::new(State::default());
     let v = opts.volume.clone();
     let current = tokio::task::spawn_blocking(move || v.recover().map(|_| v.current()))

@@ -47,7 +47,7 @@ pub(super) struct AgentArgs {
     on_change_exec: Vec<String>,
 }
 
-pub(super) async fn run(args: AgentArgs) -> ExitCode {
+pub(super) async fn run(args: AgentArgs, shutdown: crate::shutdown::Shutdown) -> ExitCode {
     let Some((namespace, name)) = args.artifact.split_once('/').filter(|(n, a)| !n.is_empty() && !a.is_empty()) else {
         return usage(&format!("--artifact {:?}: want NAMESPACE/NAME", args.artifact));
     };
@@ -87,7 +87,7 @@ pub(super) async fn run(args: AgentArgs) -> ExitCode {
         providers,
         docker_config,
     };
-    match agent::run(client, opts).await {
+    match agent::run(client, opts, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -369,6 +369,7 @@ fn exit_code(reason: Reason) -> u8 {
         Reason::SignatureMismatch => 12,
         Reason::TransparencyLogMissing | Reason::TransparencyLogInvalid => 13,
         Reason::InvalidVerificationKeys | Reason::InvalidTrustedRoot => USAGE,
+        Reason::NoSpace => 14,
         _ => 1,
     }
 }
@@ -376,6 +377,10 @@ fn exit_code(reason: Reason) -> u8 {
 const USAGE: u8 = 2;
 
 async fn run(cli: Cli) -> ExitCode {
+    // The long-running commands catch SIGTERM before doing anything else
+    // (see `shutdown`); the others keep the default: a signal ends them.
+    let shutdown =
+        matches!(cli.command, Command::Operator(_) | Command::Agent(_)).then(crate::shutdown::Shutdown::listen);
     match cli.command {
         Command::Resolve(args) => resolve(args).await,
         Command::Pull(args) => pull(args).await,
@@ -400,8 +405,8 @@ async fn run(cli: Cli) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Operator(args) => operator(args).await,
-        Command::Agent(args) => agent::run(args).await,
+        Command::Operator(args) => operator(args, shutdown.unwrap_or_else(crate::shutdown::Shutdown::listen)).await,
+        Command::Agent(args) => agent::run(args, shutdown.unwrap_or_else(crate::shutdown::Shutdown::listen)).await,
     }
 }
 
@@ -505,7 +510,7 @@ async fn pull(args: PullArgs) -> ExitCode {
     }
 }
 
-async fn operator(args: OperatorArgs) -> ExitCode {
+async fn operator(args: OperatorArgs, shutdown: crate::shutdown::Shutdown) -> ExitCode {
     let client = match kube::Client::try_default().await {
         Ok(c) => c,
         Err(e) => {
@@ -573,7 +578,7 @@ async fn operator(args: OperatorArgs) -> ExitCode {
             crate::controller::scope::Scope::Namespaces(args.namespaces)
         },
     };
-    match crate::controller::run(client, opts).await {
+    match crate::controller::run(client, opts, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

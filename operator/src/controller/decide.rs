@@ -35,7 +35,13 @@ impl Failure {
         E: std::fmt::Display,
         for<'a> &'a E: Into<Reason>,
     {
-        Failure { step, reason: e.into(), message: e.to_string() }
+        let reason = e.into();
+        let message = match reason {
+            // the path and the OS's words, then what to do about it
+            Reason::NoSpace => format!("no space left: {e}; free space there or give it more"),
+            _ => e.to_string(),
+        };
+        Failure { step, reason, message }
     }
 }
 

@@ -46,6 +46,7 @@ use kube::{Api, ResourceExt};
 
 use crate::api::{Artifact, ClusterArtifactPolicy, REQUESTED_AT_ANNOTATION};
 use crate::publish::{Targets, configmap};
+use crate::shutdown::Shutdown;
 use credentials::CredentialSource;
 use decide::{Failure, Inputs};
 
@@ -194,8 +195,7 @@ fn error_policy(artifact: Arc<Artifact>, error: &Error, ctx: Arc<Context>) -> Ac
 /// Run the controller until SIGTERM/SIGINT. With a lease, wait to become
 /// the leader first, and stop (with an error) when the lease is lost: only
 /// the leader ever writes.
-pub(crate) async fn run(client: kube::Client, opts: Options) -> Result<(), Error> {
-    let shutdown = Shutdown::listen();
+pub(crate) async fn run(client: kube::Client, opts: Options, shutdown: Shutdown) -> Result<(), Error> {
     let metrics = Arc::new(metrics::Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
     if let Some(addr) = opts.metrics_addr {
@@ -225,9 +225,12 @@ pub(crate) async fn run(client: kube::Client, opts: Options) -> Result<(), Error
     let Some((namespace, name)) = opts.lease.clone() else {
         ready.store(true, Ordering::Relaxed);
         leading.store(true, Ordering::Relaxed);
-        return run_controller(client, opts, metrics, notices, shutdown.wait(), std::future::pending())
-            .await
-            .map(|_| ());
+        return run_controller(client, opts, metrics, notices, shutdown.clone().wait(), async {
+            shutdown.drained().await;
+            false
+        })
+        .await
+        .map(|_| ());
     };
     let secs = opts.lease_duration.as_secs().max(3);
     let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), name.as_str())
@@ -246,11 +249,13 @@ pub(crate) async fn run(client: kube::Client, opts: Options) -> Result<(), Error
         _ = shutdown.clone().wait() => return Ok(()),
     }
     tracing::info!(identity = %opts.identity, "became the leader");
-    // A signal stops gracefully: in-flight syncs finish, then the Lease is
-    // released. A lost Lease stops at once: another replica may already be
-    // writing, so in-flight syncs are dropped where they stand.
+    // A signal stops gracefully: in-flight syncs finish (for DRAIN at
+    // most), then the Lease is released. A lost Lease stops at once:
+    // another replica may already be writing, so in-flight syncs are
+    // dropped where they stand.
     let (graceful_tx, graceful_rx) = tokio::sync::oneshot::channel::<()>();
     let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    let drained = shutdown.clone().drained();
     tokio::spawn(async move {
         tokio::select! {
             _ = leader.wait_for(|held| !*held) => { let _ = lost_tx.send(()); }
@@ -265,51 +270,19 @@ pub(crate) async fn run(client: kube::Client, opts: Options) -> Result<(), Error
         }
     };
     leading.store(true, Ordering::Relaxed);
-    let lost = run_controller(client, opts, metrics, notices, on(graceful_rx), on(lost_rx)).await?;
-    if lost {
+    let abort = async {
+        tokio::select! {
+            _ = on(lost_rx) => true,
+            _ = drained => false,
+        }
+    };
+    if run_controller(client, opts, metrics, notices, on(graceful_rx), abort).await? {
         return Err(Error::LostLeadership);
     }
     if let Ok(Ok(manager)) = lease_task.await {
         let _ = manager.release().await;
     }
     Ok(())
-}
-
-/// SIGTERM or Ctrl-C, listened for from the first line of `run`: one that
-/// comes before anything waits for it (while the listeners start, while
-/// the Lease is read) is kept, not lost, and every waiter sees it.
-#[derive(Clone)]
-struct Shutdown(tokio::sync::watch::Receiver<bool>);
-
-impl Shutdown {
-    fn listen() -> Shutdown {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (tx, rx) = tokio::sync::watch::channel(false);
-        // registered here, before any other work, not when first awaited
-        let term = signal(SignalKind::terminate());
-        let interrupt = signal(SignalKind::interrupt());
-        tokio::spawn(async move {
-            match (term, interrupt) {
-                (Ok(mut t), Ok(mut i)) => {
-                    tokio::select! {
-                        _ = t.recv() => {}
-                        _ = i.recv() => {}
-                    }
-                }
-                _ => {
-                    let _ = tokio::signal::ctrl_c().await;
-                }
-            }
-            let _ = tx.send(true);
-        });
-        Shutdown(rx)
-    }
-
-    async fn wait(mut self) {
-        if self.0.wait_for(|s| *s).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    }
 }
 
 /// Reconcile on a new generation or a new `requested-at`; a status write
@@ -322,15 +295,16 @@ fn artifact_changed(a: &Artifact) -> Option<u64> {
 
 type Requests = std::pin::Pin<Box<dyn Stream<Item = Result<ReconcileRequest<Artifact>, watcher::Error>> + Send>>;
 
-/// Returns `true` when `abort` ended it (in-flight reconciles dropped),
-/// `false` when `stop` did (in-flight reconciles finished).
+/// `stop` ends the queue and lets in-flight reconciles finish; `abort`
+/// drops them where they stand and its value is returned (`false` when
+/// `stop` ended it).
 async fn run_controller(
     client: kube::Client,
     opts: Options,
     metrics: Arc<metrics::Metrics>,
     notices: tokio::sync::mpsc::Receiver<notify::Notice>,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
-    abort: impl std::future::Future<Output = ()>,
+    abort: impl std::future::Future<Output = bool>,
 ) -> Result<bool, Error> {
     sweep(&opts.work_dir).await;
     let managed = format!("{}={}", configmap::MANAGED_BY.0, configmap::MANAGED_BY.1);
@@ -543,9 +517,13 @@ async fn run_controller(
     // The reconciles run inside the applier's stream: dropping it drops them.
     tokio::select! {
         biased;
-        _ = abort => {
-            tracing::warn!("lost the leader lease: in-flight syncs dropped");
-            Ok(true)
+        lost = abort => {
+            if lost {
+                tracing::warn!("lost the leader lease: in-flight syncs dropped");
+            } else {
+                tracing::warn!(drain = ?crate::shutdown::DRAIN, "in-flight syncs dropped: they outlasted the drain after SIGTERM");
+            }
+            Ok(lost)
         }
         _ = drive => Ok(false),
     }

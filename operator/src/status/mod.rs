@@ -61,6 +61,9 @@ pub(crate) enum Reason {
     // the operator itself
     Timeout,
     ApiError,
+    /// The disk written to (the shared volume, the work dir) is full, or
+    /// its quota reached: whoever sizes it must act, or space must free up.
+    NoSpace,
     Internal,
 }
 
@@ -98,6 +101,7 @@ impl Reason {
             Reason::VolumeNotOwned => "VolumeNotOwned",
             Reason::Timeout => "Timeout",
             Reason::ApiError => "ApiError",
+            Reason::NoSpace => "NoSpace",
             Reason::Internal => "Internal",
         }
     }
@@ -156,6 +160,16 @@ impl std::fmt::Display for Reason {
     }
 }
 
+/// A failed read or write of our own disk: out of space (or quota) is the
+/// disk's owner's to fix, anything else is ours.
+pub(crate) fn io_reason(e: &std::io::Error) -> Reason {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::StorageFull | K::QuotaExceeded | K::FileTooLarge => Reason::NoSpace,
+        _ => Reason::Internal,
+    }
+}
+
 impl From<&RegistryError> for Reason {
     fn from(e: &RegistryError) -> Self {
         use RegistryError as R;
@@ -180,7 +194,7 @@ impl From<&UnpackError> for Reason {
             U::LimitExceeded { .. } => Reason::LimitExceeded,
             U::Mismatch { .. } => Reason::DigestMismatch,
             U::UnsupportedLayer { .. } | U::Corrupt { .. } => Reason::Unsupported,
-            U::Io { .. } => Reason::Internal,
+            U::Io { source, .. } => io_reason(source),
         }
     }
 }
@@ -213,14 +227,14 @@ impl From<&PublishError> for Reason {
             PublishError::BadKey { .. } => Reason::InvalidKey,
             PublishError::NotOwned { .. } | PublishError::Conflict { .. } => Reason::ConfigMapNotOwned,
             PublishError::Api(_) => Reason::ApiError,
-            PublishError::Io { .. } => Reason::Internal,
+            PublishError::Io { source, .. } => io_reason(source),
             PublishError::Volume(e) => {
                 use crate::publish::volume::{VolumeError, target::TargetError};
                 match e {
                     TargetError::NoRoot | TargetError::Unsafe(_) => Reason::InvalidSpec,
                     TargetError::NotOwned(_) => Reason::VolumeNotOwned,
                     TargetError::Volume(VolumeError::Reserved(_)) => Reason::UnsafeContent,
-                    TargetError::Volume(VolumeError::Io { .. }) => Reason::Internal,
+                    TargetError::Volume(VolumeError::Io { source, .. }) => io_reason(source),
                 }
             }
         }
@@ -314,5 +328,31 @@ mod tests {
         assert_eq!(Reason::from(&e), Reason::NotFound);
         assert_eq!(Reason::from(&PublishError::TooLarge { bytes: 2 }), Reason::ContentTooLarge);
         assert_eq!(serde_json::to_value(Reason::KeyCollision).unwrap(), "KeyCollision");
+    }
+
+    #[test]
+    fn a_full_disk_is_no_space_not_internal() {
+        use crate::publish::volume::{VolumeError, target::TargetError};
+        let full = || std::io::Error::from_raw_os_error(28); // ENOSPC
+        let quota = || std::io::Error::from_raw_os_error(122); // EDQUOT
+        let other = || std::io::Error::from_raw_os_error(5); // EIO
+        let cases: [(Reason, Reason); 6] = [
+            (Reason::from(&UnpackError::Io { path: "f".into(), source: full() }), Reason::NoSpace),
+            (Reason::from(&UnpackError::Io { path: "f".into(), source: other() }), Reason::Internal),
+            (Reason::from(&PublishError::Io { path: "f".into(), source: quota() }), Reason::NoSpace),
+            (
+                Reason::from(&PublishError::Volume(TargetError::Volume(VolumeError::Io {
+                    path: "v".into(),
+                    source: full(),
+                }))),
+                Reason::NoSpace,
+            ),
+            (Reason::from(&FetchError::Unpack(UnpackError::Io { path: "f".into(), source: full() })), Reason::NoSpace),
+            (Reason::from(&PublishError::Io { path: "f".into(), source: other() }), Reason::Internal),
+        ];
+        for (i, (got, want)) in cases.into_iter().enumerate() {
+            assert_eq!(got, want, "case {i}");
+        }
+        assert!(!Reason::NoSpace.is_stalled(), "space may free up (a revision past its grace): retried");
     }
 }

@@ -139,9 +139,23 @@ impl Operator {
     /// Start one with `extra` flags; `--metrics-addr` and `--work-dir` are
     /// chosen here.
     pub fn start(cp: &ControlPlane, name: &str, extra: &[&str]) -> Operator {
+        Operator::start_under(cp, name, extra, &[])
+    }
+
+    /// As `start`, run by `wrapper` (a program and its arguments, e.g.
+    /// `unshare --pid --fork` to be PID 1 of a namespace, as in a pod).
+    pub fn start_under(cp: &ControlPlane, name: &str, extra: &[&str], wrapper: &[&str]) -> Operator {
         let work = cp.dir.join(format!("{name}-work"));
         let metrics = format!("127.0.0.1:{}", free_port());
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ocisync"));
+        let bin = env!("CARGO_BIN_EXE_ocisync");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         cmd.args(["operator", "--metrics-addr", &metrics, "--work-dir"])
             .arg(&work)
             .args(extra)

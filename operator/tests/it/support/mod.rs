@@ -109,6 +109,11 @@ impl Proc {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// The exit code, once it has exited.
+    pub fn exit_code(&mut self) -> Option<i32> {
+        self.child.try_wait().ok().flatten().and_then(|s| s.code())
+    }
+
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
