@@ -44,7 +44,25 @@ struct State {
     /// digest → (size, last use)
     entries: HashMap<Digest, (u64, u64)>,
     total: u64,
+    /// Bytes of downloads being written to the cache: they are on disk
+    /// too, so they count against the bound before they are entries.
+    reserved: u64,
     clock: u64,
+}
+
+/// Room held for one download being written to the cache; given back when
+/// dropped (the download kept or not).
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    cache: Arc<BlobCache>,
+    size: u64,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut s = self.cache.state.lock().expect("cache poisoned");
+        s.reserved = s.reserved.saturating_sub(self.size);
+    }
 }
 
 impl BlobCache {
@@ -61,6 +79,30 @@ impl BlobCache {
     /// than half the cache is not.)
     pub(crate) fn fits(&self, size: u64) -> bool {
         size <= self.max_bytes / 2
+    }
+
+    /// Room for a download of `size` bytes, evicting the least recently
+    /// used entries for it; `None` when downloads already being written
+    /// hold too much of it (this one then goes on without the cache). So
+    /// the cache's directory, temporaries included, never holds more than
+    /// its bound: the work dir under it is an emptyDir with a `sizeLimit`,
+    /// past which the kubelet evicts the pod.
+    pub(crate) fn reserve(self: &Arc<Self>, size: u64) -> Option<Reservation> {
+        if !self.fits(size) {
+            return None;
+        }
+        let mut s = self.state.lock().expect("cache poisoned");
+        while s.total + s.reserved + size > self.max_bytes {
+            let Some(oldest) = s.entries.iter().min_by_key(|(_, (_, used))| *used).map(|(d, _)| d.clone()) else {
+                return None;
+            };
+            if let Some((n, _)) = s.entries.remove(&oldest) {
+                s.total -= n;
+                let _ = std::fs::remove_file(self.path(&oldest));
+            }
+        }
+        s.reserved += size;
+        Some(Reservation { cache: self.clone(), size })
     }
 
     fn path(&self, digest: &Digest) -> PathBuf {
@@ -213,6 +255,22 @@ mod tests {
         assert!(c.get_toc(&layer, 100).is_none(), "no longer its digest: dropped");
         assert!(c.get(&Digest::of(&toc)).is_none() && c.total() == 0);
         assert!(c.get_toc(&Digest::of(b"other"), 100).is_none());
+    }
+
+    #[test]
+    fn downloads_being_written_count_against_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Arc::new(BlobCache::new(dir.path().join("blobs"), 100).unwrap());
+        let a = put(&c, &[b'a'; 30]);
+        let first = c.reserve(40).expect("room: 30 + 40");
+        let second = c.reserve(40).expect("room once a is evicted");
+        assert!(c.get(&a).is_none(), "a made room");
+        assert!(c.reserve(40).is_none(), "80 held by downloads: a third would pass 100");
+        assert!(c.reserve(51).is_none(), "over half the cache: never kept");
+        drop(first);
+        let third = c.reserve(40).expect("the first gave its room back");
+        drop((second, third));
+        assert_eq!(c.state.lock().unwrap().reserved, 0);
     }
 
     #[tokio::test]

@@ -118,7 +118,7 @@ impl LayerJob {
         let unpacker = tokio::task::spawn_blocking(move || {
             unpack::unpack_layer(&kind, &digest, ChannelReader::new(rx), &dir, &selection, &budget)
         });
-        let downloaded = self.download(source, cache.as_deref(), tx).await;
+        let downloaded = self.download(source, cache.as_ref(), tx).await;
         if from_cache && downloaded.is_err() {
             // Not what its name says (a disk error, tampering): dropped, and
             // the next attempt downloads it.
@@ -162,7 +162,7 @@ impl LayerJob {
     async fn download(
         &self,
         source: Source,
-        cache: Option<&BlobCache>,
+        cache: Option<&Arc<BlobCache>>,
         tx: mpsc::Sender<Bytes>,
     ) -> Result<u64, FetchError> {
         let desc = &self.plan.descriptor;
@@ -172,8 +172,8 @@ impl LayerJob {
         let mut received = 0u64;
         let (mut body, mut keep, from) = match source {
             Source::Registry(r, from) => {
-                let keep = match cache {
-                    Some(c) => Keep::open(c.temp()).await,
+                let keep = match cache.and_then(|c| Some((c, c.reserve(desc.size)?))) {
+                    Some((c, room)) => Keep::open(c.temp(), room).await,
                     None => None,
                 };
                 (r.bytes_stream().map(|c| c.map_err(|e| crate::oci::error::chain(&e))).boxed(), keep, Some(from))
@@ -259,12 +259,14 @@ struct Keep {
     path: PathBuf,
     file: Option<tokio::fs::File>,
     kept: bool,
+    /// Its room in the cache, held until it is an entry or gone.
+    _room: super::cache::Reservation,
 }
 
 impl Keep {
-    async fn open(path: PathBuf) -> Option<Keep> {
+    async fn open(path: PathBuf, room: super::cache::Reservation) -> Option<Keep> {
         let file = tokio::fs::File::create(&path).await.ok()?;
-        Some(Keep { path, file: Some(file), kept: false })
+        Some(Keep { path, file: Some(file), kept: false, _room: room })
     }
 
     /// `false` when the cache cannot take it (disk full): the download
