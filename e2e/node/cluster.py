@@ -110,6 +110,71 @@ class Cluster:
                            stdout=subprocess.DEVNULL)
         return crane("digest", "--insecure", ref).strip()
 
+    # --- the cluster's own processes, for faults ---------------------------------
+    def daemon(self, name):
+        """(pids file, pid) of a process start-cluster.sh or
+        start-control-plane.sh started (etcd, kube-apiserver, containerd...)."""
+        for pids in (self.dir / "pids", self.dir / "cp/pids"):
+            for line in pids.read_text().splitlines():
+                n, pid, _ = line.split()
+                if n == name:
+                    return pids, int(pid)
+        raise AssertionError(f"no {name} in the pids files")
+
+    def restart(self, name):
+        """Stop a daemon (SIGTERM, then SIGKILL after 10 s) and start it
+        again as it was started: same argv, environment and directory,
+        output appended to its log; its pids line updated for
+        stop-cluster.sh."""
+        import signal
+        pids, pid = self.daemon(name)
+        proc = pathlib.Path(f"/proc/{pid}")
+        argv = proc.joinpath("cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+        env = dict(kv.split(b"=", 1) for kv in proc.joinpath("environ").read_bytes().split(b"\0") if b"=" in kv)
+        cwd = os.readlink(proc / "cwd")
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while proc.exists() and proc.joinpath("stat").read_text().split(") ")[1][0] != "Z":
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+            time.sleep(0.05)
+        logs = {"kube-apiserver": self.dir / "cp/logs/kube-apiserver.log", "etcd": self.dir / "cp/logs/etcd.log"}
+        log = open(logs.get(name, self.dir / "logs" / f"{name}.log"), "ab")
+        new = subprocess.Popen(argv, env=env, cwd=cwd, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                               start_new_session=True)
+        log.close()
+        start = pathlib.Path(f"/proc/{new.pid}/stat").read_text().split(") ")[1].split()[19]
+        lines = [f"{name} {new.pid} {start}" if line.split()[0] == name else line
+                 for line in pids.read_text().splitlines()]
+        pids.write_text("\n".join(lines) + "\n")
+        # not ours to wait for: stop-cluster.sh stops it by its pids line
+        new.returncode = 0
+        return new.pid
+
+    def registry_process(self, name, host=None, accesslog=False):
+        """Another distribution registry on the bridge (its data kept in
+        DIR/NAME across restarts): (host:port, its process). `host` again
+        restarts one on the same address."""
+        import socket
+        if host is None:
+            with socket.socket() as s:
+                s.bind(("10.217.0.1", 0))
+                host = f"10.217.0.1:{s.getsockname()[1]}"
+        d = self.dir / name
+        d.mkdir(exist_ok=True)
+        (d / "config.yml").write_text(json.dumps({
+            "version": 0.1, "log": {"level": "warn", "accesslog": {"disabled": not accesslog}},
+            "storage": {"filesystem": {"rootdirectory": str(d / "data")}}, "http": {"addr": host}}))
+        log = open(self.dir / "logs" / f"{name}.log", "a")
+        proc = subprocess.Popen([TOOLS / "docker-registry", "serve", d / "config.yml"], stdout=log, stderr=log)
+        log.close()
+
+        def up():
+            assert proc.poll() is None, f"registry {name} exited"
+            return subprocess.run(["curl", "-sf", f"http://{host}/v2/"], stdout=subprocess.DEVNULL).returncode == 0
+        eventually(f"registry {name} answers", 20, up)
+        return host, proc
+
     def notifying_registry(self, endpoint, token):
         """Another distribution registry on the bridge, one that notifies
         endpoint of every push (distribution's notifications.endpoints);
