@@ -15,6 +15,8 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/tmp/ocisync-target}
 export OCISYNC_TOOLS=${OCISYNC_TOOLS:-/var/tmp/ocisync/tools}
 [[ -f $HOME/.cargo/env ]] && . "$HOME/.cargo/env"
 step() { printf '\n== %s\n' "$*" >&2; }
+before=$(mktemp)
+e2e/leftovers.sh snapshot "$before"
 
 step "real tools (oras, crane, cosign, docker-registry, kustomize, kubectl, notation) in $OCISYNC_TOOLS"
 e2e/setup/install-tools.sh >/dev/null
@@ -60,7 +62,15 @@ fi
 step "the real node: helm install, upgrade, test and uninstall; pods reading ConfigMaps, the agent's emptyDir and the shared volume (e2e/node/test_node.py)"
 OCISYNC_BIN=$CARGO_TARGET_DIR/debug/ocisync "${OCISYNC_VALIDATORS:-/var/tmp/ocisync/validators}/bin/python" e2e/node/test_node.py
 
+step "faults on the real node: kills mid-write, a full share, the work dir's limit, a 1 GiB layer under the memory limit, the registry gone, the API server and etcd paused and restarted, a trickling registry, 200 Artifacts through kills, containerd restarted, SIGTERM to the agent (e2e/node/test_faults.py)"
+OCISYNC_BIN=$CARGO_TARGET_DIR/debug/ocisync "${OCISYNC_VALIDATORS:-/var/tmp/ocisync/validators}/bin/python" e2e/node/test_faults.py
+
 step "the demo (with the debug build just tested), to completion"
 demo_log=$(mktemp)
 OCISYNC_BIN=$CARGO_TARGET_DIR/debug/ocisync e2e/demo.sh >"$demo_log" 2>&1 || { tail -40 "$demo_log"; exit 1; }
 rm -f "$demo_log"
+
+step "no process left behind by the tests (e2e/leftovers.sh)"
+for _ in $(seq 20); do e2e/leftovers.sh check "$before" 2>/dev/null && break; sleep 0.5; done
+e2e/leftovers.sh check "$before"
+rm -f "$before"

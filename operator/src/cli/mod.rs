@@ -118,6 +118,11 @@ struct OperatorArgs {
     /// Where fetches are staged before they are published.
     #[arg(long, default_value = "/tmp/ocisync")]
     work_dir: PathBuf,
+    /// The most --work-dir may hold (an emptyDir's sizeLimit, past which
+    /// the kubelet evicts the pod): the blob cache is made small enough
+    /// that it and the ConfigMaps being staged stay under it.
+    #[arg(long, value_parser = parse_size, value_name = "SIZE")]
+    work_dir_size_limit: Option<u64>,
     /// Artifacts reconciled at once. Most of a reconcile is waiting on the
     /// API server: at 10,000 new Artifacts 8 left it idle between writes.
     #[arg(long, default_value_t = 16)]
@@ -559,7 +564,17 @@ async fn operator(args: OperatorArgs, shutdown: crate::shutdown::Shutdown) -> Ex
             grace: args.volume_grace,
             owner: args.volume_owner,
         }),
-        blob_cache_bytes: args.blob_cache_size,
+        blob_cache_bytes: {
+            let n = crate::fetch::cache::bound(args.blob_cache_size, args.work_dir_size_limit, args.concurrency);
+            if n < args.blob_cache_size {
+                tracing::warn!(
+                    requested = args.blob_cache_size,
+                    kept = n,
+                    "--blob-cache-size lowered to fit --work-dir-size-limit"
+                );
+            }
+            n
+        },
         max_timeout: args.max_timeout,
         partial: match args.partial {
             PartialArg::Auto => crate::api::Partial::Auto,

@@ -16,6 +16,21 @@ const MAX_INFLIGHT: usize = 1024;
 /// Layers whose TOC's place is remembered; past this the map starts over.
 const MAX_TOCS: usize = 4096;
 
+/// What a sync may stage in the work dir beside the cache: a ConfigMap's
+/// files (1 MiB at most) per reconcile running at once, plus slack for
+/// TOCs and the filesystem's own blocks.
+const STAGING_PER_SYNC: u64 = 1 << 20;
+const SLACK: u64 = 16 << 20;
+
+/// The cache's size: `requested`, made smaller when the work dir has a
+/// `limit` that it and `concurrency` syncs' staging would pass (0, off,
+/// when nothing is left for it).
+pub(crate) fn bound(requested: u64, limit: Option<u64>, concurrency: u16) -> u64 {
+    let Some(limit) = limit else { return requested };
+    let staging = u64::from(concurrency.max(1)) * STAGING_PER_SYNC + SLACK;
+    requested.min(limit.saturating_sub(staging))
+}
+
 #[derive(Debug)]
 pub(crate) struct BlobCache {
     dir: PathBuf,
@@ -255,6 +270,23 @@ mod tests {
         assert!(c.get_toc(&layer, 100).is_none(), "no longer its digest: dropped");
         assert!(c.get(&Digest::of(&toc)).is_none() && c.total() == 0);
         assert!(c.get_toc(&Digest::of(b"other"), 100).is_none());
+    }
+
+    #[test]
+    fn the_cache_fits_under_the_work_dirs_limit() {
+        const MI: u64 = 1 << 20;
+        let cases = [
+            // requested, limit, concurrency, kept
+            (512 * MI, None, 16, 512 * MI),
+            (512 * MI, Some(1024 * MI), 16, 512 * MI),
+            (512 * MI, Some(64 * MI), 16, 32 * MI),
+            (512 * MI, Some(20 * MI), 16, 0),
+            (8 * MI, Some(64 * MI), 16, 8 * MI),
+            (512 * MI, Some(64 * MI), 0, 47 * MI),
+        ];
+        for (requested, limit, concurrency, kept) in cases {
+            assert_eq!(bound(requested, limit, concurrency), kept, "{requested} {limit:?} {concurrency}");
+        }
     }
 
     #[test]
