@@ -108,9 +108,8 @@ impl BlobCache {
         }
         let mut s = self.state.lock().expect("cache poisoned");
         while s.total + s.reserved + size > self.max_bytes {
-            let Some(oldest) = s.entries.iter().min_by_key(|(_, (_, used))| *used).map(|(d, _)| d.clone()) else {
-                return None;
-            };
+            // nothing left to evict: the rest is held by downloads
+            let oldest = s.entries.iter().min_by_key(|(_, (_, used))| *used).map(|(d, _)| d.clone())?;
             if let Some((n, _)) = s.entries.remove(&oldest) {
                 s.total -= n;
                 let _ = std::fs::remove_file(self.path(&oldest));
