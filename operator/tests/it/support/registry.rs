@@ -122,9 +122,24 @@ impl Distribution {
     }
 
     /// Requests the registry logged, one line each (its access log).
+    /// The access log's request lines, once it has settled: distribution
+    /// writes a line after the response is sent, so a client that has just
+    /// read its last byte may be ahead of it (seen under load in CI).
     pub fn access_log(&self) -> Vec<String> {
-        let text = std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default();
-        text.lines().filter(|l| l.contains("HTTP/1.1\"")).map(str::to_string).collect()
+        let read = || {
+            let text = std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default();
+            text.lines().filter(|l| l.contains("HTTP/1.1\"")).map(str::to_string).collect::<Vec<_>>()
+        };
+        let mut last = read();
+        for _ in 0..20 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let now = read();
+            if now.len() == last.len() {
+                return now;
+            }
+            last = now;
+        }
+        last
     }
 }
 
