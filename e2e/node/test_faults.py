@@ -501,7 +501,11 @@ class Faults:
             assert cm["data"]["id.txt"] == f"r{i % 10}\n", cm["data"]
             assert cm["metadata"]["annotations"][DIGEST] == repos[f"fleet/r{i % 10}"]
         assert not [p for p in self.work_dir().iterdir() if p.name != ".blob-cache"], list(self.work_dir().iterdir())
-        self.c.kubectl("delete", "namespace", "fleet", "--wait=false")
+        # The namespace deleted: its ConfigMaps go before its Artifacts, and
+        # nothing is downloaded again for a namespace on its way out.
+        gets = self.blob_gets()
+        self.c.kubectl("delete", "namespace", "fleet", "--timeout=120s")
+        assert self.blob_gets() == gets, (self.blob_gets() - gets, "blob GETs while the namespace was deleted")
 
     def test_containerd(self):
         """containerd restarted under running pods: the operator and an

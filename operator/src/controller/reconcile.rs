@@ -77,7 +77,7 @@ impl Progress {
 pub(super) async fn reconcile(artifact: Arc<Artifact>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let artifact = ctx.written.catch_up(artifact);
-    if artifact.spec.suspend {
+    if artifact.spec.suspend || ctx.trust.terminating(&artifact.namespace().unwrap_or_default()) {
         return Ok(Action::await_change());
     }
     let name = artifact.name_any();

@@ -90,6 +90,14 @@ fn root_at<R>(r: &Option<TrustedRootRef<R>>, at: impl Fn(&R) -> (String, String)
 }
 
 impl TrustSource {
+    /// Is `namespace` being deleted? Its ConfigMaps go first and its
+    /// Artifacts after them, so for a while each Artifact's target is gone
+    /// and it would be synced again: a download for nothing, then a write
+    /// the API server refuses.
+    pub(crate) fn terminating(&self, namespace: &str) -> bool {
+        self.namespaces.get(&ObjectRef::new(namespace)).is_some_and(|n| n.metadata.deletion_timestamp.is_some())
+    }
+
     /// Does `policy` cover `artifact`, by its namespace's labels and its
     /// URL? `Err`: the policy cannot be read (it then covers, failing).
     pub(crate) fn covers(&self, policy: &ClusterArtifactPolicySpec, artifact: &Artifact) -> Result<bool, String> {
