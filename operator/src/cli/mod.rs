@@ -33,6 +33,12 @@ use crate::unpack::{Limits, Selection};
 
 /// Set up the process (TLS provider, logs, runtime) and run the command.
 pub(crate) fn main() -> ExitCode {
+    // `ocisync` re-executed as the launcher of a credential program
+    // (`oci::exec`): nothing else of the process is set up.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if args.first().is_some_and(|a| a == crate::oci::exec::LAUNCH) {
+        crate::oci::exec::launch(&args[1..]);
+    }
     // reqwest and kube must agree on one rustls provider; install it before
     // anything builds a TLS config.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();

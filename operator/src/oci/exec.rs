@@ -5,7 +5,11 @@
 //!
 //! It runs in a process group of its own, and the whole group is killed at
 //! the deadline and once it has answered: a program run through a wrapper
-//! (a shell script, `env`, a language's shim) leaves nothing behind.
+//! (a shell script, `env`, a language's shim) leaves nothing behind. And it
+//! dies with us: `ocisync` starts it through itself ([`LAUNCH`]), asking
+//! the kernel for a SIGKILL when the thread that waits for it ends, so a
+//! kill of `ocisync` (`kill -9`, an OOM kill, Ctrl-C, which no longer
+//! reaches a program in another process group) leaves no program behind.
 
 use std::ffi::OsStr;
 use std::io::{Read, Write};
@@ -33,13 +37,53 @@ pub(crate) struct Run<'a> {
     pub(crate) max_output: u64,
 }
 
+/// The hidden first argument under which `ocisync` runs as the launcher
+/// of a credential program: `ocisync LAUNCH PARENT-PID PROGRAM ARGS...`.
+pub(crate) const LAUNCH: &str = "__launch-credential-program";
+/// The launcher's exit status when the program is not there (as a shell's).
+const NOT_FOUND: i32 = 127;
+const CANNOT_RUN: i32 = 126;
+
+/// The launcher: ask for SIGKILL when the parent (the thread waiting for
+/// us) ends, make sure it has not ended already, then become the program.
+/// The death signal survives the exec.
+pub(crate) fn launch(args: &[std::ffi::OsString]) -> ! {
+    use std::os::unix::process::CommandExt as _;
+    let (Some(parent), Some(program)) = (args.first(), args.get(1)) else { std::process::exit(CANNOT_RUN) };
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL));
+    let parent: Option<i32> = parent.to_str().and_then(|p| p.parse().ok());
+    if rustix::process::getppid().map(rustix::process::Pid::as_raw_nonzero).map(|p| p.get()) != parent {
+        std::process::exit(CANNOT_RUN);
+    }
+    let e = Command::new(program).args(&args[2..]).exec();
+    std::process::exit(if e.kind() == std::io::ErrorKind::NotFound { NOT_FOUND } else { CANNOT_RUN })
+}
+
+/// The program, started through the launcher when this is `ocisync` (a
+/// test binary is not, and runs it directly).
+fn command(r: &Run<'_>) -> (Command, bool) {
+    let exe = if cfg!(test) { None } else { std::env::current_exe().ok() };
+    match exe {
+        Some(exe) => {
+            let mut c = Command::new(exe);
+            c.arg(LAUNCH).arg(std::process::id().to_string()).arg(r.program).args(r.args);
+            (c, true)
+        }
+        None => {
+            let mut c = Command::new(r.program);
+            c.args(r.args);
+            (c, false)
+        }
+    }
+}
+
 /// Run to completion (or the deadline); its exit status and at most
 /// `max_output + 1` bytes of its stdout.
 pub(crate) fn run(r: &Run<'_>) -> Result<(ExitStatus, Vec<u8>), ExecError> {
     use std::os::unix::process::CommandExt as _;
-    let mut child = Command::new(r.program)
+    let (mut cmd, launched) = command(r);
+    let mut child = cmd
         .process_group(0)
-        .args(r.args)
         .envs(r.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -89,7 +133,15 @@ pub(crate) fn run(r: &Run<'_>) -> Result<(ExitStatus, Vec<u8>), ExecError> {
     let out = output.recv_timeout(left).map_err(|_| ExecError::Timeout(r.timeout));
     // It has answered (or run out of time): what it started goes with it.
     kill_group(child.id());
-    Ok((status, out?))
+    let out = out?;
+    if launched && out.is_empty() {
+        match status.code() {
+            Some(NOT_FOUND) => return Err(ExecError::Missing),
+            Some(CANNOT_RUN) => return Err(ExecError::Spawn(std::io::Error::other("the launcher could not run it"))),
+            _ => {}
+        }
+    }
+    Ok((status, out))
 }
 
 /// SIGKILL to the process group the program leads (its id is the group's);

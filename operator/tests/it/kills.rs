@@ -63,3 +63,55 @@ async fn killed_at_random_points_it_converges_with_nothing_torn_or_left_behind()
     let work = work.unwrap();
     eventually("an empty work dir", 10, async || entries(&work).is_empty().then_some(())).await;
 }
+
+/// `ocisync` killed (SIGKILL: `kill -9`, an OOM kill) while a docker
+/// credential helper it started hangs: the helper dies with it. It runs in
+/// a process group of its own (so that its deadline ends a whole wrapper),
+/// which no signal to `ocisync` reaches; the launcher's death signal does.
+#[test]
+fn a_hanging_credential_helper_dies_with_ocisync() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let started = dir.path().join("started");
+    let helper = bin.join("docker-credential-hang");
+    std::fs::write(&helper, format!("#!/bin/sh\necho $$ > {}\nexec sleep 3600\n", started.display())).unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(dir.path().join("config.json"), r#"{"credHelpers": {"127.0.0.1:9": "hang"}}"#).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let mut ocisync = std::process::Command::new(env!("CARGO_BIN_EXE_ocisync"))
+        .args(["resolve", "127.0.0.1:9/app:v1", "--docker-config"])
+        .arg(dir.path().join("config.json"))
+        .env("PATH", path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let pid: i32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&started).ok().and_then(|s| s.trim().parse().ok()) {
+            break pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "the helper never started");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let running = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+    };
+    assert!(running(pid), "the helper runs while ocisync waits for it");
+    ocisync.kill().unwrap();
+    ocisync.wait().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while running(pid) {
+        if std::time::Instant::now() > deadline {
+            let _ = rustix::process::kill_process_group(
+                rustix::process::Pid::from_raw(pid).unwrap(),
+                rustix::process::Signal::KILL,
+            );
+            panic!("the helper ({pid}) outlived ocisync by 5 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
