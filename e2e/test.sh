@@ -31,6 +31,9 @@ e2e/setup/install-node.sh
 step "layer producers (skopeo 1.9 and containerd's estargz library, from Debian bookworm's packages) in ${OCISYNC_PRODUCERS:-/var/tmp/ocisync/producers}"
 e2e/setup/install-producers.sh
 
+step "mdBook (from crates.io, once) in $OCISYNC_TOOLS"
+e2e/setup/install-book.sh >/dev/null
+
 step "admission policy (Kubernetes 1.30+, which the test control plane is not): schemas and CEL"
 e2e/setup/install-validators.sh
 "${OCISYNC_VALIDATORS:-/var/tmp/ocisync/validators}/bin/python" e2e/check-admission.py
@@ -50,6 +53,14 @@ step "cargo test"
 # control plane and finish in about half the time two would take.
 export RUST_TEST_THREADS=${RUST_TEST_THREADS:-6}
 cargo test --workspace --all-targets --locked
+
+step "the book: mdbook build docs (its reference pages and Artifacts were checked against the code by cargo test), every internal link and anchor, man pages, its runnable examples (e2e/book-examples.py)"
+rm -rf docs/book
+RUST_LOG=warn "$OCISYNC_TOOLS/bin/mdbook" build docs
+python3 e2e/check-book.py docs/book README.md
+"$CARGO_TARGET_DIR/debug/ocisync" docs --man docs/book/man
+OCISYNC_BIN=$CARGO_TARGET_DIR/debug/ocisync python3 e2e/book-examples.py
+ls docs/book/man | grep -qx 'ocisync-pull.1' || { echo "no man page for ocisync pull" >&2; exit 1; }
 
 step "the Sigstore conformance suite's 140 offline verification cases, through e2e/sigstore-conformance-client"
 CONFORMANCE=${OCISYNC_CONFORMANCE:-$ROOT/../shared/conformance}

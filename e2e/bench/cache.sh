@@ -5,7 +5,7 @@
 # bytes the operator downloaded come from its ocisync_blob_bytes_total
 # (bytes read from registries only; cache reads are not counted).
 #
-#   e2e/bench/cache.sh           # prints a markdown table (README "Performance")
+#   e2e/bench/cache.sh           # prints a markdown table (docs/src/operations/performance.md)
 #
 # Env: N (default 20), OCISYNC_TOOLS, CARGO_TARGET_DIR.
 set -euo pipefail

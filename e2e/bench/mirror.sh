@@ -5,7 +5,7 @@
 # come from the operator's ocisync_synced_layer_bytes_total{source}, which
 # counts what was downloaded from each (cache reads are not downloads).
 #
-#   e2e/bench/mirror.sh          # prints a markdown table (README "Performance")
+#   e2e/bench/mirror.sh          # prints a markdown table (docs/src/operations/performance.md)
 #
 # Env: N (default 20), OCISYNC_TOOLS, CARGO_TARGET_DIR.
 set -euo pipefail

@@ -4,7 +4,7 @@
 # skopeo: zstd:chunked) from one tree, pushed to a local distribution 2.8
 # whose access log gives the bytes each command cost.
 #
-#   e2e/bench/partial.sh         # prints markdown tables (README "Performance")
+#   e2e/bench/partial.sh         # prints markdown tables (docs/src/operations/performance.md)
 #
 #   one file     a tree of FILES files of FILE_KIB KiB of random bytes (1 GiB)
 #                and one 4 KiB file; `ocisync pull --select` of the 4 KiB

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Pull benchmark: ocisync against oras and crane, same registry, same run.
 #
-#   e2e/bench/pull.sh            # prints a markdown table (README "Performance")
+#   e2e/bench/pull.sh            # prints a markdown table (docs/src/operations/performance.md)
 #
 # Artifacts, pushed once by oras to a local distribution 2.8 registry:
 #   big    4 directory layers (tar+gzip) of 64 MiB each, 256 MiB in all

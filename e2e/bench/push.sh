@@ -4,7 +4,7 @@
 # webhook). Each round pushes a new version with oras and waits until the
 # ConfigMap's digest annotation names it.
 #
-#   e2e/bench/push.sh            # prints a markdown table (README "Performance")
+#   e2e/bench/push.sh            # prints a markdown table (docs/src/operations/performance.md)
 #
 # Each polled push lands just after a poll (the previous round ended on
 # one), so it waits about a whole interval: the worst case, not the mean.

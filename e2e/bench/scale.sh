@@ -4,7 +4,7 @@
 # distribution 2.8 registry, spread over NAMESPACES namespaces (default 1),
 # every namespace following every tag, each Artifact into its own ConfigMap.
 #
-#   e2e/bench/scale.sh           # prints a markdown table (README "Performance")
+#   e2e/bench/scale.sh           # prints a markdown table (docs/src/operations/performance.md)
 #
 # Measures: time from the first `kubectl create` (CREATORS clients at once)
 # until every Artifact is Ready, by each Ready condition's lastTransitionTime;

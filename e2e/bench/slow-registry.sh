@@ -7,7 +7,7 @@
 # per-registry cap lifted (--max-per-registry = --concurrency), as before it
 # existed.
 #
-#   e2e/bench/slow-registry.sh     # prints a markdown table (README "Security and limits")
+#   e2e/bench/slow-registry.sh     # prints a markdown table (docs/src/operations/security.md)
 #
 # Env: HEALTHY, SLOW, CARGO_TARGET_DIR, OCISYNC_TOOLS, CONTROL_PLANE_PREFIX.
 set -euo pipefail

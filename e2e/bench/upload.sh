@@ -6,7 +6,7 @@
 # side by side. Wall time and peak RSS from /usr/bin/time; the bytes
 # uploaded are the layer's size in the manifest each tool wrote.
 #
-#   e2e/bench/upload.sh          # prints a markdown table (README "Performance")
+#   e2e/bench/upload.sh          # prints a markdown table (docs/src/operations/performance.md)
 #
 # Env: FILES (2000), FILE_KIB (100), OCISYNC_TOOLS, CARGO_TARGET_DIR.
 set -euo pipefail

@@ -2,7 +2,7 @@
 # Volume publish benchmark: `ocisync pull --volume` (the code the operator's
 # volume target and the agent run) of a 2,000-file, 200 MiB revision.
 #
-#   e2e/bench/volume.sh          # prints a markdown table (README "Performance")
+#   e2e/bench/volume.sh          # prints a markdown table (docs/src/operations/performance.md)
 #
 # Two artifacts of one tar+gzip layer each, 2,000 files of 100 KiB (base64 of
 # random bytes), pushed once by oras to a local distribution 2.8 registry.

@@ -5,7 +5,7 @@
 # (`zstd --long=27`, the largest ocisync reads), and as skopeo 1.9's
 # zstd:chunked; each pulled RUNS times by the release build.
 #
-#   e2e/bench/zstd-window.sh     # prints a markdown table (README "Performance")
+#   e2e/bench/zstd-window.sh     # prints a markdown table (docs/src/operations/performance.md)
 #
 # Env: RUNS (default 3), OCISYNC_TOOLS, OCISYNC_PRODUCERS, CARGO_TARGET_DIR,
 # BENCH_OUT (outputs; default /dev/shm).

@@ -5,7 +5,7 @@ the operator's reaction, the fetch and the last hop), PUSHES pushes, each
 timed from the end of `oras push` until a container sees the new file,
 through a ConfigMap volume (the kubelet's refresh) and through the agent
 sidecar (its emptyDir). Once with the kubelet's syncFrequency at its
-default (1m), once at 10s: a new cluster each. Prints the README's table.
+default (1m), once at 10s: a new cluster each. Prints the table of docs/src/operations/performance.md.
 
 Usage: bench_push.py   (env PUSHES, default 10; OCISYNC_BIN as test_node.py)"""
 import os

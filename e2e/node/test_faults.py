@@ -23,7 +23,7 @@ Usage: test_faults.py [DIR] (DIR: the cluster's directory; default a new
 temporary one, stopped at the end). Env: OCISYNC_BIN, KEEP=1 (as
 test_node.py), OUTAGE (seconds, default 120), FAULTS (names to run,
 default all). Figures are printed as "figure: NAME VALUE" lines; the
-README's "Faults" table quotes them."""
+book's "Faults" page (docs/src/operations/faults.md) quotes them."""
 import json
 import os
 import pathlib

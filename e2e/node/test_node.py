@@ -295,7 +295,7 @@ class Suite:
         pv = self.c.dir / "pv"
         pv.mkdir(exist_ok=True)
         # fsGroup does not reach a hostPath (nor NFS): whoever provides the
-        # share makes it writable by the operator's uid, as the README says.
+        # share makes it writable by the operator's uid, as the install page says.
         os.chown(pv, 65532, 65532)
         self.c.apply({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "ocisync-files"},
                       "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"],

@@ -15,6 +15,7 @@ pub mod api;
 mod cli;
 mod controller;
 mod diff;
+mod docs;
 mod fetch;
 #[cfg(fuzzing)]
 pub mod fuzz;

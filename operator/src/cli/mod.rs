@@ -117,6 +117,31 @@ enum Command {
     Agent(agent::AgentArgs),
     /// Run the Artifact controller (in cluster, or against $KUBECONFIG).
     Operator(OperatorArgs),
+    /// Print a completion script for a shell: `source <(ocisync completion
+    /// bash)`, `ocisync completion zsh > "${fpath[1]}/_ocisync"`,
+    /// `ocisync completion fish > ~/.config/fish/completions/ocisync.fish`.
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write the reference pages generated from the code (CLI, API, reasons,
+    /// exit codes, metrics, chart values) into --dir, and man pages into
+    /// --man (the book's reference; a test fails when they drift).
+    #[command(hide = true)]
+    Docs {
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// The chart's values.yaml, for its page.
+        #[arg(long, value_name = "FILE", default_value = "charts/ocisync/values.yaml")]
+        chart_values: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        man: Option<PathBuf>,
+    },
+}
+
+/// The command line's definition, for the generated reference.
+pub(crate) fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
 }
 
 #[derive(Args, Debug)]
@@ -364,7 +389,44 @@ enum Format {
     Json,
 }
 
-/// Exit codes a script can tell apart; documented in the README.
+/// Every exit code and what it means (the reference's "Exit codes" page);
+/// a test checks that `exit_code` gives no other.
+pub(crate) const EXIT_CODES: &[(u8, &str)] = &[
+    (0, "success"),
+    (
+        1,
+        "internal error (I/O on the output, a failed task); `diff --exit-code`: the versions differ; `check`: an Artifact failed a check",
+    ),
+    (2, "usage: bad flags, bad reference, bad glob, unreadable docker config, CA file, key or trusted root"),
+    (3, "not found: tag, manifest or blob; the file `cat` asked for; nothing to `push` (no file matched)"),
+    (4, "authentication or authorisation refused"),
+    (5, "integrity: digest or size mismatch"),
+    (6, "a limit was exceeded"),
+    (7, "unsafe content: paths, links or device files"),
+    (8, "registry unreachable, or still failing after retries"),
+    (
+        9,
+        "unsupported content: media type, platform not in the index, corrupt archive, an unknown log entry kind; a Notation signature that needs a verification plugin or the `notary.x509.signingAuthority` scheme",
+    ),
+    (10, "no signature of the digest (as `cosign verify`); with `--notation`, no Notary Project signature"),
+    (
+        11,
+        "signed, but by no key or identity given, or by a certificate the trusted root does not vouch for; Notation: no trust policy statement for the repository, a chain not anchored in a `ca:` store, an identity the statement does not trust, an expired signature or certificate, a revoked certificate or one whose revocation status is unknown (`UntrustedSigner`)",
+    ),
+    (
+        12,
+        "a signature that does not match: tampered, or for another digest; Notation: an envelope that does not verify, breaks the certificate rules, or names another manifest (`SignatureMismatch`)",
+    ),
+    (13, "transparency log entry missing (with `--transparency-log Required`) or not verifying"),
+    (14, "no space left on the disk written to (`NoSpace`); what was written for it is removed"),
+];
+
+#[cfg(test)]
+pub(crate) fn exit_code_of(reason: Reason) -> u8 {
+    exit_code(reason)
+}
+
+/// Exit codes a script can tell apart (`EXIT_CODES`).
 fn exit_code(reason: Reason) -> u8 {
     match reason {
         Reason::NotFound => 3,
@@ -415,6 +477,19 @@ async fn run(cli: Cli) -> ExitCode {
                 }
             }
             ExitCode::SUCCESS
+        }
+        Command::Completion { shell } => {
+            clap_complete::generate(shell, &mut command(), "ocisync", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Docs { dir, chart_values, man } => {
+            match crate::docs::write(dir.as_deref(), &chart_values, man.as_deref()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(1)
+                }
+            }
         }
         Command::Operator(args) => operator(args, shutdown.unwrap_or_else(crate::shutdown::Shutdown::listen)).await,
         Command::Agent(args) => agent::run(args, shutdown.unwrap_or_else(crate::shutdown::Shutdown::listen)).await,

@@ -12,7 +12,7 @@ pub(crate) mod credentials;
 mod decide;
 mod events;
 mod http;
-mod metrics;
+pub(crate) mod metrics;
 mod notify;
 mod own_writes;
 pub(crate) mod plan;

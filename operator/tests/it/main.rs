@@ -4,6 +4,7 @@
 mod agent;
 mod api_server;
 mod check;
+mod completion;
 mod controller;
 mod defects;
 mod diff;

@@ -145,12 +145,12 @@ fn cache_keys_hold_the_account() {
     assert!(keys(&ka).iter().all(|k| k.ends_with(&ka)));
 }
 
-/// The README's configs (the generic example and each cloud's chart
+/// The book's configs (the generic example and each cloud's chart
 /// values) are ones the operator accepts, and match the registries their
 /// page names.
 #[test]
 fn the_readmes_configs_are_valid() {
-    let readme = include_str!("../../../../README.md");
+    let readme = include_str!("../../../../docs/src/guides/credentials.md");
     let blocks: Vec<&str> = readme
         .split("```yaml\n")
         .skip(1)
